@@ -1,0 +1,43 @@
+"""The Python API: `train` a run and `load` a trained classifier.
+
+    import foldertune as ft
+    run = ft.train(data="photos/", model="resnet18", mode="linear", epochs=5)   # -> Path('runs/resnet18-linear')
+    clf = ft.load(run)
+    clf.predict("photo.jpg").label
+
+Heavy imports (torch, torchvision) happen inside the functions, so `import foldertune` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def train(data: str | os.PathLike | None = None, *, quiet: bool = False, **settings: Any) -> Path:
+    """Train on `data` (default: the bundled sample) with any setting of `foldertune train`; returns the run folder.
+
+    Settings use the flag names with underscores: model, mode, epochs, batch_size, lr, img_size, val, test,
+    seed, device, precision, patience, run_name, project, ... An unknown name is an error with a suggestion.
+    """
+    from foldertune.config import RunConfig
+    from foldertune.data import sample_data_path
+    from foldertune.training import fit
+
+    cfg = RunConfig.from_flat(data=str(data if data is not None else sample_data_path()), **settings)
+    return fit(cfg, quiet=quiet)
+
+
+def resume(run: str | os.PathLike, *, epochs: int | None = None, quiet: bool = False) -> Path:
+    """Continue an interrupted run from its last.pt (optionally to a larger number of epochs)."""
+    from foldertune.training import resume as resume_run
+
+    return resume_run(run, epochs=epochs, quiet=quiet)
+
+
+def load(path: str | os.PathLike, *, device: str = "auto"):
+    """A `Classifier` from a run folder (its best.pt) or a checkpoint file."""
+    from foldertune.predict import Classifier
+
+    return Classifier.from_path(path, device=device)

@@ -1,0 +1,326 @@
+"""The command line: one table from sub-command to function; user errors become one line and exit code 2.
+
+    foldertune train [DATA] [--model mobilenet_v2] [--mode finetune] [--epochs 10] ...
+    foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
+    foldertune predict RUN|CHECKPOINT PATH... [--topk 5] [--out preds.csv|preds.json]
+    foldertune models
+
+Every sub-command's --help lists its flags with defaults and an example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import difflib
+import json
+import sys
+from pathlib import Path
+
+from foldertune import __version__
+from foldertune.errors import UserError
+
+# Flags of `train` that may accompany --resume; everything else comes from the run's config.json.
+RESUME_FLAGS = {"resume", "epochs", "device", "workers", "quiet"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is reported in one line (and exit code 2) instead of the whole usage."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)  # --epoch must not silently mean --epochs
+
+    def error(self, message: str) -> None:
+        if message.startswith("unrecognized arguments"):
+            known = [option for action in self._actions for option in action.option_strings]
+            unknown = [word.split("=")[0] for word in message.split(": ", 1)[1].split() if word.startswith("-")]
+            close = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
+            if close:
+                message += f"; did you mean {close[0]}?"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        raise SystemExit(2)
+    if unknown:  # reported by the sub-command's parser, which knows its flags and can suggest one
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        args.handler(args)
+    except UserError as error:
+        print(f"foldertune {args.command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"\nfoldertune {args.command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="foldertune",
+        description="Train, evaluate and use image classifiers from a folder of images (one sub-folder per class).",
+        epilog="Run 'foldertune COMMAND --help' for a command's flags and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"foldertune {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", parser_class=_Parser)
+    parser.commands = {}
+    for name, (add_arguments, handler, summary, example) in COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            argument_default=argparse.SUPPRESS if name == "train" else None,
+        )
+        add_arguments(sub)
+        sub.set_defaults(handler=handler, command=name)
+        parser.commands[name] = sub
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------- train
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    # Defaults are SUPPRESSed so that only the flags a user typed reach RunConfig (and --resume can spot extras);
+    # the defaults shown here come from config.py.
+    p.add_argument("data", nargs="?", metavar="DATA", help="image folder (default: the bundled sample photos)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="backbone, see 'foldertune models' (default: mobilenet_v2)")
+    g.add_argument("--mode", choices=["linear", "finetune", "scratch"], help="what trains (default: finetune)")
+    g.add_argument("--weights", metavar="FILE", help="start from this state_dict / checkpoint / .safetensors")
+    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="start from random weights")
+    g = p.add_argument_group("data")
+    g.add_argument("--val", type=float, metavar="F", help="validation share per class, if not split (default: 0.2)")
+    g.add_argument("--test", type=float, metavar="F", help="test share per class, if not split (default: 0)")
+    g.add_argument("--manifest", metavar="CSV", help="use this path,class,split CSV instead of scanning DATA")
+    g.add_argument("--img-size", type=int, metavar="N", help="input crop size in pixels (default: the model's, 224)")
+    g.add_argument("--workers", type=int, metavar="N", help="data loader processes (default: cores - 1, max 8)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, metavar="N", help="passes over the training data (default: 10)")
+    g.add_argument("--batch-size", type=int, metavar="N", help="images per step (default: 32)")
+    g.add_argument(
+        "--lr", type=float, metavar="X", help="peak learning rate (default: linear 3e-3, finetune 5e-4, scratch 1e-3)"
+    )
+    g.add_argument("--weight-decay", type=float, metavar="X", help="(default: adamw 0.05, adam 0, sgd 1e-4)")
+    g.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="(default: adamw)")
+    g.add_argument(
+        "--scheduler",
+        choices=["cosine", "step", "constant"],
+        help="cosine with warm-up, or the tutorial's step decay (default: cosine)",
+    )
+    g.add_argument("--warmup-epochs", type=float, metavar="E", help="warm-up length for cosine (default: 1)")
+    g.add_argument("--label-smoothing", type=float, metavar="X", help="(default: 0)")
+    g.add_argument("--patience", type=int, metavar="N", help="stop after N epochs without improvement (default: off)")
+    g.add_argument(
+        "--best-metric", choices=["accuracy", "f1"], help="validation metric that picks best.pt (default: accuracy)"
+    )
+    g.add_argument("--seed", type=int, metavar="N", help="seed for split, init, order and augmentation (default: 0)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="(default: auto: cuda, mps, then cpu)")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="(default: auto: bf16 where native)")
+    g = p.add_argument_group("output")
+    g.add_argument("--project", metavar="DIR", help="folder for run folders (default: runs)")
+    g.add_argument("--name", dest="run_name", metavar="NAME", help="run folder name (default: MODEL-MODE, -2, -3 ...)")
+    g.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt (with --epochs to extend it)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars; one line per epoch (for log files)")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from foldertune.config import RunConfig
+    from foldertune.data import sample_data_path
+    from foldertune.data.prepare import prepare_data
+
+    given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
+    quiet = given.pop("quiet", False)
+    if "resume" in given:
+        extra = sorted(set(given) - RESUME_FLAGS)
+        if extra:
+            names = ", ".join("DATA" if key == "data" else "--" + key.replace("_", "-") for key in extra)
+            raise UserError(f"{names} cannot change when resuming (the run keeps its config.json); drop them.")
+        from foldertune.training import resume
+
+        resume(
+            given["resume"],
+            epochs=given.get("epochs"),
+            device=given.get("device"),
+            workers=given.get("workers"),
+            quiet=quiet,
+        )
+        return
+    if given.get("data") is None:
+        given["data"] = str(sample_data_path())
+        print(f"no DATA given: training on the bundled sample photos in {given['data']}")
+    cfg = RunConfig.from_flat(**given)
+    data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)  # data mistakes show before torch loads
+    from foldertune.training import fit
+
+    fit(cfg, data=data, quiet=quiet)
+
+
+# ---------------------------------------------------------------------------------------------------- split
+
+
+def add_split_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", metavar="DATA", help="folder with one sub-folder per class")
+    p.add_argument("--val", type=float, default=0.2, metavar="F", help="validation share of each class (default: 0.2)")
+    p.add_argument("--test", type=float, default=0.0, metavar="F", help="test share of each class (default: 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="shuffle seed (default: 0)")
+    p.add_argument("--out", metavar="DIR", help="also build DIR/train, DIR/val (and DIR/test) class folders")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--copy", dest="how", action="store_const", const="copy", help="with --out: copy files (default)")
+    how.add_argument("--link", dest="how", action="store_const", const="link", help="with --out: symbolic links")
+    p.add_argument(
+        "--manifest", metavar="CSV", help="where to write the manifest (default: DIR/split.csv or ./split.csv)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing manifest file (never images)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_split(args: argparse.Namespace) -> None:
+    from foldertune.config import DataConfig
+    from foldertune.data.scan import scan_folder
+    from foldertune.data.split import assign_splits, format_counts, materialize, split_counts, write_csv, write_manifest
+
+    DataConfig(root=args.data, val_fraction=args.val, test_fraction=args.test)  # validates the fractions
+    if args.how and not args.out:
+        raise UserError(f"--{args.how} needs --out DIR: the folder to build train/ and val/ in.")
+    manifest = Path(args.manifest or (Path(args.out) / "split.csv" if args.out else "split.csv"))
+    counts_path = manifest.with_name(manifest.stem + "_counts.csv")
+    if not args.force:
+        for path in (manifest, counts_path):
+            if path.exists():
+                raise UserError(f"'{path}' already exists; pass --manifest OTHER.csv, or --force to overwrite it.")
+    scan = scan_folder(args.data, progress=not args.quiet)
+    if scan.presplit:
+        raise UserError(f"'{scan.root}' is already split into train/val folders; train on it directly.")
+    if not scan.classes:
+        raise UserError(f"no usable images found in '{scan.root}'; it needs one sub-folder per class.")
+    records, warnings = assign_splits(scan.images, val_fraction=args.val, test_fraction=args.test, seed=args.seed)
+    if args.out:
+        materialize(records, scan.root, args.out, how=args.how or "copy")
+        print(f"{'linked' if args.how == 'link' else 'copied'} {len(records)} images into {Path(args.out).absolute()}")
+    write_manifest(manifest, records)
+    rows = split_counts(records)
+    write_csv(counts_path, ["class", "train", "val", "test", "total"], rows)
+    print(format_counts(rows))
+    for warning in warnings:
+        print(f"warning: {warning}")
+    for skipped in scan.unreadable:
+        print(f"skipped unreadable {skipped.path}: {skipped.reason}")
+    print(f"manifest: {manifest.absolute()}  counts: {counts_path.absolute()}")
+
+
+# ---------------------------------------------------------------------------------------------------- predict
+
+
+def add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="RUN|CHECKPOINT", help="a run folder (uses its best.pt) or a .pt checkpoint")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
+    p.add_argument("--topk", type=int, default=5, metavar="K", help="classes to list per image (default: 5)")
+    p.add_argument("--out", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default: 64)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="(default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; with --out, no table either")
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    if args.topk < 1:
+        raise UserError(f"--topk must be at least 1; got {args.topk}.")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+        raise UserError(f"--out '{args.out}' must end in .csv or .json.")
+    from foldertune.predict import Classifier
+
+    classifier = Classifier.from_path(args.source, device=args.device)
+    predictions = classifier.predict_files(
+        args.paths, topk=args.topk, batch_size=args.batch_size, progress=not args.quiet
+    )
+    if not (args.quiet and args.out):
+        for p in predictions:
+            if p.error:
+                print(f"{p.path}\tERROR: {p.error}")
+            else:
+                print(f"{p.path}\t" + "  ".join(f"{label} {prob:.3f}" for label, prob in p.topk))
+    if args.out:
+        _write_predictions(Path(args.out), predictions, args.topk)
+        print(f"wrote {len(predictions)} predictions to {Path(args.out).absolute()}")
+    failed = sum(p.error is not None for p in predictions)
+    if failed:
+        print(f"{failed} of {len(predictions)} file(s) could not be read (listed above with ERROR)", file=sys.stderr)
+
+
+def _write_predictions(path: Path, predictions, topk: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        records = [
+            {"path": p.path, "label": p.label, "probability": p.probability, "error": p.error,
+             "topk": [{"label": label, "probability": prob} for label, prob in p.topk]}
+            for p in predictions
+        ]  # fmt: skip
+        path.write_text(json.dumps(records, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return
+    columns = ["path", "label", "probability"]
+    for k in range(1, topk + 1):
+        columns += [f"top{k}", f"p{k}"]
+    columns.append("error")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for p in predictions:
+            ranked = [value for label, prob in p.topk for value in (label, f"{prob:.6f}")]
+            ranked += [""] * (2 * topk - len(ranked))
+            probability = "" if p.probability is None else f"{p.probability:.6f}"
+            writer.writerow([p.path, p.label or "", probability, *ranked, p.error or ""])
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+def add_models_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run_models(args: argparse.Namespace) -> None:
+    from foldertune.models.registry import list_backbones
+    from foldertune.models.weights import hub_checkpoint_dir
+
+    cache = hub_checkpoint_dir()
+    print(f"{'backbone':<20}{'ImageNet top-1':>15}  {'weights file':<42}{'cached':<8}{'offline source'}")
+    for b in list_backbones():
+        cached = "yes" if (cache / b.weights_file).is_file() else "no"
+        offline = "package index" if b.index_package else "-"
+        print(f"{b.name:<20}{b.imagenet_top1:>14.1f}%  {b.weights_file:<42}{cached:<8}{offline}")
+    print(f"weights cache: {cache}")
+
+
+COMMANDS = {
+    "train": (
+        add_train_arguments,
+        run_train,
+        "train a classifier on a folder of images",
+        "foldertune train photos/ --model resnet18 --mode linear --epochs 5",
+    ),
+    "split": (
+        add_split_arguments,
+        run_split,
+        "split a folder into train / val / test, stratified per class",
+        "foldertune split photos/ --val 0.2 --test 0.1 --out photos_split --link",
+    ),
+    "predict": (
+        add_predict_arguments,
+        run_predict,
+        "predict the class of images with a trained run or checkpoint",
+        "foldertune predict runs/mobilenet_v2-finetune new_photos/ --out preds.csv",
+    ),
+    "models": (
+        add_models_arguments,
+        run_models,
+        "list the backbones, their ImageNet accuracy and whether their weights are cached",
+        "foldertune models",
+    ),
+}

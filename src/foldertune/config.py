@@ -1,0 +1,245 @@
+"""Settings of a run: one frozen dataclass per concern, validated when built, saved in the run folder.
+
+    cfg = RunConfig.from_flat(data="photos/", model="resnet18", mode="linear", epochs=5)
+    cfg.train.lr         # 0.003: the default learning rate for linear mode
+    cfg.to_dict()        # what config.json holds under "settings"
+
+Validation messages name the command-line flag (`--epochs`), because that is how most users set a value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from foldertune.errors import UserError
+
+MODES = ("linear", "finetune", "scratch")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("cosine", "step", "constant")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BEST_METRICS = ("accuracy", "f1")
+
+# Learning rates that work for AdamW with batch 32 on the bundled sample and on typical small datasets: the new
+# head alone tolerates a large step; a pretrained backbone needs a small one; from scratch sits in between.
+DEFAULT_LR = {"linear": 3e-3, "finetune": 5e-4, "scratch": 1e-3}
+
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "adam": 0.0, "sgd": 1e-4}  # AdamW decays decoupled; Adam and SGD use L2
+
+# PIL refuses images above twice its MAX_IMAGE_PIXELS; we use the same limit, checked before decoding.
+DEFAULT_MAX_PIXELS = 178_956_970
+
+# Settings whose command-line flag is not simply "--" + the field name with dashes.
+FLAGS = {
+    "root": "DATA",
+    "val_fraction": "--val",
+    "test_fraction": "--test",
+    "name": "--model",
+    "run_name": "--name",
+    "pretrained": "--no-pretrained",
+}
+
+# Names accepted by `foldertune.train(...)` and `RunConfig.from_flat` that differ from the field name.
+ALIASES = {"data": "root", "model": "name", "val": "val_fraction", "test": "test_fraction"}
+
+
+def flag(field_name: str) -> str:
+    """The command-line flag that sets a field, for error messages."""
+    return FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def _choice(field_name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{flag(field_name)} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+def _positive(field_name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or isinstance(value, bool) or not value > 0:
+        raise UserError(f"{flag(field_name)} must be a positive number; got {value!r}.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they are split and read."""
+
+    root: str = ""
+    """Folder with one sub-folder per class, or with train/ and val/ (valid/, validation/) [and test/] folders."""
+    val_fraction: float = 0.2
+    """Share of each class held out for validation when the folder is not already split."""
+    test_fraction: float = 0.0
+    """Share of each class held out as a test set when the folder is not already split."""
+    manifest: str | None = None
+    """A CSV (path, class, split) to use instead of scanning and splitting the folder."""
+    img_size: int | None = None
+    """Side of the square crop fed to the network, in pixels; None means the backbone's own (224)."""
+    workers: int | None = None
+    """DataLoader worker processes; None picks from the number of CPU cores."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Images with more pixels than this are refused unread (decompression-bomb guard)."""
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not 0 <= value < 1:
+                raise UserError(f"{flag(name)} must be a fraction between 0 and 1; got {value!r}.")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UserError("--val plus --test must leave some images for training (their sum must be below 1).")
+        if self.img_size is not None and (isinstance(self.img_size, bool) or not 16 <= self.img_size <= 4096):
+            raise UserError(f"--img-size must be between 16 and 4096 pixels; got {self.img_size!r}.")
+        if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 0):
+            raise UserError(f"--workers must be 0 or more; got {self.workers!r}.")
+        _positive("max_pixels", self.max_pixels)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which backbone and where its starting weights come from."""
+
+    name: str = "mobilenet_v2"
+    """A registered backbone (`foldertune models` lists them)."""
+    pretrained: bool = True
+    """Start from ImageNet weights (ignored, and recorded as False, in scratch mode)."""
+    weights: str | None = None
+    """A state_dict, .safetensors file or foldertune checkpoint to start from instead of the ImageNet weights."""
+
+    def __post_init__(self) -> None:
+        from foldertune.models.registry import get_backbone
+
+        get_backbone(self.name)  # raises a UserError naming the registered backbones
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the network is trained."""
+
+    mode: str = "finetune"
+    """linear: train only the new head; finetune: train every layer; scratch: random start, train every layer."""
+    epochs: int = 10
+    """Passes over the training split."""
+    batch_size: int = 32
+    """Images per optimisation step."""
+    lr: float | None = None
+    """Peak learning rate; None picks the mode's default (linear 3e-3, finetune 5e-4, scratch 1e-3)."""
+    weight_decay: float | None = None
+    """Weight decay, not applied to biases and norm layers; None picks adamw 0.05, adam 0 (the tutorial's), sgd 1e-4."""
+    optimizer: str = "adamw"
+    """adamw (default), adam (the tutorial's) or sgd (momentum 0.9)."""
+    scheduler: str = "cosine"
+    """cosine: warm-up then cosine decay per step; step: x0.1 every 7 epochs (the tutorial's); constant."""
+    warmup_epochs: float = 1.0
+    """Linear warm-up length for the cosine schedule, in epochs (fractions allowed)."""
+    label_smoothing: float = 0.0
+    """Cross-entropy label smoothing."""
+    seed: int = 0
+    """Seeds the split, the initialisation, the order of batches and the augmentation."""
+    device: str = "auto"
+    """auto picks cuda, then mps, then cpu."""
+    precision: str = "auto"
+    """auto picks bf16 where the hardware computes it natively, fp16 on older GPUs, otherwise fp32."""
+    patience: int | None = None
+    """Stop after this many epochs without improvement of the best metric; None trains every epoch."""
+    best_metric: str = "accuracy"
+    """Validation metric that selects best.pt: accuracy or (macro) f1."""
+
+    def __post_init__(self) -> None:
+        _choice("mode", self.mode, MODES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("scheduler", self.scheduler, SCHEDULERS)
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("best_metric", self.best_metric, BEST_METRICS)
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"{flag(name)} must be a whole number of at least 1; got {value!r}.")
+        _positive("lr", self.lr, allow_none=True)
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.mode])  # resolved once, while the object is being built
+        if self.weight_decay is None:
+            object.__setattr__(self, "weight_decay", DEFAULT_WEIGHT_DECAY[self.optimizer])
+        if self.weight_decay < 0:
+            raise UserError(f"--weight-decay must be 0 or more; got {self.weight_decay!r}.")
+        if self.warmup_epochs < 0:
+            raise UserError(f"--warmup-epochs must be 0 or more; got {self.warmup_epochs!r}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"--label-smoothing must be between 0 and 1; got {self.label_smoothing!r}.")
+        if self.patience is not None and (isinstance(self.patience, bool) or self.patience < 1):
+            raise UserError(f"--patience must be at least 1 epoch; got {self.patience!r}.")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run; saved as config.json and inside every checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    project: str = "runs"
+    """Folder that holds run folders."""
+    run_name: str | None = None
+    """Name of this run's folder; None makes one from the model and mode (mobilenet_v2-finetune, ...-2, ...)."""
+
+    def __post_init__(self) -> None:
+        if self.train.mode == "scratch" and self.model.weights:
+            raise UserError("--weights cannot be combined with --mode scratch, which starts from random weights.")
+        if self.train.mode == "linear" and not (self.model.pretrained or self.model.weights):
+            raise UserError("--mode linear trains only the head on a frozen backbone, so it needs pretrained weights.")
+        if self.train.mode == "scratch" and self.model.pretrained:
+            object.__setattr__(self, "model", dataclasses.replace(self.model, pretrained=False))
+
+    @classmethod
+    def from_flat(cls, **settings: Any) -> RunConfig:
+        """Build from flat keyword settings (`data=..., model=..., epochs=...`), rejecting unknown names."""
+        sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}, "run": {}}
+        known = {f.name: section for section, klass in _SECTIONS.items() for f in dataclasses.fields(klass)}
+        known.update({f.name: "run" for f in dataclasses.fields(cls) if f.name not in _SECTIONS})
+        for key, value in settings.items():
+            name = ALIASES.get(key, key)
+            if name not in known:
+                raise UserError(f"unknown setting {key!r}{_did_you_mean(key, [*known, *ALIASES])}")
+            sections[known[name]][name] = os.fspath(value) if isinstance(value, os.PathLike) else value
+        return cls(
+            data=DataConfig(**sections["data"]),
+            model=ModelConfig(**sections["model"]),
+            train=TrainConfig(**sections["train"]),
+            **sections["run"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Inverse of `to_dict`, for config.json and checkpoints; unknown keys are an error."""
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in _SECTIONS:
+                kwargs[key] = _build_section(_SECTIONS[key], value)
+            elif key in {f.name for f in dataclasses.fields(cls)}:
+                kwargs[key] = value
+            else:
+                raise UserError(f"unknown setting {key!r} in a saved config{_did_you_mean(key, _SECTIONS)}")
+        return cls(**kwargs)
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _build_section(klass: type, raw: dict[str, Any]) -> Any:
+    names = [f.name for f in dataclasses.fields(klass)]
+    for key in raw:
+        if key not in names:
+            raise UserError(f"unknown setting {key!r} in a saved config{_did_you_mean(key, names)}")
+    return klass(**raw)
+
+
+def _did_you_mean(word: str, candidates) -> str:
+    """'; did you mean 'x'?' when a candidate is close, else a full stop: the end of an error sentence."""
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f"; did you mean {close[0]!r}?" if close else "."

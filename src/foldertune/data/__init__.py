@@ -1,0 +1,8 @@
+"""Reading image folders: scanning, robust decoding, splitting, transforms and the Dataset."""
+
+from pathlib import Path
+
+
+def sample_data_path() -> Path:
+    """The bundled sample: 138 public-domain / CC0 photos in 5 classes (credits in its CREDITS.md)."""
+    return Path(__file__).resolve().parent.parent / "samples" / "gcompris-photos"

@@ -1,0 +1,116 @@
+"""A map-style Dataset over (path, label) pairs and a seeded batch sampler, with reproducible augmentation.
+
+    dataset = ImageDataset(samples, build_train_transform(pre), min_side=792, seed=0)
+    sampler = EpochBatchSampler(len(dataset), batch_size=32, shuffle=True, seed=0)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=2, persistent_workers=True)
+    sampler.set_epoch(3)   # epoch 3's order and augmentation, whatever ran before
+
+The sampler hands out (index, epoch) keys; the dataset seeds each sample's augmentation from (seed, epoch, index).
+So an epoch's batches are a pure function of the seed and the epoch number: independent of the number of worker
+processes, of persistent workers, and of whether the run was resumed halfway.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from foldertune.config import DEFAULT_MAX_PIXELS
+from foldertune.data.images import ImageReadError, open_image
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A distinct, reproducible seed per (run seed, epoch, sample)."""
+    return ((seed * 1_000_003 + epoch) * 1_000_000_007 + index) % (2**63)
+
+
+class ImageDataset(Dataset):
+    """Images read robustly (EXIF, any mode to RGB) and transformed; items are (uint8 tensor, label index)."""
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[str, int]],
+        transform: Callable,
+        *,
+        min_side: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        seed: int = 0,
+        augment: bool = False,
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.min_side = min_side
+        self.max_pixels = max_pixels
+        self.seed = seed
+        self.augment = augment  # random transforms: seed them per sample
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        image, label = self._read(index)
+        if not self.augment:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):  # leaves the caller's generator as it was
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            return self.transform(image), label
+
+    def _read(self, index: int):
+        """The image at `index`; if it became unreadable since the scan, warn and use the next one instead."""
+        for attempt in range(len(self.samples)):
+            path, label = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                return open_image(path, min_side=self.min_side, max_pixels=self.max_pixels), label
+            except ImageReadError as error:
+                warnings.warn(f"skipping '{path}', unreadable since the scan: {error}", stacklevel=2)
+        raise RuntimeError("no image in the dataset can be read any more")
+
+
+class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches of (index, epoch) keys, in a seeded shuffle per epoch (or in order, for evaluation).
+
+    A last batch of a single image is dropped when shuffling, because BatchNorm cannot train on one sample; the
+    shuffle changes every epoch, so no image is left out for good.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+    ) -> None:
+        self.size = size
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, 0) + 1)
+            return torch.randperm(self.size, generator=generator).tolist()
+        return list(range(self.size))
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        indices = self._indices()
+        for start in range(0, len(indices), self.batch_size):
+            batch = indices[start : start + self.batch_size]
+            if self.shuffle and len(batch) == 1 and start > 0:
+                return
+            yield [(index, self.epoch) for index in batch]
+
+    def __len__(self) -> int:
+        count = self.size
+        batches = -(-count // self.batch_size)
+        if self.shuffle and count > 1 and count % self.batch_size == 1:
+            batches -= 1
+        return batches

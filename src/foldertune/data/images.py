@@ -1,0 +1,147 @@
+"""Open one image robustly: any format and mode becomes an upright 8-bit RGB picture, or a clear reason why not.
+
+    image = open_image("photo.jpg", min_side=256)   # PIL.Image in RGB, EXIF-rotated, JPEG decoded at reduced size
+    reason = check_image("maybe_broken.png")         # None when it decodes, else e.g. "truncated image data"
+
+Every mode PIL knows (1, L, LA, P, PA, RGBA, CMYK, YCbCr, I;16, I, F, ...) is mapped to RGB; transparent pixels are
+composited onto white; 16-bit and 32-bit pixels are scaled to 8 bits rather than clipped; animated images give
+their first frame. Nothing here ever writes to the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from foldertune.config import DEFAULT_MAX_PIXELS
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+# Our own pixel limit is checked before decoding (see `_open_checked`), so PIL's softer warning is noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+BACKGROUND = (255, 255, 255)  # transparent pixels become white, as they look in most viewers
+
+
+class ImageReadError(Exception):
+    """An image file that cannot be used; the message is the reason, fit for a report."""
+
+
+def open_image(path: str | os.PathLike, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Read an image file as upright 8-bit RGB; raise ImageReadError with the reason when it cannot be used.
+
+    With `min_side`, a JPEG is decoded at the smallest power-of-two reduction (1/2, 1/4, 1/8) whose shorter side is
+    still at least `min_side` pixels: the DCT does the downscaling, several times faster than decode + resize.
+    """
+    image = _open_checked(path, max_pixels)
+    try:
+        if min_side is not None and image.format == "JPEG":
+            width, height = image.size
+            scale = min_side / min(width, height)
+            if scale < 1:
+                image.draft("RGB", (int(width * scale) + 1, int(height * scale) + 1))
+        image.load()
+        return to_rgb(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageReadError(_decode_reason(error)) from error
+    finally:
+        image.close()
+
+
+def check_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """Decode the whole file once and return why it cannot be used, or None when it is fine.
+
+    JPEGs are decoded at 1/8 scale: every byte of the compressed stream is still read, so truncation and corrupt
+    data are found, at a fraction of the cost of a full decode.
+    """
+    try:
+        image = _open_checked(path, max_pixels)
+    except ImageReadError as error:
+        return str(error)
+    try:
+        if image.format == "JPEG":
+            image.draft("RGB", (1, 1))
+        image.load()
+        return None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return _decode_reason(error)
+    finally:
+        image.close()
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as upright 8-bit RGB: EXIF orientation applied, alpha over white, deep pixels scaled."""
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)  # animated GIF/WebP/multi-page TIFF: the first frame
+    with contextlib.suppress(OSError, ValueError, SyntaxError, TypeError, KeyError):
+        image = ImageOps.exif_transpose(image)  # on a broken EXIF block, keep the pixels as stored
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return Image.fromarray(_deep_to_uint8(np.asarray(image), mode)).convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _deep_to_uint8(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit, 32-bit integer or float pixels scaled to 0..255 (PIL's own convert would clip them at 255)."""
+    pixels = np.nan_to_num(pixels.astype(np.float64))
+    peak = pixels.max() if pixels.size else 0.0
+    if mode.startswith("I;16") or (mode == "I" and peak > 255):
+        pixels = pixels / 257.0  # the 16-bit range 0..65535 onto 0..255
+    elif mode == "F" and peak <= 1.0:
+        pixels = pixels * 255.0  # float images stored in 0..1
+    return np.clip(pixels, 0, 255).round().astype(np.uint8)
+
+
+def _open_checked(path: str | os.PathLike, max_pixels: int) -> Image.Image:
+    """Open lazily (header only) and refuse files that are missing, empty, not images or too large."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        reason = "broken symbolic link" if path.is_symlink() else "file not found"
+        raise ImageReadError(reason) from None
+    except OSError as error:
+        raise ImageReadError(f"cannot read file ({error.strerror or error})") from None
+    if size == 0:
+        raise ImageReadError("empty file (0 bytes)")
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as error:  # PIL's own ceiling, twice Image.MAX_IMAGE_PIXELS
+        numbers = [int(n) for n in re.findall(r"\d+", str(error))]
+        detail = f"{numbers[0]:,} > {numbers[1]:,}" if len(numbers) >= 2 else str(error)
+        raise ImageReadError(f"too many pixels ({detail}): possibly a decompression bomb") from None
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image (no known image format in the file)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(_decode_reason(error)) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageReadError(
+            f"too many pixels ({width}x{height} = {width * height:,} > {max_pixels:,}): possibly a decompression bomb"
+        )
+    if width == 0 or height == 0:
+        image.close()
+        raise ImageReadError(f"image has no pixels ({width}x{height})")
+    return image
+
+
+def _decode_reason(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if "truncated" in text.lower():
+        return "truncated image data (the file ends early)"
+    return f"corrupt image data ({text})"

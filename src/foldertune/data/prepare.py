@@ -1,0 +1,104 @@
+"""From a data folder (or manifest) to the classes and the train / val / test lists a run uses.
+
+data = prepare_data(DataConfig(root="photos/"), seed=0, progress=True)
+data.classes                 # ['cat', 'dog']
+data.samples("train")        # [('/abs/photos/cat/1.jpg', 0), ...]
+print(data.summary())        # counts per class and split, skipped files with reasons, warnings
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from foldertune.config import DataConfig
+from foldertune.data.scan import ImageRecord, SkippedFile, scan_folder, verify_records
+from foldertune.data.split import assign_splits, format_counts, read_manifest, split_counts
+from foldertune.errors import UserError
+
+MAX_LISTED = 10  # skipped files named in the terminal summary; data_report.csv has them all
+
+
+@dataclass
+class PreparedData:
+    source: str  # the data folder or manifest
+    classes: list[str]
+    records: list[ImageRecord]  # usable images, split assigned
+    skipped: list[SkippedFile] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def samples(self, split: str) -> list[tuple[str, int]]:
+        index = {name: i for i, name in enumerate(self.classes)}
+        return [(record.path, index[record.label]) for record in self.records if record.split == split]
+
+    def count(self, split: str) -> int:
+        return sum(record.split == split for record in self.records)
+
+    def summary(self) -> str:
+        """Counts per class and split, then what was left out and why."""
+        lines = [f"data: {self.source}", format_counts(split_counts(self.records))]
+        unreadable = [s for s in self.skipped if s.problem == "unreadable"]
+        if unreadable:
+            lines.append(f"skipped {len(unreadable)} unreadable image file(s) (all listed in data_report.csv):")
+            lines += [f"  {s.path}: {s.reason}" for s in unreadable[:MAX_LISTED]]
+            if len(unreadable) > MAX_LISTED:
+                lines.append(f"  ... and {len(unreadable) - MAX_LISTED} more")
+        others = [s for s in self.skipped if s.problem != "unreadable"]
+        for problem in sorted({s.problem for s in others}):
+            group = [s for s in others if s.problem == problem]
+            example = f"{group[0].path} ({group[0].reason})"
+            lines.append(f"ignored {len(group)} {problem} item(s), e.g. {example}")
+        lines += [f"warning: {text}" for text in self.warnings]
+        return "\n".join(lines)
+
+    def report_rows(self) -> list[dict[str, str]]:
+        """Rows of data_report.csv: every file or class folder left out, and why."""
+        return [
+            {"path": s.path, "class": s.label, "split": s.split or "", "problem": s.problem, "reason": s.reason}
+            for s in self.skipped
+        ]
+
+
+def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
+    """Scan (or read the manifest), set aside unreadable files, split, and check that training is possible."""
+    if cfg.manifest:
+        listed = read_manifest(cfg.manifest)
+        records, skipped = verify_records(listed, max_pixels=cfg.max_pixels, workers=None, progress=progress)
+        source, split_warnings = str(Path(cfg.manifest).absolute()), []
+    else:
+        scan = scan_folder(cfg.root, max_pixels=cfg.max_pixels, progress=progress)
+        records, split_warnings = assign_splits(
+            scan.images, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=seed
+        )
+        source, skipped = str(scan.root), scan.skipped
+    classes = sorted({record.label for record in records})
+    data = PreparedData(source, classes, records, skipped, split_warnings)
+    _check_trainable(data)
+    return data
+
+
+def _check_trainable(data: PreparedData) -> None:
+    if not data.classes:
+        raise UserError(
+            f"no usable images found in '{data.source}'; it needs one sub-folder per class with images in them "
+            "(for example photos/cat/1.jpg, photos/dog/2.jpg)."
+        )
+    if len(data.classes) == 1:
+        raise UserError(
+            f"only one class ('{data.classes[0]}') found in '{data.source}'; a classifier needs at least two class "
+            "sub-folders."
+        )
+    if data.count("train") == 0:
+        raise UserError(f"no training images in '{data.source}'; add images to the train split.")
+    if data.count("val") == 0:
+        raise UserError(
+            f"no validation images in '{data.source}': the classes are too small to hold any out; add images, "
+            "raise --val, or provide a val/ folder."
+        )
+    for split in ("val", "test"):
+        if data.count(split) == 0:
+            continue
+        in_split = {record.label for record in data.records if record.split == split}
+        in_train = {record.label for record in data.records if record.split == "train"}
+        for label in sorted(in_split - in_train):
+            data.warnings.append(f"class '{label}' has {split} images but no training images.")

@@ -1,0 +1,230 @@
+"""Walk an image folder: classes, image files, and every file that cannot be used, with the reason.
+
+    result = scan_folder("photos/")
+    result.classes          # ['cat', 'dog', '狗'] sorted, empty class folders left out
+    result.images[0]        # ImageRecord(path='/abs/photos/cat/1.jpg', label='cat', split=None)
+    result.skipped          # [SkippedFile(path=..., label='dog', problem='unreadable', reason='empty file (0 bytes)')]
+
+Layouts: one sub-folder per class, or train/ and val/ (valid/, validation/) and optionally test/ sub-folders that
+each hold one sub-folder per class. Files in nested folders belong to the class folder above them. Hidden files
+and folders, __MACOSX, AppleDouble "._*" files, Thumbs.db and desktop.ini are clutter and ignored silently.
+Symbolic links are followed; a folder reached twice (a link loop) is walked once. Nothing is ever written here.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from foldertune.config import DEFAULT_MAX_PIXELS
+from foldertune.data.images import IMAGE_EXTENSIONS, check_image
+from foldertune.errors import UserError
+
+CLUTTER_NAMES = frozenset({"__macosx", "thumbs.db", "desktop.ini", "$recycle.bin", "system volume information"})
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One usable image."""
+
+    path: str  # absolute, as found (links not resolved)
+    label: str  # class name
+    split: str | None  # train / val / test when the folder came split, else None
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """One file (or class folder) left out, and why."""
+
+    path: str
+    label: str
+    problem: str  # unreadable | not an image | outside class folders | ignored folder | empty class | unreadable folder
+    reason: str
+    split: str | None = None
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    classes: list[str]
+    images: list[ImageRecord]
+    skipped: list[SkippedFile] = field(default_factory=list)
+    presplit: bool = False
+
+    @property
+    def unreadable(self) -> list[SkippedFile]:
+        return [s for s in self.skipped if s.problem == "unreadable"]
+
+    def class_counts(self) -> Counter:
+        return Counter(record.label for record in self.images)
+
+
+def is_clutter(name: str) -> bool:
+    """Hidden files and folders and the litter of macOS, Windows and archivers."""
+    return name.startswith(".") or name.lower() in CLUTTER_NAMES
+
+
+def scan_folder(
+    root: str | os.PathLike,
+    *,
+    verify: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ScanResult:
+    """Find classes and images under `root`; with `verify`, decode every image once and set aside the bad ones."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise UserError(f"data folder '{root}' does not exist; pass a folder with one sub-folder per class.")
+    if not root.is_dir():
+        raise UserError(f"'{root}' is a file, not a folder; pass a folder with one sub-folder per class.")
+    root = root.absolute()
+
+    split_dirs = _split_folders(root)
+    presplit = "train" in split_dirs and len(split_dirs) > 1
+    tops = [(split, path) for split, path in split_dirs.items()] if presplit else [(None, root)]
+
+    candidates: list[ImageRecord] = []
+    skipped: list[SkippedFile] = []
+    folders_per_class: dict[str, list[Path]] = {}
+    for split, top in tops:
+        for entry in _sorted_entries(top, skipped):
+            if is_clutter(entry.name):
+                continue
+            if _is_dir(entry):
+                label = unicodedata.normalize("NFC", entry.name)  # macOS may store names decomposed (NFD)
+                folders_per_class.setdefault(label, []).append(Path(entry.path))
+                candidates.extend(
+                    ImageRecord(str(p), label, split) for p in _walk_files(Path(entry.path), skipped, label, split)
+                )
+            elif _has_image_extension(entry.name):  # other loose files (README, CREDITS.md) are not data
+                skipped.append(SkippedFile(entry.path, "", "outside class folders", "not inside a class folder", split))
+    if presplit:
+        for entry in _sorted_entries(root, skipped):
+            if not is_clutter(entry.name) and entry.name.lower() not in SPLIT_FOLDERS and _is_dir(entry):
+                skipped.append(SkippedFile(entry.path, "", "ignored folder", "not a train/val/test folder", None))
+
+    if verify:
+        candidates, unreadable = verify_records(candidates, max_pixels=max_pixels, workers=workers, progress=progress)
+        skipped.extend(unreadable)
+    counts = Counter(record.label for record in candidates)
+    for label, folders in sorted(folders_per_class.items()):
+        if counts[label] == 0:
+            for folder in folders:
+                skipped.append(SkippedFile(str(folder), label, "empty class", "no usable image; class left out"))
+    classes = sorted(counts)
+    return ScanResult(root=root, classes=classes, images=candidates, skipped=skipped, presplit=presplit)
+
+
+def list_image_files(paths: list[str | os.PathLike]) -> tuple[list[Path], list[SkippedFile]]:
+    """Expand files and folders (recursively, clutter skipped) into image paths, for prediction."""
+    files: list[Path] = []
+    skipped: list[SkippedFile] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            files.extend(_walk_files(path, skipped, "", None))
+        elif path.exists() or path.is_symlink():
+            files.append(path)
+        else:
+            raise UserError(f"'{raw}' does not exist; pass image files or folders of images.")
+    return files, skipped
+
+
+def _split_folders(root: Path) -> dict[str, Path]:
+    """train/val/test folders directly under root, by their canonical split name."""
+    found: dict[str, Path] = {}
+    for entry in _sorted_entries(root, []):
+        split = SPLIT_FOLDERS.get(entry.name.lower())
+        if split and _is_dir(entry):
+            if split in found:
+                raise UserError(
+                    f"'{root}' has both '{found[split].name}' and '{entry.name}' folders; keep one of them for the "
+                    f"{split} split."
+                )
+            found[split] = Path(entry.path)
+    return found
+
+
+def _walk_files(folder: Path, skipped: list[SkippedFile], label: str, split: str | None) -> list[Path]:
+    """Image files under `folder`, depth first in name order, following links but never a folder twice."""
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            stat = current.stat()
+        except OSError:
+            continue
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen:
+            continue  # a link back to a folder already walked: a loop or a duplicate
+        seen.add(key)
+        subfolders = []
+        for entry in _sorted_entries(current, skipped, label, split):
+            if is_clutter(entry.name):
+                continue
+            if _is_dir(entry):
+                subfolders.append(Path(entry.path))
+            elif _has_image_extension(entry.name):
+                files.append(Path(entry.path))  # includes broken links: reported when verified
+            elif entry.is_file():
+                reason = f"file type {Path(entry.name).suffix or '(none)'} is not a supported image type"
+                skipped.append(SkippedFile(entry.path, label, "not an image", reason, split))
+        stack.extend(reversed(subfolders))
+    return files
+
+
+def _sorted_entries(folder: Path, skipped: list[SkippedFile], label: str = "", split: str | None = None):
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError as error:
+        skipped.append(SkippedFile(str(folder), label, "unreadable folder", error.strerror or str(error), split))
+        return []
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links; False for a broken one
+    except OSError:
+        return False
+
+
+def _has_image_extension(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def verify_records(
+    records: list[ImageRecord], *, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None, progress: bool
+) -> tuple[list[ImageRecord], list[SkippedFile]]:
+    """Split records into usable images and unreadable files, decoding each once in a thread pool."""
+    workers = workers or min(16, 2 * (os.cpu_count() or 1))  # decoding releases the GIL; files may sit on slow disks
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = pool.map(lambda record: check_image(record.path, max_pixels=max_pixels), records)
+        # disable=None: a bar on a terminal, nothing in logs and pipes
+        bar = tqdm(
+            reasons,
+            total=len(records),
+            desc="checking images",
+            unit="img",
+            disable=None if progress else True,
+            leave=False,
+        )
+        reasons = list(bar)
+    good = [record for record, reason in zip(records, reasons, strict=True) if reason is None]
+    bad = [
+        SkippedFile(record.path, record.label, "unreadable", reason, record.split)
+        for record, reason in zip(records, reasons, strict=True)
+        if reason is not None
+    ]
+    return good, bad

@@ -1,0 +1,181 @@
+"""Stratified, seeded train/val/test split into a manifest; optional train/ val/ test/ folders (copy or link).
+
+    records, warnings = assign_splits(scan.images, val_fraction=0.2, test_fraction=0.1, seed=0)
+    write_manifest("split.csv", records)          # path,class,split
+    materialize(records, scan.root, "split_out/", how="link")
+
+Each class is shuffled by a generator seeded from (seed, class name), so a class's split depends only on its own
+files and the seed: adding a class or a file to another class does not reshuffle it. The originals are never
+moved or changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import unicodedata
+import zlib
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from foldertune.data.scan import SPLITS, ImageRecord
+from foldertune.errors import UserError
+
+MANIFEST_COLUMNS = ("path", "class", "split")
+
+
+def assign_splits(
+    images: list[ImageRecord], *, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[list[ImageRecord], list[str]]:
+    """Records with `split` set, plus warnings for classes too small to split.
+
+    Splits already given (a train/ val/ folder layout) are kept; when only train/ (and test/) were given,
+    validation images are drawn from train/.
+    """
+    given = {record.split for record in images}
+    if "val" in given:
+        return list(images), []
+    to_split = [record for record in images if record.split in (None, "train")]
+    kept = [record for record in images if record.split not in (None, "train")]
+    if "test" in given:
+        test_fraction = 0.0  # the folder has its own test split
+    by_class: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record in to_split:
+        by_class[record.label].append(record)
+
+    result: list[ImageRecord] = []
+    warnings: list[str] = []
+    for label in sorted(by_class):
+        members = sorted(by_class[label], key=lambda record: record.path)
+        counts = split_sizes(len(members), val_fraction, test_fraction)
+        if counts is None:
+            warnings.append(
+                f"class '{label}' has only {len(members)} image(s), too few to split: all of them go to train."
+            )
+            result.extend(replace(record, split="train") for record in members)
+            continue
+        n_val, n_test = counts
+        rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+        order = rng.permutation(len(members))
+        for rank, index in enumerate(order):
+            split = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+            result.append(replace(members[index], split=split))
+    result.sort(key=lambda record: (record.label, record.path))
+    return result + kept, warnings
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int] | None:
+    """(n_val, n_test) for a class of n images: at least one in each requested split and one left for training."""
+    needed = 1 + (val_fraction > 0) + (test_fraction > 0)
+    if n < needed:
+        return None
+    n_val = max(1, _round_half_up(n * val_fraction)) if val_fraction > 0 else 0
+    n_test = max(1, _round_half_up(n * test_fraction)) if test_fraction > 0 else 0
+    while n - n_val - n_test < 1:
+        if n_val >= n_test and n_val > 1:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n_val, n_test
+
+
+def _round_half_up(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+def split_counts(records: list[ImageRecord]) -> list[dict[str, object]]:
+    """One row per class: class, train, val, test, total; then a row for all classes."""
+    table: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SPLITS, 0))
+    for record in records:
+        table[record.label][record.split or "train"] += 1
+    rows = [{"class": label, **table[label], "total": sum(table[label].values())} for label in sorted(table)]
+    totals = {split: sum(row[split] for row in rows) for split in SPLITS}
+    rows.append({"class": "(all)", **totals, "total": sum(totals.values())})
+    return rows
+
+
+def format_counts(rows: list[dict[str, object]]) -> str:
+    """The split_counts table as aligned text for the terminal (the test column only when used)."""
+    columns = ["class", "train", "val", "test", "total"]
+    if not any(row["test"] for row in rows):
+        columns.remove("test")
+    table = [columns] + [[str(row[column]) for column in columns] for row in rows]
+    widths = [max(_display_width(line[i]) for line in table) for i in range(len(columns))]
+    lines = []
+    for line in table:
+        name = line[0] + " " * (widths[0] - _display_width(line[0]))
+        lines.append("  ".join([name] + [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]))
+    return "\n".join(lines)
+
+
+def _display_width(text: str) -> int:
+    """Columns a terminal uses for text: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def write_manifest(path: str | os.PathLike, records: list[ImageRecord]) -> None:
+    """path,class,split as UTF-8 CSV, written to a temporary file and renamed into place."""
+    rows = [{"path": record.path, "class": record.label, "split": record.split or "train"} for record in records]
+    write_csv(path, list(MANIFEST_COLUMNS), rows)
+
+
+def write_csv(path: str | os.PathLike, columns: list[str], rows: list[dict[str, object]]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
+    """Records from a manifest CSV; relative paths are taken relative to the manifest's folder."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"manifest '{path}' does not exist; pass a CSV with columns path,class,split.")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in MANIFEST_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"manifest '{path}' lacks the column(s) {', '.join(missing)}; it needs path,class,split.")
+        records = []
+        for line, row in enumerate(reader, start=2):
+            split = row["split"].strip().lower()
+            if split not in SPLITS:
+                raise UserError(
+                    f"manifest '{path}' line {line}: split must be train, val or test; got {row['split']!r}."
+                )
+            file = Path(row["path"])
+            records.append(ImageRecord(str(file if file.is_absolute() else path.parent / file), row["class"], split))
+    if not records:
+        raise UserError(f"manifest '{path}' lists no images.")
+    return records
+
+
+def materialize(records: list[ImageRecord], root: Path, out: str | os.PathLike, *, how: str) -> Path:
+    """Copy or link every image into out/<split>/<class>/<path inside the class folder>; originals untouched."""
+    out = Path(out).expanduser().absolute()
+    root = Path(root).absolute()
+    if out == root or root in out.parents:
+        raise UserError(f"--out '{out}' is inside the data folder; choose a folder outside '{root}'.")
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--out '{out}' already exists and is not empty; choose a new folder.")
+    for record in records:
+        inside_class = Path(record.path).relative_to(root).parts[1:]
+        target = out / (record.split or "train") / record.label / Path(*inside_class)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if how == "link":
+            try:
+                os.symlink(os.path.abspath(record.path), target)
+            except OSError as error:
+                raise UserError(f"cannot create a link at '{target}' ({error.strerror}); use --copy instead.") from None
+        else:
+            shutil.copy2(record.path, target)
+    return out

@@ -1,0 +1,67 @@
+"""Train and eval transforms built from a model's declared preprocessing; normalisation happens on the batch.
+
+    pre = Preprocessing(crop_size=224, resize_size=256, interpolation="bilinear")
+    train_tf = build_train_transform(pre)    # PIL -> RandomResizedCrop + flip -> uint8 tensor (3, 224, 224)
+    eval_tf = build_eval_transform(pre)      # PIL -> resize shorter side to 256 + center crop 224 -> uint8 tensor
+    x = normalize_batch(batch_uint8, pre)    # (N, 3, H, W) uint8 on any device -> float, ImageNet-normalised
+
+Transforms stop at uint8 so that DataLoader workers pass a quarter of the bytes, and the float conversion and
+normalisation run once per batch on the training device.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import InterpolationMode, v2
+
+from foldertune.preprocessing import Preprocessing
+
+# RandomResizedCrop may take as little as 8% of the area: a side of sqrt(0.08) = 0.28 of the image's.
+RANDOM_CROP_MIN_SCALE = 0.08
+
+
+def build_train_transform(pre: Preprocessing) -> v2.Compose:
+    """The tutorial's training augmentation: random resized crop and horizontal flip."""
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(pre.crop_size, scale=(RANDOM_CROP_MIN_SCALE, 1.0), interpolation=_mode(pre)),
+            v2.RandomHorizontalFlip(),
+            v2.PILToTensor(),
+        ]
+    )
+
+
+def build_eval_transform(pre: Preprocessing) -> v2.Compose:
+    """Deterministic evaluation input: resize the shorter side, then crop the center."""
+    return v2.Compose(
+        [
+            v2.Resize(pre.resize_size, interpolation=_mode(pre)),
+            v2.CenterCrop(pre.crop_size),
+            v2.PILToTensor(),
+        ]
+    )
+
+
+def decode_min_side(pre: Preprocessing, *, train: bool) -> int:
+    """Smallest shorter side a JPEG may be decoded at without losing detail the transform would use.
+
+    Evaluation resizes the shorter side to resize_size. Training's smallest random crop spans a side fraction of
+    sqrt(0.08) of the image and is scaled up to crop_size, so the image must be crop_size / sqrt(0.08) wide.
+    """
+    if train:
+        return int(pre.crop_size / RANDOM_CROP_MIN_SCALE**0.5) + 1
+    return pre.resize_size
+
+
+def normalize_batch(images: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> float32 scaled to 0..1 and normalised with the model's mean and std."""
+    mean = torch.tensor(pre.mean, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(pre.std, device=images.device).view(1, 3, 1, 1) * 255
+    return (images.float() - mean) / std
+
+
+def _mode(pre: Preprocessing) -> InterpolationMode:
+    try:
+        return InterpolationMode(pre.interpolation)
+    except ValueError:
+        raise ValueError(f"unknown interpolation {pre.interpolation!r} in preprocessing") from None

@@ -1,0 +1,81 @@
+"""Build a backbone with a new head, and freeze it as the transfer mode says.
+
+    model = build_model("resnet18", num_classes=5, state_dict=imagenet_weights)   # new nn.Linear(512, 5) head
+    apply_mode(model, "resnet18", "linear")      # only the head's parameters require gradients
+    set_train_mode(model, "resnet18", "linear")  # instead of model.train(): the frozen backbone stays in eval
+
+The three modes:
+- linear: the pretrained backbone is frozen, BatchNorm statistics included (backbone in eval mode); the head trains.
+- finetune: start from pretrained weights; every layer trains.
+- scratch: random initialisation; every layer trains.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from foldertune.errors import UserError
+from foldertune.models.registry import get_backbone
+
+
+def build_model(name: str, num_classes: int | None, *, state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """The backbone with `state_dict` loaded (head excluded) and a fresh head of `num_classes` outputs.
+
+    `num_classes=None` keeps the original 1000-class ImageNet head, loaded from `state_dict` too.
+    """
+    backbone = get_backbone(name)
+    model = backbone.build()
+    head = model.get_submodule(backbone.head)
+    if state_dict is not None:
+        _load_backbone_weights(model, backbone.head, state_dict, keep_head=num_classes is None, name=name)
+    if num_classes is not None:
+        model.set_submodule(backbone.head, nn.Linear(head.in_features, num_classes))
+    return model
+
+
+def feature_size(name: str) -> int:
+    """Width of the features the head receives (512 for resnet18, 1280 for mobilenet_v2, ...)."""
+    backbone = get_backbone(name)
+    return backbone.build().get_submodule(backbone.head).in_features
+
+
+def head_parameter_names(model: nn.Module, name: str) -> set[str]:
+    prefix = get_backbone(name).head + "."
+    return {key for key, _ in model.named_parameters() if key.startswith(prefix)}
+
+
+def apply_mode(model: nn.Module, name: str, mode: str) -> None:
+    """Set requires_grad per the transfer mode: linear trains only the head; finetune and scratch train all."""
+    head = head_parameter_names(model, name)
+    for key, parameter in model.named_parameters():
+        parameter.requires_grad_(mode != "linear" or key in head)
+
+
+def set_train_mode(model: nn.Module, name: str, mode: str) -> None:
+    """model.train(), except that in linear mode everything but the head stays in eval (frozen BatchNorm)."""
+    if mode != "linear":
+        model.train()
+        return
+    model.eval()
+    model.get_submodule(get_backbone(name).head).train()
+
+
+def _load_backbone_weights(
+    model: nn.Module, head: str, state_dict: dict[str, torch.Tensor], *, keep_head: bool, name: str
+) -> None:
+    prefix = head + "."
+    if not keep_head:
+        state_dict = {key: value for key, value in state_dict.items() if not key.startswith(prefix)}
+    try:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:  # shape mismatches are raised even when strict=False
+        detail = str(error).strip().splitlines()[-1].strip()
+        raise UserError(f"the weights do not fit {name} ({detail}); pass weights saved from a {name}.") from None
+    missing = [key for key in missing if keep_head or not key.startswith(prefix)]
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise UserError(
+            f"the weights do not fit {name}: {len(missing)} missing and {len(unexpected)} unexpected parameter(s), "
+            f"for example {example!r}; pass weights saved from a {name}."
+        )

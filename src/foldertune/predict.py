@@ -1,0 +1,127 @@
+"""Predict with a trained checkpoint, using exactly the preprocessing stored in it.
+
+    clf = Classifier.from_path("runs/mobilenet_v2-finetune")     # a run folder (its best.pt) or a .pt file
+    clf.predict("photo.jpg")          # Prediction(label='fishes', probability=0.97, topk=[('fishes', 0.97), ...])
+    clf.predict(["a.jpg", pil_image]) # a list in, a list out; a folder in, a list out (recursively)
+
+An unreadable file gives a Prediction with `error` set instead of stopping the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from foldertune.checkpoint import load_checkpoint, model_from_checkpoint
+from foldertune.data.images import ImageReadError, open_image, to_rgb
+from foldertune.data.scan import list_image_files
+from foldertune.data.transforms import build_eval_transform, decode_min_side, normalize_batch
+from foldertune.device import choose_runtime
+from foldertune.preprocessing import Preprocessing
+
+
+@dataclass
+class Prediction:
+    label: str | None  # the most probable class; None when the image could not be read
+    probability: float | None
+    topk: list[tuple[str, float]] = field(default_factory=list)  # best first
+    path: str | None = None
+    error: str | None = None
+
+
+class Classifier:
+    """A trained network with its class names and preprocessing, ready to predict."""
+
+    def __init__(self, checkpoint: dict, *, device: str = "auto", precision: str = "fp32") -> None:
+        self.classes: list[str] = list(checkpoint["classes"])
+        self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
+        self.backbone: str = checkpoint["backbone"]
+        self.runtime = choose_runtime(device, precision)
+        self.model = model_from_checkpoint(checkpoint).to(
+            self.runtime.device,
+            memory_format=torch.channels_last if self.runtime.channels_last else torch.preserve_format,
+        )
+        self.transform = build_eval_transform(self.preprocessing)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, **kwargs) -> Classifier:
+        return cls(load_checkpoint(path), **kwargs)
+
+    def predict(self, inputs, *, topk: int = 5, batch_size: int = 64):
+        """Predictions for a path, a PIL image, or a list of them; a folder or a list gives a list."""
+        if isinstance(inputs, Image.Image):
+            return self._predict_images([inputs], topk)[0]
+        if isinstance(inputs, (str, os.PathLike)):
+            results = self.predict_files([inputs], topk=topk, batch_size=batch_size, progress=False)
+            return results if Path(inputs).is_dir() else results[0]
+        items = list(inputs)
+        if all(isinstance(item, (str, os.PathLike)) for item in items):
+            return self.predict_files(items, topk=topk, batch_size=batch_size, progress=False)
+        if all(isinstance(item, Image.Image) for item in items):
+            return [
+                p
+                for i in range(0, len(items), batch_size)
+                for p in self._predict_images(items[i : i + batch_size], topk)
+            ]
+        results = []
+        for item in items:
+            result = self.predict(item, topk=topk, batch_size=batch_size)
+            results.extend(result if isinstance(result, list) else [result])
+        return results
+
+    def predict_files(
+        self, paths: Iterable[str | os.PathLike], *, topk: int = 5, batch_size: int = 64, progress: bool = True
+    ) -> list[Prediction]:
+        """Files and folders (searched recursively), in batches, decoded in parallel threads."""
+        files, _ = list_image_files(list(paths))
+        min_side = decode_min_side(self.preprocessing, train=False)
+
+        def load(path: Path):
+            try:
+                return self.transform(open_image(path, min_side=min_side)), None
+            except ImageReadError as error:
+                return None, str(error)
+
+        results: list[Prediction] = []
+        bar = tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True, leave=False)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for start in range(0, len(files), batch_size):
+                chunk = files[start : start + batch_size]
+                loaded = list(pool.map(load, chunk))
+                tensors = [tensor for tensor, _ in loaded if tensor is not None]
+                probabilities = iter(self.probabilities(torch.stack(tensors)) if tensors else [])
+                for path, (tensor, error) in zip(chunk, loaded, strict=True):
+                    if tensor is None:
+                        results.append(Prediction(None, None, [], str(path), error))
+                    else:
+                        results.append(self._to_prediction(next(probabilities), topk, str(path)))
+                bar.update(len(chunk))
+        bar.close()
+        return results
+
+    @torch.inference_mode()
+    def probabilities(self, images: torch.Tensor) -> np.ndarray:
+        """(N, 3, H, W) uint8 tensors from the eval transform -> (N, classes) softmax probabilities."""
+        inputs = normalize_batch(images.to(self.runtime.device), self.preprocessing)
+        if self.runtime.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with self.runtime.autocast():
+            logits = self.model(inputs).float()
+        return torch.softmax(logits, dim=1).cpu().numpy()
+
+    def _predict_images(self, images: list[Image.Image], topk: int) -> list[Prediction]:
+        tensors = torch.stack([self.transform(to_rgb(image)) for image in images])
+        return [self._to_prediction(row, topk, None) for row in self.probabilities(tensors)]
+
+    def _to_prediction(self, probabilities: np.ndarray, topk: int, path: str | None) -> Prediction:
+        order = np.argsort(-probabilities)[: max(1, topk)]
+        ranked = [(self.classes[i], float(probabilities[i])) for i in order]
+        return Prediction(ranked[0][0], ranked[0][1], ranked, path)

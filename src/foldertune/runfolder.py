@@ -1,0 +1,114 @@
+"""The run folder: the contract between commands (see docs/design.md for every file it holds).
+
+run = RunFolder.create("runs", None, default_name="mobilenet_v2-finetune")   # runs/mobilenet_v2-finetune[-2...]
+run.write_json("classes.json", {"0": "cat"})
+log = run.csv_log("epochs.csv", EPOCH_COLUMNS)
+log.append({"epoch": 1, ...})      # flushed at once: a crash keeps what was logged
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from foldertune.errors import UserError
+
+BATCH_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr"]
+EPOCH_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_precision",
+    "val_recall",
+    "val_f1",
+    "lr",
+    "seconds",
+    "images_per_s",
+]
+REPORT_COLUMNS = ["path", "class", "split", "problem", "reason"]
+
+
+class RunFolder:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, project: str | os.PathLike, name: str | None, *, default_name: str) -> RunFolder:
+        """A new, empty run folder; with no name, the first free of default_name, default_name-2, ..."""
+        project = Path(project).expanduser()
+        project.mkdir(parents=True, exist_ok=True)
+        if name is not None:
+            if "/" in name or "\\" in name or name in ("", ".", ".."):
+                raise UserError(f"--name {name!r} must be a plain folder name, without slashes.")
+            path = project / name
+            try:
+                path.mkdir()
+            except FileExistsError:
+                raise UserError(
+                    f"run folder '{path}' already exists; pick another --name, or continue it with --resume {path}."
+                ) from None
+            return cls(path)
+        for number in range(1, 10_000):
+            path = project / (default_name if number == 1 else f"{default_name}-{number}")
+            try:
+                path.mkdir()
+                return cls(path)
+            except FileExistsError:
+                continue
+        raise UserError(f"'{project}' holds too many runs named {default_name}; pass --name.")
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, data: Any) -> None:
+        """UTF-8 JSON (Chinese stays readable), written to a temporary file and renamed into place."""
+        path = self.path / name
+        temporary = path.with_name(f".{name}.tmp")
+        temporary.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+    def csv_log(self, name: str, columns: list[str]) -> CsvLog:
+        return CsvLog(self.path / name, columns)
+
+
+class CsvLog:
+    """An append-only CSV file with a header, flushed after every write."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path = path
+        self.columns = columns
+        if not path.exists():
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerow(columns)
+
+    def append(self, *rows: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
+            writer.writerows(_format(row) for row in rows)
+
+    def rows(self) -> list[dict[str, str]]:
+        with open(self.path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+
+    def keep_epochs_up_to(self, epoch: int) -> None:
+        """Drop rows logged after `epoch` (work a crash lost), rewriting the file atomically; for --resume."""
+        kept = [row for row in self.rows() if int(row["epoch"]) <= epoch]
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(temporary, self.path)
+
+
+def _format(row: dict[str, Any]) -> dict[str, Any]:
+    """Floats with enough digits to be useful and few enough to read."""
+    return {key: f"{value:.6g}" if isinstance(value, float) else value for key, value in row.items()}

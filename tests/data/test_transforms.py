@@ -1,0 +1,55 @@
+import torch
+from helpers import SAMPLE
+from PIL import Image
+from torchvision.transforms import v2
+
+from foldertune.data.images import open_image
+from foldertune.data.transforms import (
+    Preprocessing,
+    build_eval_transform,
+    build_train_transform,
+    decode_min_side,
+    normalize_batch,
+)
+
+PHOTO = SAMPLE / "monuments" / "monument1.webp"
+
+
+def test_eval_transform_is_resize_then_center_crop_as_uint8():
+    pre = Preprocessing(crop_size=224, resize_size=256)
+    image = open_image(PHOTO)
+    out = build_eval_transform(pre)(image)
+    assert out.shape == (3, 224, 224) and out.dtype == torch.uint8
+    reference = v2.Compose([v2.Resize(256), v2.CenterCrop(224), v2.PILToTensor()])(image)
+    assert torch.equal(out, reference)
+
+
+def test_train_transform_crops_to_size_and_varies():
+    pre = Preprocessing(crop_size=96, resize_size=110)
+    image = open_image(PHOTO)
+    transform = build_train_transform(pre)
+    torch.manual_seed(0)
+    first, second = transform(image), transform(image)
+    assert first.shape == second.shape == (3, 96, 96)
+    assert not torch.equal(first, second)
+
+
+def test_img_size_keeps_the_resize_crop_ratio():
+    pre = Preprocessing(crop_size=224, resize_size=256).with_crop_size(112)
+    assert (pre.crop_size, pre.resize_size) == (112, 128)
+    assert Preprocessing.from_dict(pre.to_dict()) == pre
+
+
+def test_normalize_batch_matches_torchvision_normalize():
+    pre = Preprocessing()
+    batch = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    expected = v2.Normalize(pre.mean, pre.std)(batch.float() / 255)
+    assert torch.allclose(normalize_batch(batch, pre), expected, atol=1e-5)
+
+
+def test_decode_sizes_cover_what_the_transforms_use():
+    pre = Preprocessing(crop_size=224, resize_size=256)
+    assert decode_min_side(pre, train=False) == 256
+    # the smallest random crop (8% of the area) still maps at least one source pixel to each output pixel
+    assert decode_min_side(pre, train=True) * 0.08**0.5 >= 224
+    assert Image.open(PHOTO).size  # the photo exists and opens

@@ -1,0 +1,48 @@
+import pytest
+import torch
+from torch import nn
+
+from foldertune.errors import UserError
+from foldertune.models.build import build_model, feature_size
+from foldertune.models.registry import Backbone, get_backbone, list_backbones, register
+
+NAMES = [b.name for b in list_backbones()]
+REQUIRED = {"resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+            "efficientnet_b0", "convnext_tiny"}  # fmt: skip
+
+
+def test_the_required_backbones_are_registered():
+    assert set(NAMES) >= REQUIRED
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backbone_gets_a_new_head_with_one_output_per_class(name):
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=3).eval()
+    head = model.get_submodule(get_backbone(name).head)
+    assert isinstance(head, nn.Linear) and head.out_features == 3
+    assert head.in_features == feature_size(name)
+    with torch.inference_mode():
+        assert model(torch.rand(2, 3, 64, 64)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declared_preprocessing_matches_torchvision(name):
+    backbone = get_backbone(name)
+    reference = backbone.weights.transforms()
+    pre = backbone.preprocessing
+    assert [pre.crop_size] == list(reference.crop_size)
+    assert [pre.resize_size] == list(reference.resize_size)
+    assert pre.interpolation == reference.interpolation.value
+    assert list(pre.mean) == list(reference.mean) and list(pre.std) == list(reference.std)
+    assert backbone.weights_file in backbone.weights_url and "-" in backbone.weights_file
+
+
+def test_unknown_backbone_names_the_choices_and_a_near_match():
+    with pytest.raises(UserError, match=r"did you mean 'resnet18'.*mobilenet_v2"):
+        get_backbone("resnet-18")
+
+
+def test_a_name_cannot_be_registered_twice():
+    with pytest.raises(ValueError, match="twice"):
+        register(Backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "fc", get_backbone("resnet18").preprocessing))

@@ -1,0 +1,56 @@
+import os
+import re
+
+import pytest
+import torch
+
+from foldertune.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from foldertune.errors import UserError
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoints_are_plain_data_loadable_with_weights_only(chinese_run):
+    run, _ = chinese_run
+    for name in ("best.pt", "last.pt"):
+        checkpoint = torch.load(run / name, weights_only=True)
+        assert checkpoint["format_version"] == FORMAT_VERSION
+        assert set(checkpoint["versions"]) >= {"foldertune", "torch", "torchvision", "python"}
+        assert checkpoint["config"]["model"]["name"] == "mobilenet_v2"
+    assert load_checkpoint(run)["epoch"] == torch.load(run / "best.pt", weights_only=True)["epoch"]
+
+
+def test_a_malicious_checkpoint_is_rejected_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": "foldertune.checkpoint", "payload": _Exploit(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="weights_only=True"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_other_files_and_versions_get_a_clear_message(tmp_path):
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "plain.pt")
+    with pytest.raises(UserError, match="not a foldertune checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")
+    torch.save({"format": "foldertune.checkpoint", "format_version": 99, "versions": {"foldertune": "9.0"}},
+               tmp_path / "future.pt")  # fmt: skip
+    with pytest.raises(UserError, match=re.escape("format 99 (written by foldertune 9.0)")):
+        load_checkpoint(tmp_path / "future.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(UserError, match="not a PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "text.pt")
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"format": "foldertune.checkpoint", "epoch": 1})
+    with pytest.raises(Exception):  # noqa: B017 - a lambda cannot be pickled: torch.save fails midway
+        save_checkpoint(path, {"format": "foldertune.checkpoint", "epoch": 2, "bad": lambda: None})
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -1,0 +1,125 @@
+"""The command line as a user runs it: real subprocesses, real photos, exit codes and one-line errors."""
+
+import csv
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import CHINESE_CLASSES
+from helpers import copy_subset, run_cli, tree_fingerprint
+
+
+def test_help_for_every_command():
+    assert run_cli("--help").returncode == 0
+    for command in ("train", "split", "predict", "models"):
+        done = run_cli(command, "--help")
+        assert done.returncode == 0 and "example:" in done.stdout, command
+
+
+def test_chinese_class_names_survive_training_and_prediction(chinese_run, tmp_path):
+    run, data = chinese_run
+    classes = json.loads((run / "classes.json").read_text(encoding="utf-8"))
+    assert sorted(classes.values()) == sorted(CHINESE_CLASSES.values())
+    assert "鱼" in (run / "classes.json").read_text(encoding="utf-8")  # stored as UTF-8, not \u escapes
+    assert "纪念碑" in (run / "split.csv").read_text(encoding="utf-8")
+
+    (data / "鱼" / "broken.jpg").write_bytes(b"not really")
+    out = tmp_path / "预测.csv"
+    done = run_cli("predict", str(run), str(data / "鱼"), str(data / "工具 箱"), "--topk", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "ERROR: not an image" in done.stdout and "鱼" in done.stdout
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 17
+    assert list(rows[0]) == ["path", "label", "probability", "top1", "p1", "top2", "p2", "error"]
+    broken = [row for row in rows if row["path"].endswith("broken.jpg")]
+    assert broken[0]["error"] and broken[0]["label"] == ""
+    good = [row for row in rows if not row["error"]]
+    assert {row["label"] for row in good} <= set(CHINESE_CLASSES.values())
+    assert all(float(row["p1"]) >= float(row["p2"]) for row in good)
+
+    as_json = tmp_path / "p.json"
+    assert (
+        run_cli(
+            "predict", str(run / "best.pt"), str(data / "鱼" / "fish1.webp"), "--out", str(as_json), "--quiet"
+        ).returncode
+        == 0
+    )
+    record = json.loads(as_json.read_text(encoding="utf-8"))[0]
+    assert record["label"] in CHINESE_CLASSES.values() and len(record["topk"]) == 3
+
+
+def test_train_without_data_uses_the_bundled_sample(tmp_path, mobilenet_weights):
+    done = run_cli("train", "--epochs", "1", "--img-size", "32", "--mode", "linear", "--quiet", "--workers", "0",
+                   "--project", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "bundled sample" in done.stdout and "val  accuracy" in done.stdout
+    assert f"run folder: {tmp_path / 'mobilenet_v2-linear'}" in done.stdout
+
+
+def test_split_writes_manifest_counts_and_linked_folders(tmp_path):
+    data = copy_subset(tmp_path / "data", 10, {"fishes": "鱼", "tools": "tools"})
+    before = tree_fingerprint(data)
+    out = tmp_path / "split"
+    done = run_cli("split", str(data), "--val", "0.2", "--test", "0.1", "--seed", "0", "--out", str(out), "--link")
+    assert done.returncode == 0, done.stderr
+    assert tree_fingerprint(data) == before
+    with open(out / "split.csv", newline="", encoding="utf-8") as handle:
+        manifest = list(csv.DictReader(handle))
+    assert len(manifest) == 20 and {row["split"] for row in manifest} == {"train", "val", "test"}
+    assert len(list((out / "val" / "鱼").iterdir())) == 2 and (out / "test" / "tools").is_dir()
+    counts = (out / "split_counts.csv").read_text(encoding="utf-8")
+    assert "鱼,7,2,1,10" in counts and "(all),14,4,2,20" in counts
+    assert "鱼" in done.stdout
+    again = run_cli("split", str(data), "--manifest", str(out / "split.csv"))
+    assert again.returncode == 2 and "--force" in again.stderr
+    # the manifest drives training
+    same = run_cli(
+        "split", str(data), "--seed", "0", "--val", "0.2", "--test", "0.1", "--manifest", str(tmp_path / "m.csv")
+    )
+    assert same.returncode == 0 and (tmp_path / "m.csv").read_text(encoding="utf-8") == (out / "split.csv").read_text(
+        encoding="utf-8"
+    )
+
+
+def user_error_cases(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_class = copy_subset(tmp_path / "one", 4, {"fishes": "fish"})
+    two = copy_subset(tmp_path / "two", 4, {"fishes": "fish", "tools": "tool"})
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("hi")
+    return {
+        "missing data folder": ["train", str(tmp_path / "nope")],
+        "data is a file": ["train", str(tmp_path / "notes.txt")],
+        "empty folder": ["train", str(empty)],
+        "single class": ["train", str(one_class)],
+        "unknown backbone": ["train", str(two), "--model", "resnet19"],
+        "zero epochs": ["train", str(two), "--epochs", "0"],
+        "not a number": ["train", str(two), "--epochs", "ten"],
+        "negative lr": ["train", str(two), "--lr", "-1"],
+        "bad fraction": ["train", str(two), "--val", "1.5"],
+        "bad choice": ["train", str(two), "--mode", "freeze"],
+        "unknown flag": ["train", str(two), "--epoch", "3"],
+        "missing weights file": ["train", str(two), "--weights", str(tmp_path / "w.pth")],
+        "fp16 on cpu": ["train", str(two), "--precision", "fp16", "--device", "cpu"],
+        "existing run name": ["train", str(two), "--project", str(tmp_path / "runs"), "--name", "taken"],
+        "resume a non-run": ["train", "--resume", str(tmp_path / "runs" / "taken")],
+        "resume with other flags": ["train", "--resume", str(tmp_path / "runs" / "taken"), "--lr", "0.1"],
+        "predict without checkpoint": ["predict", str(tmp_path / "runs" / "taken"), str(two)],
+        "predict bad out": ["predict", str(tmp_path / "x.pt"), str(two), "--out", "p.txt"],
+        "not a checkpoint": ["predict", str(tmp_path / "notes.txt"), str(two)],
+        "split bad fraction": ["split", str(two), "--val", "-0.1"],
+        "link without out": ["split", str(two), "--link"],
+        "split missing folder": ["split", str(tmp_path / "nope")],
+    }
+
+
+def test_every_user_error_is_one_sentence_and_exit_code_2(tmp_path):
+    cases = user_error_cases(tmp_path)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # most cases answer before torch is even imported
+        results = dict(zip(cases, pool.map(lambda args: run_cli(*args, cwd=tmp_path), cases.values()), strict=True))
+    for case, done in results.items():
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2, (case, done.returncode, done.stderr)
+        assert len(lines) == 1 and "error:" in lines[0], (case, done.stderr)
+        assert "Traceback" not in done.stderr and not list((tmp_path / "runs").glob("*-finetune*")), case

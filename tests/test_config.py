@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from foldertune.config import DEFAULT_LR, RunConfig
+from foldertune.errors import UserError
+
+
+def test_flat_settings_fill_the_sections_and_resolve_per_mode_defaults():
+    cfg = RunConfig.from_flat(data="photos", model="resnet18", mode="linear", epochs=3, val=0.3, run_name="r")
+    assert (cfg.data.root, cfg.data.val_fraction, cfg.model.name, cfg.train.epochs) == ("photos", 0.3, "resnet18", 3)
+    assert cfg.train.lr == DEFAULT_LR["linear"] and cfg.train.weight_decay == 0.05
+    assert RunConfig.from_flat(data="x", optimizer="adam").train.weight_decay == 0.0  # the tutorial's Adam
+    assert RunConfig.from_flat(data="x", mode="scratch").model.pretrained is False
+
+
+def test_round_trip_through_json():
+    cfg = RunConfig.from_flat(data="photos", img_size=128, patience=2, lr=0.01)
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_configs_are_frozen():
+    cfg = RunConfig.from_flat(data="photos")
+    with pytest.raises(AttributeError):
+        cfg.train.epochs = 5
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"epoch": 3}, "unknown setting 'epoch'; did you mean 'epochs'?"),
+        ({"epochs": 0}, "--epochs must be a whole number of at least 1; got 0."),
+        ({"batch_size": 2.5}, "--batch-size must be a whole number"),
+        ({"lr": -1.0}, "--lr must be a positive number; got -1.0."),
+        ({"val": 1.5}, "--val must be a fraction between 0 and 1; got 1.5."),
+        ({"val": 0.6, "test": 0.5}, "--val plus --test must leave some images"),
+        ({"mode": "freeze"}, "--mode must be one of linear, finetune, scratch; got 'freeze'."),
+        ({"model": "resnet19"}, "unknown backbone 'resnet19' for --model; did you mean 'resnet18'?"),
+        ({"img_size": 8}, "--img-size must be between 16 and 4096"),
+        ({"patience": 0}, "--patience must be at least 1"),
+        ({"mode": "scratch", "weights": "w.pth"}, "--weights cannot be combined with --mode scratch"),
+        ({"mode": "linear", "pretrained": False}, "--mode linear trains only the head"),
+    ],
+)
+def test_bad_values_get_one_sentence_naming_the_flag(settings, message):
+    with pytest.raises(UserError) as caught:
+        RunConfig.from_flat(data="photos", **settings)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_key_in_a_saved_config_is_rejected():
+    raw = RunConfig.from_flat(data="photos").to_dict()
+    raw["train"]["epohcs"] = 3
+    with pytest.raises(UserError, match="did you mean 'epochs'"):
+        RunConfig.from_dict(raw)

@@ -1,0 +1,147 @@
+"""Training end to end on real photos, with budgets of seconds: run folder contract, transfer, resume, determinism."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from helpers import SAMPLE, tree_fingerprint, write_bad_images
+
+import foldertune as ft
+from foldertune.errors import UserError
+
+TINY = {"img_size": 64, "batch_size": 8, "workers": 0, "precision": "fp32", "quiet": True}
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in rows]
+
+
+def test_run_folder_holds_every_file_of_the_contract(small_dataset, tmp_path, mobilenet_weights):
+    run = ft.train(small_dataset, epochs=2, project=tmp_path / "runs", **TINY)
+    assert run == tmp_path / "runs" / "mobilenet_v2-finetune"
+    expected = {"config.json", "classes.json", "split.csv", "data_report.csv", "batches.csv", "epochs.csv",
+                "best.pt", "last.pt", "metrics.json"}  # fmt: skip
+    assert expected <= {p.name for p in run.iterdir()}
+    assert not list(run.glob(".*tmp"))  # no temporary files left behind
+
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert config["settings"]["train"]["epochs"] == 2 and config["settings"]["train"]["lr"] == 5e-4
+    assert config["resolved"]["precision"] == "fp32" and config["resolved"]["device"] == "cpu"
+    assert config["resolved"]["preprocessing"]["crop_size"] == 64
+    assert config["resolved"]["weights"].startswith("hub cache")
+    assert {"torch", "torchvision", "foldertune"} <= set(config["versions"])
+    assert json.loads((run / "classes.json").read_text(encoding="utf-8")) == {
+        "0": "fishes",
+        "1": "monuments",
+        "2": "tools",
+    }
+
+    split = read_csv(run / "split.csv")
+    assert len(split) == 24 and {row["split"] for row in split} == {"train", "val"}
+    epochs = read_csv(run / "epochs.csv")
+    assert [row["epoch"] for row in epochs] == ["1", "2"]
+    assert set(epochs[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_precision",
+                              "val_recall", "val_f1", "lr", "seconds", "images_per_s"}  # fmt: skip
+    batches = read_csv(run / "batches.csv")
+    assert [int(row["step"]) for row in batches] == list(range(1, len(batches) + 1))
+    assert len(batches) == 2 * 3  # 18 training images in batches of 8: 8 + 8 + 2
+
+    best = torch.load(run / "best.pt", weights_only=True)
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert best["classes"] == ["fishes", "monuments", "tools"] and best["backbone"] == "mobilenet_v2"
+    assert best["preprocessing"]["crop_size"] == 64 and "training" not in best
+    assert last["epoch"] == 2 and {"optimizer", "scheduler", "scaler", "progress"} <= set(last["training"])
+
+    # metrics.json agrees with an independent evaluation of best.pt on the validation files
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    val = [row for row in split if row["split"] == "val"]
+    predictions = ft.load(run).predict([row["path"] for row in val])
+    accuracy = sum(p.label == row["class"] for p, row in zip(predictions, val, strict=True)) / len(val)
+    assert metrics["val"]["accuracy"] == pytest.approx(accuracy)
+    assert metrics["best_epoch"] == best["epoch"]
+    assert [row["class"] for row in metrics["val"]["per_class"]] == ["fishes", "monuments", "tools"]
+
+
+def test_pretrained_linear_mode_beats_training_from_scratch(tmp_path, mobilenet_weights):
+    settings = {**TINY, "img_size": 96, "batch_size": 16, "epochs": 4, "project": tmp_path}
+    linear = ft.train(SAMPLE, mode="linear", **settings)
+    scratch = ft.train(SAMPLE, mode="scratch", **settings)
+    linear_acc = json.loads((linear / "metrics.json").read_text())["val"]["accuracy"]
+    scratch_acc = json.loads((scratch / "metrics.json").read_text())["val"]["accuracy"]
+    assert linear_acc >= 0.75, linear_acc
+    assert linear_acc > scratch_acc + 0.2, (linear_acc, scratch_acc)
+
+
+def test_same_seed_gives_same_split_and_metrics(small_dataset, tmp_path, mobilenet_weights):
+    runs = [ft.train(small_dataset, epochs=1, seed=seed, project=tmp_path, **TINY) for seed in (5, 5, 6)]
+    same, again, other = runs
+    assert (same / "split.csv").read_text() == (again / "split.csv").read_text()
+    assert without_timing(read_csv(same / "epochs.csv")) == without_timing(read_csv(again / "epochs.csv"))
+    assert (same / "split.csv").read_text() != (other / "split.csv").read_text()
+
+
+def test_patience_stops_a_run_that_no_longer_improves(small_dataset, tmp_path, mobilenet_weights, capsys):
+    run = ft.train(
+        small_dataset, epochs=8, patience=2, lr=1e-9, scheduler="constant", project=tmp_path, **TINY
+    )  # a learning rate this small cannot change the validation accuracy
+    assert len(read_csv(run / "epochs.csv")) == 3
+    assert "early stop" in capsys.readouterr().out
+
+
+def test_unreadable_files_are_reported_and_do_not_stop_training(small_dataset, tmp_path, mobilenet_weights):
+    expected = write_bad_images(small_dataset / "tools")
+    before = tree_fingerprint(small_dataset)
+    run = ft.train(small_dataset, epochs=1, project=tmp_path, **TINY)
+    report = {row["path"].rsplit("/", 1)[-1]: row for row in read_csv(run / "data_report.csv")}
+    for name, word in expected.items():
+        assert report[name]["problem"] == "unreadable" and word in report[name]["reason"]
+    assert all(name not in (run / "split.csv").read_text() for name in expected)
+    assert tree_fingerprint(small_dataset) == before
+
+
+def test_a_diverging_loss_stops_with_a_message(small_dataset, tmp_path, mobilenet_weights):
+    with pytest.raises(UserError, match="loss became nan at epoch 1"):
+        ft.train(small_dataset, epochs=1, lr=1e12, optimizer="sgd", scheduler="constant", project=tmp_path, **TINY)
+
+
+def test_resume_after_a_killed_process_matches_an_uninterrupted_run(small_dataset, tmp_path, mobilenet_weights):
+    args = [str(small_dataset), "--epochs", "5", "--img-size", "64", "--batch-size", "8", "--precision", "fp32",
+            "--workers", "0", "--quiet", "--project", str(tmp_path)]  # fmt: skip
+    command = [sys.executable, "-m", "foldertune", "train", *args]
+    subprocess.run([*command, "--name", "whole"], check=True, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (killed / "last.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+    interrupted_at = torch.load(killed / "last.pt", weights_only=True)["epoch"]
+    assert 1 <= interrupted_at < 5
+
+    done = subprocess.run(
+        [sys.executable, "-m", "foldertune", "train", "--resume", str(killed), "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {killed} after epoch {interrupted_at} of 5" in done.stdout
+    whole = tmp_path / "whole"
+    assert without_timing(read_csv(killed / "epochs.csv")) == without_timing(read_csv(whole / "epochs.csv"))
+    assert read_csv(killed / "batches.csv") == read_csv(whole / "batches.csv")
+    resumed_state = torch.load(killed / "last.pt", weights_only=True)["model"]
+    whole_state = torch.load(whole / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(resumed_state[k], whole_state[k]) for k in whole_state)
+    config = json.loads((killed / "config.json").read_text())
+    assert config["resumed"][0]["from_epoch"] == interrupted_at
