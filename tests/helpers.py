@@ -147,3 +147,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
         timeout=timeout,
         env={**os.environ, "PYTHONIOENCODING": "utf-8"},
     )
+
+
+class Exploit:
+    """Pickles into a call of os.system: what a malicious checkpoint does when loaded without weights_only."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

@@ -1,19 +1,11 @@
-import os
 import re
 
 import pytest
 import torch
+from helpers import Exploit
 
 from foldertune.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from foldertune.errors import UserError
-
-
-class _Exploit:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_checkpoints_are_plain_data_loadable_with_weights_only(chinese_run):
@@ -28,7 +20,7 @@ def test_checkpoints_are_plain_data_loadable_with_weights_only(chinese_run):
 
 def test_a_malicious_checkpoint_is_rejected_without_running_it(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"format": "foldertune.checkpoint", "payload": _Exploit(marker)}, tmp_path / "evil.pt")
+    torch.save({"format": "foldertune.checkpoint", "payload": Exploit(marker)}, tmp_path / "evil.pt")
     with pytest.raises(UserError, match="weights_only=True"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
@@ -43,7 +35,7 @@ def test_other_files_and_versions_get_a_clear_message(tmp_path):
     with pytest.raises(UserError, match=re.escape("format 99 (written by foldertune 9.0)")):
         load_checkpoint(tmp_path / "future.pt")
     (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(UserError, match="not a PyTorch checkpoint"):
+    with pytest.raises(UserError, match="not a PyTorch file"):
         load_checkpoint(tmp_path / "text.pt")
 
 

@@ -22,17 +22,20 @@ def test_chinese_class_names_survive_training_and_prediction(chinese_run, tmp_pa
     assert "鱼" in (run / "classes.json").read_text(encoding="utf-8")  # stored as UTF-8, not \u escapes
     assert "纪念碑" in (run / "split.csv").read_text(encoding="utf-8")
 
-    (data / "鱼" / "broken.jpg").write_bytes(b"not really")
+    broken = tmp_path / "broken.jpg"  # the shared data folder stays as it is
+    broken.write_bytes(b"not really")
     out = tmp_path / "预测.csv"
-    done = run_cli("predict", str(run), str(data / "鱼"), str(data / "工具 箱"), "--topk", "2", "--out", str(out))
+    done = run_cli(
+        "predict", str(run), str(data / "鱼"), str(data / "工具 箱"), str(broken), "--topk", "2", "--out", str(out)
+    )
     assert done.returncode == 0, done.stderr
     assert "ERROR: not an image" in done.stdout and "鱼" in done.stdout
     with open(out, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 17
     assert list(rows[0]) == ["path", "label", "probability", "top1", "p1", "top2", "p2", "error"]
-    broken = [row for row in rows if row["path"].endswith("broken.jpg")]
-    assert broken[0]["error"] and broken[0]["label"] == ""
+    unreadable = [row for row in rows if row["path"].endswith("broken.jpg")]
+    assert unreadable[0]["error"] and unreadable[0]["label"] == ""
     good = [row for row in rows if not row["error"]]
     assert {row["label"] for row in good} <= set(CHINESE_CLASSES.values())
     assert all(float(row["p1"]) >= float(row["p2"]) for row in good)

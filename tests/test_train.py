@@ -145,3 +145,32 @@ def test_resume_after_a_killed_process_matches_an_uninterrupted_run(small_datase
     assert all(torch.equal(resumed_state[k], whole_state[k]) for k in whole_state)
     config = json.loads((killed / "config.json").read_text())
     assert config["resumed"][0]["from_epoch"] == interrupted_at
+
+
+def test_bf16_autocast_and_adam_step_schedule_train_on_the_cpu(small_dataset, tmp_path, mobilenet_weights):
+    settings = {**TINY, "precision": "bf16"}
+    run = ft.train(small_dataset, epochs=2, optimizer="adam", scheduler="step", project=tmp_path, **settings)
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["precision"] == "bf16" and config["settings"]["train"]["optimizer"] == "adam"
+    epochs = read_csv(run / "epochs.csv")
+    assert all(float(row["train_loss"]) < 5 for row in epochs)  # finite and sane
+    assert float(epochs[0]["lr"]) == float(epochs[1]["lr"]) == 5e-4  # step decay only after 7 epochs
+
+
+def test_a_presplit_folder_and_a_manifest_keep_their_given_splits(small_dataset, tmp_path, mobilenet_weights):
+    from foldertune.data.scan import scan_folder
+    from foldertune.data.split import assign_splits, materialize, write_manifest
+
+    scan = scan_folder(small_dataset, progress=False)
+    records, _ = assign_splits(scan.images, val_fraction=0.5, test_fraction=0.0, seed=9)
+    presplit = materialize(records, scan.root, tmp_path / "presplit", how="copy")
+    write_manifest(tmp_path / "manifest.csv", records)
+
+    from_folder = ft.train(presplit, epochs=1, project=tmp_path, run_name="folder", **TINY)
+    rows = read_csv(from_folder / "split.csv")
+    assert sum(row["split"] == "val" for row in rows) == 12  # the folder's own val/, not a new 20% split
+    assert all(f"/presplit/{row['split']}/" in row["path"] for row in rows)
+
+    from_manifest = ft.train(manifest=str(tmp_path / "manifest.csv"), epochs=1, project=tmp_path, run_name="m", **TINY)
+    expected = {(r.path, r.label, r.split) for r in records}
+    assert {(row["path"], row["class"], row["split"]) for row in read_csv(from_manifest / "split.csv")} == expected

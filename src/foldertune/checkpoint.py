@@ -90,15 +90,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             raise UserError(f"run folder '{path.parent}' has no best.pt yet; pass a checkpoint file or a finished run.")
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' does not exist; pass a run folder or a .pt file written by foldertune.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
-            raise UserError(
-                f"'{path}' holds pickled Python objects; foldertune loads checkpoints with weights_only=True and will "
-                "not run code from a file."
-            ) from None
-        raise UserError(f"'{path}' is not a PyTorch checkpoint file (torch.load cannot read it).") from None
+    checkpoint = safe_load(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise UserError(f"'{path}' is not a foldertune checkpoint; use --weights to start training from other weights.")
     saved = checkpoint.get("format_version")
@@ -109,6 +101,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{__version__} reads format {FORMAT_VERSION}."
         )
     return checkpoint
+
+
+def safe_load(path: Path) -> Any:
+    """torch.load with weights_only=True: tensors and plain data only, a UserError for anything else."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise UserError(
+                f"'{path}' holds pickled Python objects, not only tensors and plain data; foldertune loads files with "
+                "weights_only=True and will not run code from a file: save a state_dict instead."
+            ) from None
+        raise UserError(f"'{path}' is not a PyTorch file (torch.load cannot read it).") from None
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:

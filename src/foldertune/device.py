@@ -53,6 +53,8 @@ class Runtime:
 
 def choose_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     chosen = choose_device(device)
+    if chosen.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # input sizes are fixed: let cuDNN pick its fastest kernels once
     return Runtime(chosen, choose_precision(precision, chosen))
 
 

@@ -1,11 +1,10 @@
 """Pretrained weights: every source in order, hash checks, refusal of pickled code, and real ImageNet predictions."""
 
-import os
 import shutil
 
 import pytest
 import torch
-from helpers import SAMPLE
+from helpers import SAMPLE, Exploit
 from torchvision.models import MobileNet_V2_Weights
 
 from foldertune.data.images import open_image
@@ -52,17 +51,9 @@ def test_weights_of_another_architecture_are_refused_in_one_sentence(tmp_path):
         build_model("resnet18", num_classes=2, state_dict=load_weights_file(tmp_path / "other.pth"))
 
 
-class _Exploit:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_a_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"conv1.weight": torch.zeros(1), "payload": _Exploit(marker)}, tmp_path / "evil.pth")
+    torch.save({"conv1.weight": torch.zeros(1), "payload": Exploit(marker)}, tmp_path / "evil.pth")
     with pytest.raises(UserError, match="weights_only=True"):
         load_weights_file(tmp_path / "evil.pth")
     assert not marker.exists()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from foldertune.checkpoint import FORMAT, safe_load
 from foldertune.errors import UserError
 from foldertune.models.registry import Backbone
 
@@ -134,16 +135,8 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
-            raise UserError(
-                f"'{path}' holds pickled Python objects, not only tensors; foldertune loads weights with "
-                f"weights_only=True and will not run code from a file: save a state_dict instead."
-            ) from None
-        raise UserError(f"'{path}' is not a PyTorch weights file (torch.load cannot read it).") from None
-    if isinstance(raw, dict) and raw.get("format") == "foldertune.checkpoint":
+    raw = safe_load(path)
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
         raw = raw["model"]
     elif isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]  # Lightning and many training scripts
