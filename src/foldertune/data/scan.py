@@ -90,7 +90,7 @@ def scan_folder(
 
     split_dirs = _split_folders(root)
     presplit = "train" in split_dirs and len(split_dirs) > 1
-    tops = [(split, path) for split, path in split_dirs.items()] if presplit else [(None, root)]
+    tops = list(split_dirs.items()) if presplit else [(None, root)]
 
     candidates: list[ImageRecord] = []
     skipped: list[SkippedFile] = []
