@@ -14,7 +14,7 @@ def test_checkpoints_are_plain_data_loadable_with_weights_only(chinese_run):
         checkpoint = torch.load(run / name, weights_only=True)
         assert checkpoint["format_version"] == FORMAT_VERSION
         assert set(checkpoint["versions"]) >= {"foldertune", "torch", "torchvision", "python"}
-        assert checkpoint["config"]["model"]["name"] == "mobilenet_v2"
+        assert checkpoint["config"]["model"]["backbone"] == "mobilenet_v2"
     assert load_checkpoint(run)["epoch"] == torch.load(run / "best.pt", weights_only=True)["epoch"]
 
 

@@ -85,44 +85,56 @@ def test_split_writes_manifest_counts_and_linked_folders(tmp_path):
 
 
 def user_error_cases(tmp_path):
+    """case -> (arguments, a piece of the one-line message that names the culprit)."""
     empty = tmp_path / "empty"
     empty.mkdir()
     one_class = copy_subset(tmp_path / "one", 4, {"fishes": "fish"})
     two = copy_subset(tmp_path / "two", 4, {"fishes": "fish", "tools": "tool"})
     (tmp_path / "runs" / "taken").mkdir(parents=True)
     (tmp_path / "notes.txt").write_text("hi")
+    (tmp_path / "latin1.csv").write_bytes("path,class,split\ncaf\xe9.jpg,a,train\n".encode("latin-1"))
+    taken = str(tmp_path / "runs" / "taken")
     return {
-        "missing data folder": ["train", str(tmp_path / "nope")],
-        "data is a file": ["train", str(tmp_path / "notes.txt")],
-        "empty folder": ["train", str(empty)],
-        "single class": ["train", str(one_class)],
-        "unknown backbone": ["train", str(two), "--model", "resnet19"],
-        "zero epochs": ["train", str(two), "--epochs", "0"],
-        "not a number": ["train", str(two), "--epochs", "ten"],
-        "negative lr": ["train", str(two), "--lr", "-1"],
-        "bad fraction": ["train", str(two), "--val", "1.5"],
-        "bad choice": ["train", str(two), "--mode", "freeze"],
-        "unknown flag": ["train", str(two), "--epoch", "3"],
-        "missing weights file": ["train", str(two), "--weights", str(tmp_path / "w.pth")],
-        "fp16 on cpu": ["train", str(two), "--precision", "fp16", "--device", "cpu"],
-        "existing run name": ["train", str(two), "--project", str(tmp_path / "runs"), "--name", "taken"],
-        "resume a non-run": ["train", "--resume", str(tmp_path / "runs" / "taken")],
-        "resume with other flags": ["train", "--resume", str(tmp_path / "runs" / "taken"), "--lr", "0.1"],
-        "predict without checkpoint": ["predict", str(tmp_path / "runs" / "taken"), str(two)],
-        "predict bad out": ["predict", str(tmp_path / "x.pt"), str(two), "--out", "p.txt"],
-        "not a checkpoint": ["predict", str(tmp_path / "notes.txt"), str(two)],
-        "split bad fraction": ["split", str(two), "--val", "-0.1"],
-        "link without out": ["split", str(two), "--link"],
-        "split missing folder": ["split", str(tmp_path / "nope")],
+        "missing data folder": (["train", str(tmp_path / "nope")], "does not exist"),
+        "data is a file": (["train", str(tmp_path / "notes.txt")], "is a file"),
+        "empty folder": (["train", str(empty)], "no usable images"),
+        "single class": (["train", str(one_class)], "only one class ('fish')"),
+        "unknown backbone": (["train", str(two), "--model", "resnet19"], "did you mean 'resnet18'"),
+        "zero epochs": (["train", str(two), "--epochs", "0"], "--epochs"),
+        "not a number": (["train", str(two), "--epochs", "ten"], "--epochs"),
+        "negative lr": (["train", str(two), "--lr", "-1"], "--lr"),
+        "negative seed": (["train", str(two), "--seed", "-1"], "--seed"),
+        "bad fraction": (["train", str(two), "--val", "1.5"], "--val"),
+        "bad choice": (["train", str(two), "--mode", "freeze"], "--mode"),
+        "unknown flag": (["train", str(two), "--epoch", "3"], "did you mean --epochs"),
+        "DATA and manifest": (["train", str(two), "--manifest", "m.csv"], "not both"),
+        "manifest not UTF-8": (["train", "--manifest", str(tmp_path / "latin1.csv")], "UTF-8"),
+        "runs inside the data": (["train", str(two), "--project", str(two / "runs")], "into the data folder"),
+        "missing weights file": (["train", str(two), "--weights", str(tmp_path / "w.pth")], "--weights"),
+        "fp16 on cpu": (["train", str(two), "--precision", "fp16", "--device", "cpu"], "--precision fp16"),
+        "existing run name": (["train", str(two), "--project", str(tmp_path / "runs"), "--name", "taken"], "exists"),
+        "resume a non-run": (["train", "--resume", taken], "not a foldertune run folder"),
+        "resume with other flags": (["train", "--resume", taken, "--lr", "0.1", "--name", "x"], "--lr, --name"),
+        "predict without checkpoint": (["predict", taken, str(two)], "no best.pt"),
+        "predict bad out": (["predict", str(tmp_path / "x.pt"), str(two), "--out", "p.txt"], "--out"),
+        "not a checkpoint": (["predict", str(tmp_path / "notes.txt"), str(two)], "not a PyTorch file"),
+        "split bad fraction": (["split", str(two), "--val", "-0.1"], "--val"),
+        "split negative seed": (["split", str(two), "--seed", "-1"], "--seed"),
+        "link without out": (["split", str(two), "--link"], "--link needs --out"),
+        "split out is a file": (["split", str(two), "--out", str(tmp_path / "notes.txt")], "is a file"),
+        "split missing folder": (["split", str(tmp_path / "nope")], "does not exist"),
     }
 
 
 def test_every_user_error_is_one_sentence_and_exit_code_2(tmp_path):
     cases = user_error_cases(tmp_path)
     with ThreadPoolExecutor(max_workers=3) as pool:  # most cases answer before torch is even imported
-        results = dict(zip(cases, pool.map(lambda args: run_cli(*args, cwd=tmp_path), cases.values()), strict=True))
+        runs = pool.map(lambda case: run_cli(*case[0], cwd=tmp_path), cases.values())
+        results = dict(zip(cases, runs, strict=True))
     for case, done in results.items():
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2, (case, done.returncode, done.stderr)
         assert len(lines) == 1 and "error:" in lines[0], (case, done.stderr)
+        assert cases[case][1] in lines[0], (case, lines[0])
         assert "Traceback" not in done.stderr and not list((tmp_path / "runs").glob("*-finetune*")), case
+    assert not (tmp_path / "two" / "runs").exists()  # nothing was written into the data folder

@@ -8,10 +8,19 @@ from foldertune.errors import UserError
 
 def test_flat_settings_fill_the_sections_and_resolve_per_mode_defaults():
     cfg = RunConfig.from_flat(data="photos", model="resnet18", mode="linear", epochs=3, val=0.3, run_name="r")
-    assert (cfg.data.root, cfg.data.val_fraction, cfg.model.name, cfg.train.epochs) == ("photos", 0.3, "resnet18", 3)
+    assert (cfg.data.root, cfg.data.val_fraction, cfg.model.backbone, cfg.train.epochs) == (
+        "photos",
+        0.3,
+        "resnet18",
+        3,
+    )
     assert cfg.train.lr == DEFAULT_LR["linear"] and cfg.train.weight_decay == 0.05
     assert RunConfig.from_flat(data="x", optimizer="adam").train.weight_decay == 0.0  # the tutorial's Adam
     assert RunConfig.from_flat(data="x", mode="scratch").model.pretrained is False
+    # the command line's own names work too: --name, --no-pretrained, --manifest without DATA
+    named = RunConfig.from_flat(data="x", name="try1", no_pretrained=True)
+    assert named.run_name == "try1" and named.model.pretrained is False and named.model.backbone == "mobilenet_v2"
+    assert RunConfig.from_flat(manifest="m.csv").data.root is None
 
 
 def test_round_trip_through_json():
@@ -40,6 +49,8 @@ def test_configs_are_frozen():
         ({"patience": 0}, "--patience must be at least 1"),
         ({"mode": "scratch", "weights": "w.pth"}, "--weights cannot be combined with --mode scratch"),
         ({"mode": "linear", "pretrained": False}, "--mode linear trains only the head"),
+        ({"seed": -1}, "--seed must be a whole number of 0 or more; got -1."),
+        ({"manifest": "m.csv"}, "pass either DATA (an image folder) or --manifest CSV, not both."),
     ],
 )
 def test_bad_values_get_one_sentence_naming_the_flag(settings, message):

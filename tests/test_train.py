@@ -174,3 +174,10 @@ def test_a_presplit_folder_and_a_manifest_keep_their_given_splits(small_dataset,
     from_manifest = ft.train(manifest=str(tmp_path / "manifest.csv"), epochs=1, project=tmp_path, run_name="m", **TINY)
     expected = {(r.path, r.label, r.split) for r in records}
     assert {(row["path"], row["class"], row["split"]) for row in read_csv(from_manifest / "split.csv")} == expected
+
+
+def test_a_run_that_stopped_early_is_finished_and_resume_says_so(small_dataset, tmp_path, mobilenet_weights):
+    run = ft.train(small_dataset, epochs=6, patience=1, lr=1e-9, scheduler="constant", project=tmp_path, **TINY)
+    assert len(read_csv(run / "epochs.csv")) == 2
+    with pytest.raises(UserError, match=r"stopped early after epoch 2.*--weights"):
+        ft.resume(run)

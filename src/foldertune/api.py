@@ -19,13 +19,16 @@ def train(data: str | os.PathLike | None = None, *, quiet: bool = False, **setti
     """Train on `data` (default: the bundled sample) with any setting of `foldertune train`; returns the run folder.
 
     Settings use the flag names with underscores: model, mode, epochs, batch_size, lr, img_size, val, test,
-    seed, device, precision, patience, run_name, project, ... An unknown name is an error with a suggestion.
+    manifest, seed, device, precision, patience, name, project, no_pretrained, ... An unknown name is an error
+    with a suggestion.
     """
     from foldertune.config import RunConfig
     from foldertune.data import sample_data_path
     from foldertune.training import fit
 
-    cfg = RunConfig.from_flat(data=str(data if data is not None else sample_data_path()), **settings)
+    if data is None and not settings.get("manifest"):
+        data = sample_data_path()
+    cfg = RunConfig.from_flat(data=None if data is None else str(data), **settings)
     return fit(cfg, quiet=quiet)
 
 

@@ -21,6 +21,7 @@ import torchvision
 from torch import nn
 
 from foldertune import __version__
+from foldertune.atomic import atomic_open
 from foldertune.errors import UserError
 from foldertune.preprocessing import Preprocessing
 
@@ -68,17 +69,8 @@ def make_checkpoint(
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        torch.save(checkpoint, handle)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -130,16 +130,17 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from foldertune.config import RunConfig
+    from foldertune.config import ALIASES, RunConfig, flag
     from foldertune.data import sample_data_path
     from foldertune.data.prepare import prepare_data
+    from foldertune.runfolder import check_new_run
 
     given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
     quiet = given.pop("quiet", False)
     if "resume" in given:
         extra = sorted(set(given) - RESUME_FLAGS)
         if extra:
-            names = ", ".join("DATA" if key == "data" else "--" + key.replace("_", "-") for key in extra)
+            names = ", ".join(flag(ALIASES.get(key, key)) for key in extra)
             raise UserError(f"{names} cannot change when resuming (the run keeps its config.json); drop them.")
         from foldertune.training import resume
 
@@ -151,10 +152,11 @@ def run_train(args: argparse.Namespace) -> None:
             quiet=quiet,
         )
         return
-    if given.get("data") is None:
+    if given.get("data") is None and not given.get("manifest"):
         given["data"] = str(sample_data_path())
         print(f"no DATA given: training on the bundled sample photos in {given['data']}")
     cfg = RunConfig.from_flat(**given)
+    check_new_run(cfg)
     data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)  # data mistakes show before torch loads
     from foldertune.training import fit
 
@@ -186,6 +188,8 @@ def run_split(args: argparse.Namespace) -> None:
     from foldertune.data.split import assign_splits, format_counts, materialize, split_counts, write_csv, write_manifest
 
     DataConfig(root=args.data, val_fraction=args.val, test_fraction=args.test)  # validates the fractions
+    if args.seed < 0:
+        raise UserError(f"--seed must be a whole number of 0 or more; got {args.seed}.")
     if args.how and not args.out:
         raise UserError(f"--{args.how} needs --out DIR: the folder to build train/ and val/ in.")
     manifest = Path(args.manifest or (Path(args.out) / "split.csv" if args.out else "split.csv"))

@@ -38,13 +38,13 @@ FLAGS = {
     "root": "DATA",
     "val_fraction": "--val",
     "test_fraction": "--test",
-    "name": "--model",
+    "backbone": "--model",
     "run_name": "--name",
     "pretrained": "--no-pretrained",
 }
 
 # Names accepted by `foldertune.train(...)` and `RunConfig.from_flat` that differ from the field name.
-ALIASES = {"data": "root", "model": "name", "val": "val_fraction", "test": "test_fraction"}
+ALIASES = {"data": "root", "model": "backbone", "name": "run_name", "val": "val_fraction", "test": "test_fraction"}
 
 
 def flag(field_name: str) -> str:
@@ -68,7 +68,7 @@ def _positive(field_name: str, value: float | None, *, allow_none: bool = False)
 class DataConfig:
     """Where the images are and how they are split and read."""
 
-    root: str = ""
+    root: str | None = None
     """Folder with one sub-folder per class, or with train/ and val/ (valid/, validation/) [and test/] folders."""
     val_fraction: float = 0.2
     """Share of each class held out for validation when the folder is not already split."""
@@ -84,6 +84,9 @@ class DataConfig:
     """Images with more pixels than this are refused unread (decompression-bomb guard)."""
 
     def __post_init__(self) -> None:
+        if bool(self.root) == bool(self.manifest):
+            raise UserError("pass either DATA (an image folder) or --manifest CSV, not both." if self.root else
+                            "pass DATA (an image folder) or --manifest CSV.")  # fmt: skip
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if isinstance(value, bool) or not 0 <= value < 1:
@@ -101,7 +104,7 @@ class DataConfig:
 class ModelConfig:
     """Which backbone and where its starting weights come from."""
 
-    name: str = "mobilenet_v2"
+    backbone: str = "mobilenet_v2"
     """A registered backbone (`foldertune models` lists them)."""
     pretrained: bool = True
     """Start from ImageNet weights (ignored, and recorded as False, in scratch mode)."""
@@ -111,7 +114,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         from foldertune.models.registry import get_backbone
 
-        get_backbone(self.name)  # raises a UserError naming the registered backbones
+        get_backbone(self.backbone)  # raises a UserError naming the registered backbones
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"{flag(name)} must be a whole number of at least 1; got {value!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"--seed must be a whole number of 0 or more; got {self.seed!r}.")
         _positive("lr", self.lr, allow_none=True)
         if self.lr is None:
             object.__setattr__(self, "lr", DEFAULT_LR[self.mode])  # resolved once, while the object is being built
@@ -177,7 +182,7 @@ class TrainConfig:
 class RunConfig:
     """Everything that defines a training run; saved as config.json and inside every checkpoint."""
 
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     project: str = "runs"
@@ -200,6 +205,8 @@ class RunConfig:
         known = {f.name: section for section, klass in _SECTIONS.items() for f in dataclasses.fields(klass)}
         known.update({f.name: "run" for f in dataclasses.fields(cls) if f.name not in _SECTIONS})
         for key, value in settings.items():
+            if key == "no_pretrained":  # the flag's own name, inverted
+                key, value = "pretrained", not value
             name = ALIASES.get(key, key)
             if name not in known:
                 raise UserError(f"unknown setting {key!r}{_did_you_mean(key, [*known, *ALIASES])}")

@@ -77,15 +77,23 @@ def choose_device(requested: str) -> torch.device:
 def choose_precision(requested: str, device: torch.device) -> str:
     if requested == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "bf16" if cuda_has_native_bf16() else "fp16"
         if device.type == "cpu" and cpu_has_native_bf16():
             return "bf16"
         return "fp32"
     if requested == "fp16" and device.type == "cpu":
         raise UserError("--precision fp16 is for GPUs; on the CPU use --precision bf16 or fp32.")
-    if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if requested == "bf16" and device.type == "cuda" and not cuda_has_native_bf16():
         raise UserError("--precision bf16 needs an Ampere or newer GPU; use --precision fp16 or auto on this one.")
     return requested
+
+
+def cuda_has_native_bf16() -> bool:
+    """Ampere (compute capability 8.0) and newer compute bf16 in hardware; older GPUs only emulate it."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before the including_emulation argument: it did not count emulation then
+        return torch.cuda.is_bf16_supported()
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:

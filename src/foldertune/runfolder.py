@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from foldertune.atomic import atomic_open
 from foldertune.errors import UserError
 
 BATCH_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr"]
@@ -31,6 +32,25 @@ EPOCH_COLUMNS = [
     "images_per_s",
 ]
 REPORT_COLUMNS = ["path", "class", "split", "problem", "reason"]
+
+
+def check_new_run(cfg) -> None:
+    """Mistakes about paths that can be reported before a single image is read (a RunConfig in, nothing out)."""
+    from foldertune.data.scan import is_inside
+
+    project = Path(cfg.project).expanduser()
+    if cfg.run_name is not None and (project / cfg.run_name).exists():
+        raise UserError(
+            f"run folder '{project / cfg.run_name}' already exists; pick another --name, or continue it with "
+            f"--resume {project / cfg.run_name}."
+        )
+    if cfg.data.root and Path(cfg.data.root).is_dir() and is_inside(project, cfg.data.root):
+        raise UserError(
+            f"run folders would go into the data folder ('{project.absolute()}' is inside '{cfg.data.root}'); run "
+            "foldertune from another folder or pass --project DIR outside the data."
+        )
+    if cfg.model.weights and not Path(cfg.model.weights).expanduser().is_file():
+        raise UserError(f"--weights file '{cfg.model.weights}' does not exist.")
 
 
 class RunFolder:
@@ -67,10 +87,8 @@ class RunFolder:
 
     def write_json(self, name: str, data: Any) -> None:
         """UTF-8 JSON (Chinese stays readable), written to a temporary file and renamed into place."""
-        path = self.path / name
-        temporary = path.with_name(f".{name}.tmp")
-        temporary.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
+        with atomic_open(self.path / name) as handle:
+            handle.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
@@ -86,11 +104,11 @@ class CsvLog:
         self.path = path
         self.columns = columns
         if not path.exists():
-            with open(path, "w", newline="", encoding="utf-8") as handle:
+            with atomic_open(path, newline="") as handle:
                 csv.writer(handle).writerow(columns)
 
     def append(self, *rows: dict[str, Any]) -> None:
-        with open(self.path, "a", newline="", encoding="utf-8") as handle:
+        with open(self.path, "a", newline="", encoding="utf-8", errors="backslashreplace") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writerows(_format(row) for row in rows)
 
@@ -101,12 +119,10 @@ class CsvLog:
     def keep_epochs_up_to(self, epoch: int) -> None:
         """Drop rows logged after `epoch` (work a crash lost), rewriting the file atomically; for --resume."""
         kept = [row for row in self.rows() if int(row["epoch"]) <= epoch]
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        with atomic_open(self.path, newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(kept)
-        os.replace(temporary, self.path)
 
 
 def _format(row: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from foldertune.models.build import apply_mode, build_model, set_train_mode
 from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
-from foldertune.runfolder import BATCH_COLUMNS, EPOCH_COLUMNS, REPORT_COLUMNS, CsvLog, RunFolder
+from foldertune.runfolder import BATCH_COLUMNS, EPOCH_COLUMNS, REPORT_COLUMNS, CsvLog, RunFolder, check_new_run
 
 LOG_EVERY = 10  # steps between reading losses back from the device (each read waits for the device)
 
@@ -64,6 +64,7 @@ class Evaluation:
 
 def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False, log=print) -> Path:
     """Train a new run as `cfg` says (on `data`, when the caller has prepared it already); returns its run folder."""
+    check_new_run(cfg)
     if data is None:
         data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)
     runtime = choose_runtime(cfg.train.device, cfg.train.precision)
@@ -71,11 +72,11 @@ def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False
     state_dict, weights_origin = None, "none (random initialisation)"
     if cfg.model.pretrained or cfg.model.weights:
         state_dict, weights_origin = resolve_weights(
-            get_backbone(cfg.model.name), weights_file=cfg.model.weights, log=log
+            get_backbone(cfg.model.backbone), weights_file=cfg.model.weights, log=log
         )
-    pre = get_backbone(cfg.model.name).preprocessing.with_crop_size(cfg.data.img_size)
+    pre = get_backbone(cfg.model.backbone).preprocessing.with_crop_size(cfg.data.img_size)
 
-    run = RunFolder.create(cfg.project, cfg.run_name, default_name=f"{cfg.model.name}-{cfg.train.mode}")
+    run = RunFolder.create(cfg.project, cfg.run_name, default_name=f"{cfg.model.backbone}-{cfg.train.mode}")
     run.write_json("classes.json", dict(enumerate(data.classes)))
     write_manifest(run / "split.csv", data.records)
     report = run.csv_log("data_report.csv", REPORT_COLUMNS)
@@ -85,7 +86,7 @@ def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False
     log(f"device: {runtime.describe()}; weights: {weights_origin}")
 
     torch.manual_seed(cfg.train.seed)  # the new head's initialisation (and the whole network's in scratch mode)
-    model = build_model(cfg.model.name, len(data.classes), state_dict=state_dict)
+    model = build_model(cfg.model.backbone, len(data.classes), state_dict=state_dict)
     return _train(run, cfg, data, model, runtime, pre, start=None, quiet=quiet, log=log)
 
 
@@ -117,6 +118,13 @@ def resume(
             "to train further."
         )
 
+    stale = checkpoint["training"]["progress"]["stale"]
+    if cfg.train.patience and stale >= cfg.train.patience:
+        raise UserError(
+            f"run '{run.path}' stopped early after epoch {checkpoint['epoch']} (no better validation "
+            f"{cfg.train.best_metric} for {stale} epochs), so it is finished; to go on, start a new run with "
+            f"--weights {run.path / 'best.pt'}."
+        )
     classes = [name for _, name in sorted(run.read_json("classes.json").items(), key=lambda item: int(item[0]))]
     if classes != checkpoint["classes"]:
         raise UserError(f"classes.json and last.pt of '{run.path}' disagree on the classes; the run folder was edited.")
@@ -135,7 +143,7 @@ def resume(
     run.write_json("config.json", record)
     log(f"resuming {run.path} after epoch {checkpoint['epoch']} of {cfg.train.epochs}; device: {runtime.describe()}")
 
-    model = build_model(cfg.model.name, len(classes))
+    model = build_model(cfg.model.backbone, len(classes))
     model.load_state_dict(checkpoint["model"])
     return _train(run, cfg, data, model, runtime, pre, start=checkpoint, quiet=quiet, log=log)
 
@@ -153,7 +161,7 @@ def _train(
     log,
 ) -> Path:
     tc = cfg.train
-    name = cfg.model.name
+    name = cfg.model.backbone
     apply_mode(model, name, tc.mode)
     model.to(runtime.device, memory_format=torch.channels_last if runtime.channels_last else torch.preserve_format)
     loaders = build_loaders(data, pre, cfg, runtime)
@@ -168,7 +176,8 @@ def _train(
     if start is not None:
         optimizer.load_state_dict(start["training"]["optimizer"])
         scheduler.load_state_dict(start["training"]["scheduler"])
-        scaler.load_state_dict(start["training"]["scaler"])
+        if start["training"]["scaler"]:  # empty when the run began without fp16 (a CPU run resumed on a GPU)
+            scaler.load_state_dict(start["training"]["scaler"])
         progress = dict(start["training"]["progress"])
         first_epoch = start["epoch"] + 1
         batches.keep_epochs_up_to(start["epoch"])  # rows a crash logged after the last checkpoint

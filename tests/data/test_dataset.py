@@ -66,3 +66,14 @@ def test_a_file_that_vanished_after_the_scan_is_skipped_with_a_warning(tmp_path)
         image, label = dataset[0]
     assert label == 0 and image.shape == (3, 32, 32)
     assert any("gone.webp" in str(w.message) for w in caught)
+
+
+def test_sampler_length_matches_what_it_yields_for_every_small_size():
+    for size in range(12):
+        for batch_size in range(1, 6):
+            for shuffle in (True, False):
+                sampler = EpochBatchSampler(size, batch_size, shuffle=shuffle)
+                batches = list(sampler)
+                assert len(batches) == len(sampler), (size, batch_size, shuffle)
+                seen = sum(len(b) for b in batches)
+                assert seen == size or (shuffle and batch_size > 1 and seen == size - 1)

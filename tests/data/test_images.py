@@ -1,4 +1,6 @@
+import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +97,45 @@ def test_reading_never_writes(good):
         open_image(path, min_side=8)
         check_image(path)
     assert before == {name: (os.stat(path).st_mtime_ns, path.read_bytes()) for name, path in good.items()}
+
+
+def damaged_copies(folder, count_per_format: int = 25):
+    """Deterministically damaged files of every format: cut short, or with bytes flipped in the header or EXIF."""
+    rng = np.random.default_rng(0)
+    base = Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Camera"
+    formats = {"jpg": ("JPEG", {"exif": exif}), "png": ("PNG", {}), "gif": ("GIF", {}), "bmp": ("BMP", {}),
+               "webp": ("WEBP", {}), "tif": ("TIFF", {"compression": "tiff_lzw"})}  # fmt: skip
+    for ext, (name, options) in formats.items():
+        buffer = io.BytesIO()
+        base.save(buffer, format=name, **options)
+        data = buffer.getvalue()
+        for trial in range(count_per_format):
+            damaged = bytearray(data)
+            if trial % 3 == 0:
+                damaged = damaged[: int(rng.integers(8, len(damaged)))]
+            else:
+                span = 120 if trial % 3 == 1 else len(damaged)
+                for _ in range(int(rng.integers(1, 5))):
+                    damaged[int(rng.integers(0, min(span, len(damaged))))] = int(rng.integers(0, 256))
+            path = folder / f"{ext}_{trial}.{ext}"
+            path.write_bytes(bytes(damaged))
+            yield path
+
+
+KNOWN_DAMAGED = sorted((Path(__file__).parent / "damaged").glob("*.[jt]*[gf]"))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # PIL describes some of the damage as it reads
+def test_damaged_files_never_raise_anything_but_a_read_error_and_a_passed_check_means_it_opens(tmp_path):
+    assert len(KNOWN_DAMAGED) == 3
+    for path in [*KNOWN_DAMAGED, *damaged_copies(tmp_path)]:
+        reason = check_image(path)  # must not raise
+        if reason is None:
+            image = open_image(path, min_side=16)
+            assert np.asarray(image).shape[2] == 3, path  # usable, not a closed or half-read image
+        else:
+            with pytest.raises(ImageReadError):
+                open_image(path, min_side=16)

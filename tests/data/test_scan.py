@@ -117,3 +117,18 @@ def test_list_image_files_expands_folders_and_keeps_files(tmp_path):
     assert len(files) == 5
     with pytest.raises(UserError, match="does not exist"):
         list_image_files([tmp_path / "missing.jpg"])
+
+
+def test_names_that_are_not_utf8_are_reported_not_fatal(tmp_path):
+    root = copy_subset(tmp_path / "data", 3, {"fishes": "fish", "tools": "tool"})
+    os.makedirs(os.fsencode(root) + b"/caf\xe9")  # a Latin-1 folder name, as archives made on Windows carry
+    shutil.copy(SAMPLE / "fishes" / "fish1.webp", os.fsencode(root) + b"/caf\xe9/1.webp")
+    shutil.copy(SAMPLE / "fishes" / "fish2.webp", os.fsencode(root) + b"/fish/\xff.webp")
+    result = scan_folder(root, progress=False)
+    assert result.classes == ["fish", "tool"] and len(result.images) == 6
+    bad = [s for s in result.skipped if s.problem == "unreadable name"]
+    assert len(bad) == 2 and all("\\x" in s.path for s in bad)
+    from foldertune.data.split import assign_splits, write_manifest
+
+    records, _ = assign_splits(result.images, val_fraction=0.3, test_fraction=0, seed=0)
+    write_manifest(tmp_path / "m.csv", records)  # every name that got through can be written

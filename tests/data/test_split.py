@@ -103,3 +103,11 @@ def test_materialize_builds_split_folders_and_leaves_originals(tmp_path, how):
         materialize(records, scan.root, out, how=how)
     with pytest.raises(UserError, match="inside the data folder"):
         materialize(records, scan.root, data / "split", how=how)
+    os.symlink(data, tmp_path / "alias")  # the same folder reached through a link, or through ".."
+    for sneaky in (tmp_path / "alias" / "inside", tmp_path / "out" / ".." / "data" / "inside"):
+        with pytest.raises(UserError, match="inside the data folder"):
+            materialize(records, scan.root, sneaky, how=how)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        materialize(records, scan.root, tmp_path / "a_file", how=how)
+    assert tree_fingerprint(data) == before

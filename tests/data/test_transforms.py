@@ -52,4 +52,11 @@ def test_decode_sizes_cover_what_the_transforms_use():
     assert decode_min_side(pre, train=False) == 256
     # the smallest random crop (8% of the area) still maps at least one source pixel to each output pixel
     assert decode_min_side(pre, train=True) * 0.08**0.5 >= 224
-    assert Image.open(PHOTO).size  # the photo exists and opens
+
+
+def test_an_extremely_elongated_image_stays_small_at_evaluation():
+    strip = Image.new("RGB", (20000, 2), (255, 0, 0))  # 40,000 pixels, harmless on disk
+    transform = build_eval_transform(Preprocessing(crop_size=224, resize_size=256))
+    resized = transform.transforms[1](transform.transforms[0](strip))
+    assert max(resized.size) <= 8 * 256  # not 2.5 million x 256 pixels (2 GB) on the way
+    assert transform(strip).shape == (3, 224, 224)

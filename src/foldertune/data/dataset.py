@@ -104,13 +104,15 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         indices = self._indices()
         for start in range(0, len(indices), self.batch_size):
             batch = indices[start : start + self.batch_size]
-            if self.shuffle and len(batch) == 1 and start > 0:
+            if self._drops(len(batch), start):
                 return
             yield [(index, self.epoch) for index in batch]
 
     def __len__(self) -> int:
-        count = self.size
-        batches = -(-count // self.batch_size)
-        if self.shuffle and count > 1 and count % self.batch_size == 1:
-            batches -= 1
-        return batches
+        batches = -(-self.size // self.batch_size)
+        last_start = (batches - 1) * self.batch_size
+        return batches - self._drops(self.size - last_start, last_start) if batches else 0
+
+    def _drops(self, batch_length: int, start: int) -> bool:
+        """A lone image left over after full batches is dropped when training (BatchNorm needs two)."""
+        return self.shuffle and self.batch_size > 1 and batch_length == 1 and start > 0

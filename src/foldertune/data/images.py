@@ -38,6 +38,7 @@ def open_image(path: str | os.PathLike, *, min_side: int | None = None, max_pixe
 
     With `min_side`, a JPEG is decoded at the smallest power-of-two reduction (1/2, 1/4, 1/8) whose shorter side is
     still at least `min_side` pixels: the DCT does the downscaling, several times faster than decode + resize.
+    Animated and multi-page files give their first frame (where PIL opens them).
     """
     image = _open_checked(path, max_pixels)
     try:
@@ -47,40 +48,32 @@ def open_image(path: str | os.PathLike, *, min_side: int | None = None, max_pixe
             if scale < 1:
                 image.draft("RGB", (int(width * scale) + 1, int(height * scale) + 1))
         image.load()
-        return to_rgb(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageReadError(_decode_reason(error)) from error
-    finally:
+        rgb = to_rgb(image)
+    except Exception as error:  # damaged files make PIL raise nearly any type
         image.close()
+        raise ImageReadError(_decode_reason(error)) from error
+    if rgb is not image:
+        image.close()
+    return rgb
 
 
 def check_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
-    """Decode the whole file once and return why it cannot be used, or None when it is fine.
+    """Read the file exactly as training will, and return why it cannot be used, or None when it is fine.
 
     JPEGs are decoded at 1/8 scale: every byte of the compressed stream is still read, so truncation and corrupt
     data are found, at a fraction of the cost of a full decode.
     """
     try:
-        image = _open_checked(path, max_pixels)
+        open_image(path, min_side=1, max_pixels=max_pixels)
     except ImageReadError as error:
         return str(error)
-    try:
-        if image.format == "JPEG":
-            image.draft("RGB", (1, 1))
-        image.load()
-        return None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return _decode_reason(error)
-    finally:
-        image.close()
+    return None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL image as upright 8-bit RGB: EXIF orientation applied, alpha over white, deep pixels scaled."""
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)  # animated GIF/WebP/multi-page TIFF: the first frame
-    with contextlib.suppress(OSError, ValueError, SyntaxError, TypeError, KeyError):
-        image = ImageOps.exif_transpose(image)  # on a broken EXIF block, keep the pixels as stored
+    with contextlib.suppress(Exception):  # a damaged EXIF block: keep the pixels as stored, not refuse the picture
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode == "RGB":
         return image
@@ -126,7 +119,7 @@ def _open_checked(path: str | os.PathLike, max_pixels: int) -> Image.Image:
         raise ImageReadError(f"too many pixels ({detail}): possibly a decompression bomb") from None
     except UnidentifiedImageError:
         raise ImageReadError("not an image (no known image format in the file)") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except Exception as error:  # a damaged header can make PIL raise nearly any type
         raise ImageReadError(_decode_reason(error)) from None
     width, height = image.size
     if width * height > max_pixels:
@@ -141,7 +134,9 @@ def _open_checked(path: str | os.PathLike, max_pixels: int) -> Image.Image:
 
 
 def _decode_reason(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
+    text = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
     if "truncated" in text.lower():
         return "truncated image data (the file ends early)"
-    return f"corrupt image data ({text})"
+    if isinstance(error, OSError) and text:
+        return f"corrupt image data ({text})"
+    return f"corrupt image data ({type(error).__name__}{': ' + text if text else ''})"

@@ -46,7 +46,8 @@ class SkippedFile:
 
     path: str
     label: str
-    problem: str  # unreadable | not an image | outside class folders | ignored folder | empty class | unreadable folder
+    problem: str  # unreadable | unreadable name | not an image | outside class folders | ignored folder | empty class
+    # | unreadable folder
     reason: str
     split: str | None = None
 
@@ -70,6 +71,12 @@ class ScanResult:
 def is_clutter(name: str) -> bool:
     """Hidden files and folders and the litter of macOS, Windows and archivers."""
     return name.startswith(".") or name.lower() in CLUTTER_NAMES
+
+
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when path is folder or lies below it, links and '..' resolved (for refusing writes into user data)."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
 
 
 def scan_folder(
@@ -98,6 +105,8 @@ def scan_folder(
     for split, top in tops:
         for entry in _sorted_entries(top, skipped):
             if is_clutter(entry.name):
+                continue
+            if _has_bad_name(entry, skipped, "", split):
                 continue
             if _is_dir(entry):
                 label = unicodedata.normalize("NFC", entry.name)  # macOS may store names decomposed (NFD)
@@ -171,7 +180,7 @@ def _walk_files(folder: Path, skipped: list[SkippedFile], label: str, split: str
         seen.add(key)
         subfolders = []
         for entry in _sorted_entries(current, skipped, label, split):
-            if is_clutter(entry.name):
+            if is_clutter(entry.name) or _has_bad_name(entry, skipped, label, split):
                 continue
             if _is_dir(entry):
                 subfolders.append(Path(entry.path))
@@ -191,6 +200,17 @@ def _sorted_entries(folder: Path, skipped: list[SkippedFile], label: str = "", s
     except OSError as error:
         skipped.append(SkippedFile(str(folder), label, "unreadable folder", error.strerror or str(error), split))
         return []
+
+
+def _has_bad_name(entry: os.DirEntry, skipped: list[SkippedFile], label: str, split: str | None) -> bool:
+    """A name that is not valid UTF-8 (common in archives made on Windows) cannot go into UTF-8 logs: skip it."""
+    try:
+        entry.name.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        shown = os.fsencode(entry.path).decode("utf-8", "backslashreplace")  # caf\xe9, as bytes read
+        skipped.append(SkippedFile(shown, label, "unreadable name", "name is not valid UTF-8; rename it", split))
+        return True
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

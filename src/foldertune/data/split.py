@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from foldertune.data.scan import SPLITS, ImageRecord
+from foldertune.atomic import atomic_open
+from foldertune.data.scan import SPLITS, ImageRecord, is_inside
 from foldertune.errors import UserError
 
 MANIFEST_COLUMNS = ("path", "class", "split")
@@ -127,12 +128,10 @@ def write_manifest(path: str | os.PathLike, records: list[ImageRecord]) -> None:
 def write_csv(path: str | os.PathLike, columns: list[str], rows: list[dict[str, object]]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, path)
 
 
 def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
@@ -140,20 +139,25 @@ def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"manifest '{path}' does not exist; pass a CSV with columns path,class,split.")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in MANIFEST_COLUMNS if column not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"manifest '{path}' lacks the column(s) {', '.join(missing)}; it needs path,class,split.")
-        records = []
-        for line, row in enumerate(reader, start=2):
-            split = row["split"].strip().lower()
-            if split not in SPLITS:
-                raise UserError(
-                    f"manifest '{path}' line {line}: split must be train, val or test; got {row['split']!r}."
-                )
-            file = Path(row["path"])
-            records.append(ImageRecord(str(file if file.is_absolute() else path.parent / file), row["class"], split))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise UserError(f"manifest '{path}' is not UTF-8 text; save it as UTF-8 CSV (Excel: 'CSV UTF-8').") from None
+    missing = [column for column in MANIFEST_COLUMNS if column not in columns]
+    if missing:
+        raise UserError(f"manifest '{path}' lacks the column(s) {', '.join(missing)}; it needs path,class,split.")
+    records = []
+    for line, row in enumerate(rows, start=2):
+        if any(not (row.get(column) or "").strip() for column in MANIFEST_COLUMNS):
+            raise UserError(f"manifest '{path}' line {line}: path, class and split must all be filled in.")
+        split = row["split"].strip().lower()
+        if split not in SPLITS:
+            raise UserError(f"manifest '{path}' line {line}: split must be train, val or test; got {row['split']!r}.")
+        file = Path(row["path"].strip())
+        records.append(ImageRecord(str(file if file.is_absolute() else path.parent / file), row["class"], split))
     if not records:
         raise UserError(f"manifest '{path}' lists no images.")
     return records
@@ -163,8 +167,10 @@ def materialize(records: list[ImageRecord], root: Path, out: str | os.PathLike, 
     """Copy or link every image into out/<split>/<class>/<path inside the class folder>; originals untouched."""
     out = Path(out).expanduser().absolute()
     root = Path(root).absolute()
-    if out == root or root in out.parents:
+    if is_inside(out, root):
         raise UserError(f"--out '{out}' is inside the data folder; choose a folder outside '{root}'.")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out '{out}' is a file; choose a new folder.")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out '{out}' already exists and is not empty; choose a new folder.")
     for record in records:

@@ -16,6 +16,8 @@ from torchvision.transforms import InterpolationMode, v2
 
 from foldertune.preprocessing import Preprocessing
 
+MAX_ASPECT = 8  # at evaluation, the longer side is center-cropped to at most 8x the shorter one
+
 # RandomResizedCrop may take as little as 8% of the area: a side of sqrt(0.08) = 0.28 of the image's.
 RANDOM_CROP_MIN_SCALE = 0.08
 
@@ -35,11 +37,27 @@ def build_eval_transform(pre: Preprocessing) -> v2.Compose:
     """Deterministic evaluation input: resize the shorter side, then crop the center."""
     return v2.Compose(
         [
+            LimitAspect(MAX_ASPECT),  # a 20000x2 strip would otherwise become 2.5 million x 256 pixels
             v2.Resize(pre.resize_size, interpolation=_mode(pre)),
             v2.CenterCrop(pre.crop_size),
             v2.PILToTensor(),
         ]
     )
+
+
+class LimitAspect:
+    """Center-crop a PIL image's longer side to at most `ratio` times its shorter side (strips, odd panoramas)."""
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio = ratio
+
+    def __call__(self, image):
+        width, height = image.size
+        longest = int(self.ratio * min(width, height))
+        if max(width, height) <= longest:
+            return image
+        left, top = max(0, (width - longest) // 2), max(0, (height - longest) // 2)
+        return image.crop((left, top, left + min(width, longest), top + min(height, longest)))
 
 
 def decode_min_side(pre: Preprocessing, *, train: bool) -> int:

@@ -34,12 +34,6 @@ def build_model(name: str, num_classes: int | None, *, state_dict: dict[str, tor
     return model
 
 
-def feature_size(name: str) -> int:
-    """Width of the features the head receives (512 for resnet18, 1280 for mobilenet_v2, ...)."""
-    backbone = get_backbone(name)
-    return backbone.build().get_submodule(backbone.head).in_features
-
-
 def head_parameter_names(model: nn.Module, name: str) -> set[str]:
     prefix = get_backbone(name).head + "."
     return {key for key, _ in model.named_parameters() if key.startswith(prefix)}

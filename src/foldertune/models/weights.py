@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from foldertune.models.registry import Backbone
 
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub's convention: name-<sha256 prefix>.pth
 PIP_TIMEOUT_S = 300
+DOWNLOAD_TIMEOUT_S = 30  # seconds without a byte before a download counts as failed
 
 
 def hub_checkpoint_dir() -> Path:
@@ -74,6 +76,8 @@ class _SourceFailed(Exception):
 def _download_from_torchvision(backbone: Backbone, target: Path, log) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # torch.hub's urlopen has none: a silent network would hang
     try:
         torch.hub.download_url_to_file(
             backbone.weights_url, str(partial), hash_prefix=_hash_prefix(target), progress=False
@@ -81,6 +85,8 @@ def _download_from_torchvision(backbone: Backbone, target: Path, log) -> bool:
     except Exception as error:  # URLError, timeouts, HTTP errors, hash mismatch: all mean "not from here"
         partial.unlink(missing_ok=True)
         raise _SourceFailed(f"download from download.pytorch.org failed: {_short(error)}") from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
     os.replace(partial, target)
     log(f"downloaded {backbone.weights_file} into {target.parent}")
     return True
