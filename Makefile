@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/foldertune train
 
-## Run the whole test suite.
-test: $(STAMP)
+## Run the whole test suite (the report test drives a real Chromium: see `browser`).
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+## Debian's chromium and chromedriver for the report test, installed when missing and running as root.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: no chromium/chromedriver and no root to install them: the browser test will be skipped"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests

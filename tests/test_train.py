@@ -14,7 +14,7 @@ from helpers import SAMPLE, tree_fingerprint, write_bad_images
 import foldertune as ft
 from foldertune.errors import UserError
 
-TINY = {"img_size": 64, "batch_size": 8, "workers": 0, "precision": "fp32", "quiet": True}
+TINY = {"img_size": 64, "batch_size": 8, "workers": 0, "precision": "fp32", "quiet": True, "report": False}
 
 
 def read_csv(path):
@@ -30,8 +30,10 @@ def test_run_folder_holds_every_file_of_the_contract(small_dataset, tmp_path, mo
     run = ft.train(small_dataset, epochs=2, project=tmp_path / "runs", **TINY)
     assert run == tmp_path / "runs" / "mobilenet_v2-finetune"
     expected = {"config.json", "classes.json", "split.csv", "data_report.csv", "batches.csv", "epochs.csv",
-                "best.pt", "last.pt", "metrics.json"}  # fmt: skip
+                "best.pt", "last.pt", "metrics.json", "eval"}  # fmt: skip
     assert expected <= {p.name for p in run.iterdir()}
+    assert not (run / "report.html").exists() and not (run / "plots").exists()  # report=False: numbers only
+    assert {"metrics.json", "predictions.csv", "per_class.csv"} <= {p.name for p in (run / "eval" / "val").iterdir()}
     assert not list(run.glob(".*tmp"))  # no temporary files left behind
 
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
@@ -116,7 +118,7 @@ def test_a_diverging_loss_stops_with_a_message(small_dataset, tmp_path, mobilene
 
 def test_resume_after_a_killed_process_matches_an_uninterrupted_run(small_dataset, tmp_path, mobilenet_weights):
     args = [str(small_dataset), "--epochs", "5", "--img-size", "64", "--batch-size", "8", "--precision", "fp32",
-            "--workers", "0", "--quiet", "--project", str(tmp_path)]  # fmt: skip
+            "--workers", "0", "--quiet", "--no-report", "--project", str(tmp_path)]  # fmt: skip
     command = [sys.executable, "-m", "foldertune", "train", *args]
     subprocess.run([*command, "--name", "whole"], check=True, capture_output=True, timeout=600)
 

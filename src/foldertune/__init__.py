@@ -8,6 +8,6 @@ print(clf.predict("new_photo.jpg"))
 
 __version__ = "0.1.0"
 
-from foldertune.api import load, resume, train
+from foldertune.api import compare, evaluate, explain, load, plot, report, resume, train
 
-__all__ = ["__version__", "load", "resume", "train"]
+__all__ = ["__version__", "compare", "evaluate", "explain", "load", "plot", "report", "resume", "train"]

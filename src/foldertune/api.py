@@ -44,3 +44,38 @@ def load(path: str | os.PathLike, *, device: str = "auto"):
     from foldertune.predict import Classifier
 
     return Classifier.from_path(path, device=device)
+
+
+def evaluate(source: str | os.PathLike, data: str | os.PathLike | None = None, **options: Any) -> Path:
+    """Evaluate a run's best.pt (or a checkpoint) on a split or another folder; returns the evaluation folder."""
+    from foldertune.evaluation import evaluate as evaluate_checkpoint
+
+    return evaluate_checkpoint(source, data, **options)
+
+
+def explain(source: str | os.PathLike, paths, **options: Any) -> list[Path]:
+    """Grad-CAM maps for image files (`out=`, `class_name=`); returns the files written."""
+    from foldertune.gradcam import explain_files
+
+    return explain_files(source, list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths], **options)
+
+
+def plot(run: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
+    """Redraw every figure of a run folder; returns the files written."""
+    from foldertune.plots import plot_run
+
+    return plot_run(run, fmt=fmt)
+
+
+def compare(runs, *, out: str | os.PathLike | None = None, fmt: str = "png") -> Path:
+    """Overlay the validation curves of several runs and tabulate their best metrics; returns the output folder."""
+    from foldertune.comparison import compare as compare_runs
+
+    return compare_runs(list(runs), out=out, fmt=fmt)
+
+
+def report(run: str | os.PathLike) -> Path:
+    """Write (or rewrite) run/report.html; returns its path."""
+    from foldertune.html_report import write_report
+
+    return write_report(run)

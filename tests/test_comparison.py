@@ -1,0 +1,22 @@
+import csv
+
+from helpers import run_cli
+
+import foldertune as ft
+
+
+def test_compare_two_runs_writes_curves_and_table(chinese_run, tmp_path, mobilenet_weights):
+    run, data = chinese_run
+    linear = ft.train(data, mode="linear", epochs=1, img_size=64, batch_size=8, workers=0, quiet=True,
+                      report=False, project=tmp_path)  # fmt: skip
+    done = run_cli("compare", str(run), str(linear), "--out", str(tmp_path / "cmp"))
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "cmp" / "compare.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["run"] for row in rows] == [run.name, linear.name]
+    assert [row["mode"] for row in rows] == ["finetune", "linear"] and rows[0]["epochs"] == "2"
+    assert all(0 <= float(row["best_val_acc"]) <= 1 and float(row["train_seconds"]) > 0 for row in rows)
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 5000
+    assert run.name in done.stdout and "best_val_acc" in done.stdout
+    alone = run_cli("compare", str(run))
+    assert alone.returncode == 2 and "at least two" in alone.stderr

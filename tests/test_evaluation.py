@@ -1,0 +1,66 @@
+"""`evaluate` on real photos: its numbers agree with each other and with an independent count."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import CHINESE_CLASSES
+from helpers import copy_subset, run_cli
+
+import foldertune as ft
+from foldertune.errors import UserError
+
+
+def read(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_run_folder_holds_a_complete_evaluation(chinese_run):
+    run, _ = chinese_run
+    folder = run / "eval" / "val"
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    rows = read(folder / "predictions.csv")
+    scores = np.load(folder / "scores.npy")
+    overall = metrics["overall"]
+    assert metrics["classes"] == sorted(CHINESE_CLASSES.values()) and overall["images"] == len(rows) == 6
+    assert scores.shape == (6, 3) and np.allclose(scores.sum(axis=1), 1, atol=1e-5)
+    assert [metrics["classes"][i] for i in scores.argmax(axis=1)] == [row["predicted"] for row in rows]
+    correct = [row["true"] == row["predicted"] for row in rows]
+    assert overall["accuracy"] == pytest.approx(np.mean(correct))
+    assert [row["correct"] for row in rows] == [str(int(c)) for c in correct]
+    recalls = [
+        np.mean([c for c, row in zip(correct, rows, strict=True) if row["true"] == name]) for name in metrics["classes"]
+    ]
+    assert overall["balanced_accuracy"] == pytest.approx(np.mean(recalls))
+    per_class = read(folder / "per_class.csv")
+    assert sum(int(row["support"]) for row in per_class) == 6
+    assert [float(row["recall"]) for row in per_class] == pytest.approx(recalls)
+    losses = [-np.log(float(row[f"p{[row[f'top{k}'] for k in (1, 2, 3)].index(row['true']) + 1}"])) for row in rows]
+    assert [float(row["loss"]) for row in rows] == pytest.approx(losses, abs=1e-5)
+    root = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    assert root["val"]["accuracy"] == overall["accuracy"] and root["val"]["f1"] == overall["macro_f1"]
+    pairs = read(folder / "confused_pairs.csv")
+    assert sum(int(p["count"]) for p in pairs) == len(rows) - sum(correct)
+    assert len(read(folder / "embedding.csv")) == 6
+
+
+def test_evaluate_another_folder_and_its_test_split(chinese_run, tmp_path):
+    run, _ = chinese_run
+    other = tmp_path / "新照片"
+    copy_subset(other / "train", 1, {"fishes": "鱼", "tools": "工具 箱"})
+    copy_subset(other / "test", 3, {"fishes": "鱼", "tools": "工具 箱"})
+    out = ft.evaluate(run, other, split="test", figures=False, progress=False)
+    assert out == run / "eval" / "新照片-test"
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["overall"]["images"] == 6 and not (out / "confusion_matrix.png").exists()
+    copy_subset(tmp_path / "unknown", 2, {"fishes": "鲨鱼", "tools": "工具 箱"})
+    with pytest.raises(UserError, match="classes the model does not know"):
+        ft.evaluate(run / "best.pt", tmp_path / "unknown", figures=False, progress=False)
+
+
+def test_evaluate_cli_refuses_a_split_the_run_does_not_have(chinese_run):
+    done = run_cli("evaluate", str(chinese_run[0]), "--split", "test", "--no-figures")
+    assert done.returncode == 2 and "no test images" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

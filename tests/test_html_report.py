@@ -1,0 +1,57 @@
+"""report.html in a real browser (Debian's chromium through chromedriver): loads cleanly, every image decodes."""
+
+import os
+import re
+import shutil
+
+import pytest
+from conftest import CHINESE_CLASSES
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+REQUIRED = os.environ.get("FOLDERTUNE_REQUIRE_BROWSER") == "1"  # set by CI: there a missing browser is a failure
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        message = "needs Debian's chromium and chromium-driver (make test installs them when run as root)"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--disable-quic", "--window-size=1280,2000"):  # fmt: skip
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_report_is_self_contained(chinese_run):
+    html = (chinese_run[0] / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["'](https?:|//)""", html)  # nothing fetched from a network
+    assert "<script" not in html
+    assert html.count('src="data:image/png;base64,') >= 10
+
+
+def test_report_loads_in_chromium_with_every_image_and_class_name(chinese_run, browser, tmp_path):
+    run, _ = chinese_run
+    browser.get((run / "report.html").resolve().as_uri())
+    widths = browser.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+    assert len(widths) >= 10 and all(width > 0 for width in widths), widths
+    text = browser.find_element("tag name", "body").text
+    for name in CHINESE_CLASSES.values():
+        assert name in text
+    for heading in ("Data", "Training", "Evaluation: val", "Per class", "Settings"):
+        assert heading in text
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+    screenshot = tmp_path / "report.png"
+    assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
