@@ -13,3 +13,19 @@ def test_api_functions_are_not_shadowed_by_submodules():
     for name in names:
         assert callable(getattr(foldertune, name)) and not isinstance(getattr(foldertune, name), type(foldertune))
         assert name in foldertune.__all__
+
+
+def test_every_api_function_works_on_a_finished_run(chinese_run, tmp_path):
+    import shutil
+
+    run = shutil.copytree(chinese_run[0], tmp_path / "run")
+    twin = shutil.copytree(chinese_run[0], tmp_path / "twin")
+    (run / "report.html").unlink()
+    assert foldertune.report(run) == run / "report.html" and (run / "report.html").stat().st_size > 100_000
+    svgs = foldertune.plot(run, fmt="svg")
+    assert len(svgs) >= 10 and all(p.suffix == ".svg" for p in svgs)
+    photo = sorted((chinese_run[1] / "鱼").glob("*.webp"))[0]
+    maps = foldertune.explain(run, photo, out=tmp_path / "cams", log=lambda *_: None)
+    assert [p.name for p in maps] == [f"{photo.stem}_cam.png"]
+    out = foldertune.compare([run, twin], out=tmp_path / "cmp", log=lambda *_: None)
+    assert (out / "compare.csv").read_text(encoding="utf-8").count("\n") == 3

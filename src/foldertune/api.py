@@ -67,11 +67,11 @@ def plot(run: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
     return plot_run(run, fmt=fmt)
 
 
-def compare(runs, *, out: str | os.PathLike | None = None, fmt: str = "png") -> Path:
+def compare(runs, *, out: str | os.PathLike | None = None, fmt: str = "png", log=print) -> Path:
     """Overlay the validation curves of several runs and tabulate their best metrics; returns the output folder."""
     from foldertune.comparison import compare as compare_runs
 
-    return compare_runs(list(runs), out=out, fmt=fmt)
+    return compare_runs(list(runs), out=out, fmt=fmt, log=log)
 
 
 def report(run: str | os.PathLike) -> Path:

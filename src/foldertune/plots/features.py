@@ -35,11 +35,11 @@ def embed(features: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
     """2-D coordinates of each row and the method's name; UMAP when the optional package is there."""
     features = features.astype(np.float32)
     try:
-        import umap
-
-        return umap.UMAP(n_components=2, random_state=seed).fit_transform(features), "UMAP"
+        from umap import UMAP
     except ImportError:
-        pass
+        UMAP = None
+    if UMAP is not None and len(features) > 15:  # UMAP wants a neighbourhood of 15 points
+        return UMAP(n_components=2, random_state=seed).fit_transform(features), "UMAP"
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
