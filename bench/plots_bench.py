@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from foldertune.data import sample_data_path
-from foldertune.data.split import write_csv
 from foldertune.metrics import evaluation_report, sample_losses
 from foldertune.plots.classification import plot_confusion, plot_per_class, plot_pr_roc
 from foldertune.plots.features import embed, plot_feature_map, sample_for_map
 from foldertune.plots.gallery import plot_predictions, plot_top_losses
 from foldertune.preprocessing import Preprocessing
+from foldertune.tables import write_table
 
 
 def synthetic_evaluation(folder: Path, classes: int, images: int, seed: int = 0) -> None:
@@ -47,8 +47,8 @@ def synthetic_evaluation(folder: Path, classes: int, images: int, seed: int = 0)
         for i in range(images)
     ]  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    write_csv(folder / "predictions.csv", list(rows[0]), rows)
-    write_csv(folder / "per_class.csv", list(report["per_class"][0]), report["per_class"])
+    write_table(folder / "predictions.csv", list(rows[0]), rows)
+    write_table(folder / "per_class.csv", list(report["per_class"][0]), report["per_class"])
     np.save(folder / "scores.npy", probabilities)
     metrics = {"classes": names, "preprocessing": Preprocessing().to_dict(), **report}
     (folder / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False), encoding="utf-8")
@@ -58,7 +58,7 @@ def synthetic_evaluation(folder: Path, classes: int, images: int, seed: int = 0)
     print(f"{'embedding (' + method + f', {len(chosen)} images)':<42}{time.perf_counter() - started:8.2f} s")
     embedding = [{"path": "", "true": names[targets[i]], "predicted": names[predicted[i]], "x": x, "y": y,
                   "method": method} for i, (x, y) in zip(chosen, coordinates, strict=True)]  # fmt: skip
-    write_csv(folder / "embedding.csv", list(embedding[0]), embedding)
+    write_table(folder / "embedding.csv", list(embedding[0]), embedding)
 
 
 def main() -> None:

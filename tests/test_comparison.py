@@ -20,3 +20,16 @@ def test_compare_two_runs_writes_curves_and_table(chinese_run, tmp_path, mobilen
     assert run.name in done.stdout and "best_val_acc" in done.stdout
     alone = run_cli("compare", str(run))
     assert alone.returncode == 2 and "at least two" in alone.stderr
+
+
+def test_compare_refuses_a_run_without_a_finished_epoch(chinese_run, tmp_path):
+    import shutil
+
+    import pytest
+
+    from foldertune.errors import UserError
+
+    fresh = shutil.copytree(chinese_run[0], tmp_path / "fresh")
+    (fresh / "epochs.csv").write_text((fresh / "epochs.csv").read_text().splitlines()[0] + "\n")
+    with pytest.raises(UserError, match="no finished epoch"):
+        ft.compare([chinese_run[0], fresh], out=tmp_path / "cmp", log=lambda *_: None)

@@ -64,3 +64,37 @@ def test_evaluate_cli_refuses_a_split_the_run_does_not_have(chinese_run):
     done = run_cli("evaluate", str(chinese_run[0]), "--split", "test", "--no-figures")
     assert done.returncode == 2 and "no test images" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_new_evaluation_replaces_every_file_of_the_old_one_and_nothing_else(chinese_run, tmp_path):
+    import shutil
+
+    run = shutil.copytree(chinese_run[0], tmp_path / "run")
+    folder = run / "eval" / "val"
+    (folder / "top_losses.pdf").write_bytes(b"%PDF old")  # a figure an earlier `plot --format pdf` left
+    (folder / "notes.txt").write_text("mine")  # not ours: must stay
+    assert (folder / "cams").is_dir() and (folder / "embedding.csv").exists()
+    ft.evaluate(run, figures=False, progress=False, log=lambda *_: None)
+    left = {p.name for p in folder.iterdir()}
+    assert left == {"metrics.json", "per_class.csv", "predictions.csv", "confused_pairs.csv", "scores.npy", "notes.txt"}
+
+
+def test_unreadable_and_single_class_evaluations_do_not_break_anything(chinese_run, tmp_path):
+    import shutil
+
+    run = shutil.copytree(chinese_run[0], tmp_path / "run")
+    with open(run / "split.csv", "a", encoding="utf-8") as handle:
+        handle.write(f"{tmp_path / 'gone.jpg'},鱼,val\n")  # listed, but deleted since training
+    out = ft.evaluate(run, progress=False, log=lambda *_: None)
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert list(metrics["unreadable"]) == [str(tmp_path / "gone.jpg")] and metrics["overall"]["images"] == 6
+    errors = [row for row in read(out / "predictions.csv") if row["error"]]
+    assert len(errors) == 1 and errors[0]["true"] == "鱼" and errors[0]["predicted"] == ""
+
+    one = copy_subset(tmp_path / "only_fish", 3, {"fishes": "鱼"})
+    out = ft.evaluate(run, one, progress=False, log=lambda *_: None)
+    assert out.name == "only_fish-all"
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["overall"]["macro_average_precision"] is None  # meaningless with one class: not 1.0
+    assert all(row["average_precision"] is None for row in metrics["per_class"])
+    assert (out / "per_class.png").exists() and not (out / "pr_curves.png").exists()

@@ -44,10 +44,13 @@ def test_explain_cli_writes_one_map_per_image_and_skips_unreadable(chinese_run, 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"no picture")
     photos = sorted((data / "鱼").glob("*.webp"))[:2]
-    done = run_cli("explain", str(run), *map(str, photos), str(broken), "--out", str(tmp_path / "cams"))
+    twin = tmp_path / "other" / photos[0].name  # the same file name in another folder
+    twin.parent.mkdir()
+    twin.write_bytes(photos[1].read_bytes())
+    done = run_cli("explain", str(run), *map(str, photos), str(twin), str(broken), "--out", str(tmp_path / "cams"))
     assert done.returncode == 0, done.stderr
     written = sorted(p.name for p in (tmp_path / "cams").iterdir())
-    assert written == sorted(f"{p.stem}_cam.png" for p in photos)
+    assert written == sorted([f"{p.stem}_cam.png" for p in photos] + [f"other_{twin.stem}_cam.png"])
     assert "skipped" in done.stdout and "broken.png" in done.stdout
     with Image.open(tmp_path / "cams" / written[0]) as image:
         assert image.size[0] > 400

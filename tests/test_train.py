@@ -183,3 +183,17 @@ def test_a_run_that_stopped_early_is_finished_and_resume_says_so(small_dataset, 
     assert len(read_csv(run / "epochs.csv")) == 2
     with pytest.raises(UserError, match=r"stopped early after epoch 2.*--weights"):
         ft.resume(run)
+
+
+def test_a_relative_manifest_with_relative_paths_gives_absolute_paths(
+    small_dataset, tmp_path, mobilenet_weights, monkeypatch
+):
+    rows = ["path,class,split"]
+    for i, photo in enumerate(sorted(small_dataset.rglob("*.webp"))):
+        rows.append(f"{photo.relative_to(small_dataset.parent)},{photo.parent.name},{'val' if i % 4 == 0 else 'train'}")
+    (small_dataset.parent / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    monkeypatch.chdir(small_dataset.parent)  # `--manifest manifest.csv`, run from the manifest's folder
+    run = ft.train(manifest="manifest.csv", epochs=1, project=tmp_path / "runs", **TINY)
+    paths = [row["path"] for row in read_csv(run / "split.csv")]
+    assert len(paths) == 24 and all(path.startswith(str(small_dataset)) for path in paths)
+    assert json.loads((run / "metrics.json").read_text())["val"]["images"] == 6

@@ -192,7 +192,8 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
 def run_split(args: argparse.Namespace) -> None:
     from foldertune.config import DataConfig
     from foldertune.data.scan import scan_folder
-    from foldertune.data.split import assign_splits, format_counts, materialize, split_counts, write_csv, write_manifest
+    from foldertune.data.split import assign_splits, format_counts, materialize, split_counts, write_manifest
+    from foldertune.tables import write_table
 
     DataConfig(root=args.data, val_fraction=args.val, test_fraction=args.test)  # validates the fractions
     if args.seed < 0:
@@ -216,7 +217,7 @@ def run_split(args: argparse.Namespace) -> None:
         print(f"{'linked' if args.how == 'link' else 'copied'} {len(records)} images into {Path(args.out).absolute()}")
     write_manifest(manifest, records)
     rows = split_counts(records)
-    write_csv(counts_path, ["class", "train", "val", "test", "total"], rows)
+    write_table(counts_path, ["class", "train", "val", "test", "total"], rows)
     print(format_counts(rows))
     for warning in warnings:
         print(f"warning: {warning}")

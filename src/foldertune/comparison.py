@@ -8,13 +8,12 @@ Typical use: the three transfer modes, or several backbones, on one dataset.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
 
-from foldertune.data.split import write_csv
 from foldertune.errors import UserError
+from foldertune.tables import read_table, write_table
 
 COLUMNS = ["run", "backbone", "mode", "epochs", "best_epoch", "best_val_acc", "best_val_f1", "last_val_acc",
            "train_seconds", "images_per_s"]  # fmt: skip
@@ -35,7 +34,7 @@ def compare(
     out = Path(out) if out else folders[0].parent / "compare"
     out.mkdir(parents=True, exist_ok=True)
     rows = [summarize(folder) for folder in folders]
-    write_csv(out / "compare.csv", COLUMNS, rows)
+    write_table(out / "compare.csv", COLUMNS, rows)
     plot_compare(folders, out, fmt=fmt)
     log(format_table(rows))
     log(f"comparison: {out}")
@@ -43,11 +42,13 @@ def compare(
 
 
 def summarize(run: Path) -> dict[str, object]:
-    """One row of the comparison: what the run is, its best validation figures and what it cost."""
-    with open(run / "epochs.csv", newline="", encoding="utf-8") as handle:
-        epochs = list(csv.DictReader(handle))
+    """One row of the comparison: what the run is, its best epoch (by the run's --best-metric) and what it cost."""
+    epochs = read_table(run / "epochs.csv")
+    if not epochs:
+        raise UserError(f"run '{run}' has no finished epoch to compare yet.")
     settings = json.loads((run / "config.json").read_text(encoding="utf-8"))["settings"]
-    best = max(epochs, key=lambda row: float(row["val_acc"]))
+    metric = "val_acc" if settings["train"]["best_metric"] == "accuracy" else "val_f1"
+    best = max(epochs, key=lambda row: float(row[metric]))  # the first of equals, as best.pt keeps it
     seconds = sum(float(row["seconds"]) for row in epochs)
     images = sum(float(row["images_per_s"]) * float(row["seconds"]) for row in epochs)
     return {
@@ -57,7 +58,7 @@ def summarize(run: Path) -> dict[str, object]:
         "epochs": len(epochs),
         "best_epoch": int(best["epoch"]),
         "best_val_acc": round(float(best["val_acc"]), 4),
-        "best_val_f1": round(max(float(row["val_f1"]) for row in epochs), 4),
+        "best_val_f1": round(float(best["val_f1"]), 4),
         "last_val_acc": round(float(epochs[-1]["val_acc"]), 4),
         "train_seconds": round(seconds, 1),
         "images_per_s": round(images / seconds, 1) if seconds else 0.0,

@@ -3,7 +3,8 @@
     out = evaluate("runs/mobilenet_v2-finetune")                     # best.pt on the run's val split
     out = evaluate("runs/x/best.pt", "new_photos/", split="test")    # on another folder (its test/ if it is split)
 
-The evaluation folder (default: <run>/eval/<split>, or <run>/eval/<folder name>[-<split>]) holds:
+The evaluation folder (default: <run>/eval/<split>; for another folder <run>/eval/<folder>-<split>, or
+<folder>-all when that folder is not split) holds what an earlier evaluation there wrote, replaced:
 
     metrics.json         overall figures (accuracy, balanced accuracy, top-k, macro and weighted P/R/F1, loss,
                          macro AP and ROC AUC), the most-confused pairs, classes, preprocessing, unreadable files
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +31,19 @@ from PIL import Image
 from foldertune.checkpoint import load_checkpoint
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.data.scan import SPLITS, scan_folder
-from foldertune.data.split import read_manifest, write_csv
+from foldertune.data.split import read_manifest
 from foldertune.data.transforms import decode_min_side
 from foldertune.errors import UserError
 from foldertune.metrics import evaluation_report, sample_losses
+from foldertune.plots.common import FORMATS
 from foldertune.plots.features import embed, sample_for_map
 from foldertune.predict import Classifier
+from foldertune.tables import write_table
 
 CAMS_PER_KIND = 4  # right and wrong predictions explained in the report
+OWNED_FILES = {"metrics.json", "per_class.csv", "predictions.csv", "confused_pairs.csv", "scores.npy", "embedding.csv"}
+OWNED_FIGURES = {"confusion_matrix", "confusion_matrix_normalized", "per_class", "pr_curves", "roc_curves",
+                 "predictions", "top_losses", "cam_gallery", "feature_map"}  # fmt: skip
 
 
 def evaluate(
@@ -58,9 +66,13 @@ def evaluate(
         raise UserError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}.")
     checkpoint = load_checkpoint(source)
     run = Path(source) if Path(source).is_dir() else Path(source).parent
-    records, name = _records(run, checkpoint["classes"], data, split)
+    records, name = _records(run, checkpoint["classes"], data, split, log)
     out = Path(out) if out else run / "eval" / name
-    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() == run.resolve():
+        raise UserError(
+            f"--out '{out}' is the run folder itself; pass a folder of its own, e.g. {run / 'eval' / name}."
+        )
+    _clear(out)
     classifier = Classifier(checkpoint, device=device)
     classes = classifier.classes
 
@@ -80,17 +92,20 @@ def evaluate(
     if not kept:
         raise UserError(f"none of the {len(records)} images to evaluate could be read (first: {records[0][0]}).")
     label_of = dict(records)
-    targets = np.array([index[label_of[path]] for path in kept])
-    probabilities = np.concatenate(probabilities).astype(np.float32)
-    features = np.concatenate(features)
-    report = evaluation_report(targets, probabilities, classes)
+    result = _Result(
+        kept=kept,
+        targets=np.array([index[label_of[path]] for path in kept]),
+        probabilities=np.concatenate(probabilities).astype(np.float32),
+        classes=classes,
+    )
+    report = evaluation_report(result.targets, result.probabilities, classes)
 
-    np.save(out / "scores.npy", probabilities)
-    _write_predictions(out, kept, targets, probabilities, classes, unreadable, label_of)
-    write_csv(out / "per_class.csv", list(report["per_class"][0]), report["per_class"])
-    write_csv(out / "confused_pairs.csv", ["true", "predicted", "count", "share_of_true"], report["confused_pairs"])
-    method = _write_embedding(out, kept, targets, probabilities, features, classes) if figures else None
-    cams = _write_cams(out, classifier, kept, targets, probabilities, classes, log) if figures else "not asked for"
+    np.save(out / "scores.npy", result.probabilities)
+    _write_predictions(out, result, unreadable, label_of)
+    write_table(out / "per_class.csv", list(report["per_class"][0]), report["per_class"])
+    write_table(out / "confused_pairs.csv", ["true", "predicted", "count", "share_of_true"], report["confused_pairs"])
+    method = _write_embedding(out, result, np.concatenate(features)) if figures else None
+    cams = _write_cams(out, classifier, result, log) if figures else "not asked for"
     metrics = {
         "source": str(Path(source).absolute()),
         "epoch": checkpoint["epoch"],
@@ -103,6 +118,7 @@ def evaluate(
         "per_class": report["per_class"],
         "confused_pairs": report["confused_pairs"],
         "unreadable": unreadable,
+        "figures": figures,
         "feature_map": method,
         "cams": cams,
     }
@@ -115,7 +131,32 @@ def evaluate(
     return out
 
 
-def _records(run: Path, classes: list[str], data, split: str) -> tuple[list[tuple[str, str]], str]:
+@dataclass
+class _Result:
+    """What the network said about the readable images, computed once for every file written."""
+
+    kept: list[str]  # paths, in order
+    targets: np.ndarray  # (N,) true class indices
+    probabilities: np.ndarray  # (N, classes)
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        self.predicted = self.probabilities.argmax(axis=1)
+        self.confidence = self.probabilities.max(axis=1)
+        self.losses = sample_losses(self.targets, self.probabilities)
+
+
+def _clear(out: Path) -> None:
+    """Remove what an earlier evaluation wrote here, so that no figure outlives the numbers it showed."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in out.iterdir():
+        if path.name in OWNED_FILES or (path.stem in OWNED_FIGURES and path.suffix.lstrip(".") in FORMATS):
+            path.unlink()
+    if (out / "cams").is_dir():
+        shutil.rmtree(out / "cams")
+
+
+def _records(run: Path, classes: list[str], data, split: str, log) -> tuple[list[tuple[str, str]], str]:
     """(path, class) pairs to evaluate and the evaluation's folder name."""
     if data is None:
         if not (run / "split.csv").is_file():
@@ -124,7 +165,7 @@ def _records(run: Path, classes: list[str], data, split: str) -> tuple[list[tupl
         if not records:
             raise UserError(f"run '{run}' has no {split} images; use --split val, or pass DATA.")
         return records, split
-    scan = scan_folder(data, progress=False)
+    scan = scan_folder(data, verify=False, progress=False)  # unreadable files show up in predictions.csv
     images = [r for r in scan.images if r.split == split] if scan.presplit else scan.images
     if not images:
         raise UserError(f"'{data}' has no {split}/ images to evaluate.")
@@ -133,59 +174,69 @@ def _records(run: Path, classes: list[str], data, split: str) -> tuple[list[tupl
         raise UserError(
             f"'{data}' has classes the model does not know ({', '.join(unknown[:5])}); it knows {', '.join(classes)}."
         )
-    return [(r.path, r.label) for r in images], Path(data).name + (f"-{split}" if scan.presplit else "")
+    if _trained_on(run, scan.root):
+        log("note: DATA is the folder this run was trained on, so its training images are included; "
+            "`foldertune evaluate RUN` evaluates on the held-out split only.")  # fmt: skip
+    folder = scan.root.resolve().name or "data"
+    return [(r.path, r.label) for r in images], f"{folder}-{split if scan.presplit else 'all'}"
 
 
-def _write_predictions(out, kept, targets, probabilities, classes, unreadable, label_of) -> None:
+def _trained_on(run: Path, root: Path) -> bool:
+    try:
+        source = json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]["source"]
+    except (OSError, KeyError, ValueError):
+        return False
+    return Path(source).resolve() == root.resolve()
+
+
+def _write_predictions(out: Path, result: _Result, unreadable: dict[str, str], label_of: dict[str, str]) -> None:
+    classes = result.classes
     k = min(5, len(classes))
     columns = ["path", "true", "predicted", "confidence", "correct", "loss"]
     columns += [name for rank in range(1, k + 1) for name in (f"top{rank}", f"p{rank}")] + ["error"]
-    losses = sample_losses(targets, probabilities)
     rows = []
-    for path, target, row, loss in zip(kept, targets, probabilities, losses, strict=True):
-        order = np.argsort(-row)[:k]
+    for i, path in enumerate(result.kept):
+        row = result.probabilities[i]
+        order = np.argsort(-row, kind="stable")[:k]  # the first of equal scores first, as argmax picks
         record = {
             "path": path,
-            "true": classes[target],
-            "predicted": classes[order[0]],
-            "confidence": f"{row[order[0]]:.6f}",
-            "correct": int(order[0] == target),
-            "loss": f"{loss:.6f}",
+            "true": classes[result.targets[i]],
+            "predicted": classes[result.predicted[i]],
+            "confidence": f"{result.confidence[i]:.6f}",
+            "correct": int(result.predicted[i] == result.targets[i]),
+            "loss": f"{result.losses[i]:.6f}",
         }
-        for rank, i in enumerate(order, start=1):
-            record[f"top{rank}"], record[f"p{rank}"] = classes[i], f"{row[i]:.6f}"
+        for rank, j in enumerate(order, start=1):
+            record[f"top{rank}"], record[f"p{rank}"] = classes[j], f"{row[j]:.6f}"
         rows.append(record)
     rows += [{"path": path, "true": label_of[path], "error": error} for path, error in unreadable.items()]
-    write_csv(out / "predictions.csv", columns, rows)
+    write_table(out / "predictions.csv", columns, rows)
 
 
-def _write_embedding(out, kept, targets, probabilities, features, classes) -> str | None:
-    chosen = sample_for_map(targets)
+def _write_embedding(out: Path, result: _Result, features: np.ndarray) -> str | None:
+    chosen = sample_for_map(result.targets)
     if len(chosen) < 5:
         return None
     coordinates, method = embed(features[chosen])
-    predicted = probabilities.argmax(axis=1)
+    classes = result.classes
     rows = [
-        {"path": kept[i], "true": classes[targets[i]], "predicted": classes[predicted[i]],
+        {"path": result.kept[i], "true": classes[result.targets[i]], "predicted": classes[result.predicted[i]],
          "x": f"{x:.4f}", "y": f"{y:.4f}", "method": method}
         for i, (x, y) in zip(chosen, coordinates, strict=True)
     ]  # fmt: skip
-    write_csv(out / "embedding.csv", ["path", "true", "predicted", "x", "y", "method"], rows)
+    write_table(out / "embedding.csv", ["path", "true", "predicted", "x", "y", "method"], rows)
     return method
 
 
-def _write_cams(out, classifier, kept, targets, probabilities, classes, log) -> str:
+def _write_cams(out: Path, classifier: Classifier, result: _Result, log) -> str:
     """Grad-CAM overlays for the surest right and the worst wrong predictions; returns what was done, in words."""
     from foldertune.gradcam import INSTALL, Explainer, cam_available
 
     if not cam_available():
         log(f"note: no Grad-CAM maps (the grad-cam package is not installed: {INSTALL})")
         return f"not made: {INSTALL}"
-    predicted = probabilities.argmax(axis=1)
-    confidence = probabilities.max(axis=1)
-    right = [i for i in np.argsort(-confidence) if predicted[i] == targets[i]][:CAMS_PER_KIND]
-    losses = sample_losses(targets, probabilities)
-    wrong = [i for i in np.argsort(-losses) if predicted[i] != targets[i]][:CAMS_PER_KIND]
+    right = [i for i in np.argsort(-result.confidence) if result.predicted[i] == result.targets[i]][:CAMS_PER_KIND]
+    wrong = [i for i in np.argsort(-result.losses) if result.predicted[i] != result.targets[i]][:CAMS_PER_KIND]
     folder = out / "cams"
     folder.mkdir(exist_ok=True)
     explainer = Explainer(classifier)
@@ -194,15 +245,16 @@ def _write_cams(out, classifier, kept, targets, probabilities, classes, log) -> 
     for kind, chosen in (("right", right), ("wrong", wrong)):
         for rank, i in enumerate(chosen, start=1):
             try:
-                image = open_image(kept[i], min_side=min_side)
+                image = open_image(result.kept[i], min_side=min_side)
             except ImageReadError:
                 continue
             explanation = explainer.explain([image])[0]
             file = f"{kind}_{rank}.png"
             Image.fromarray(explanation.overlay).save(folder / file)
-            rows.append({"file": file, "path": kept[i], "true": classes[targets[i]],
-                         "predicted": classes[predicted[i]], "confidence": f"{confidence[i]:.6f}"})  # fmt: skip
-    write_csv(folder / "cams.csv", ["file", "path", "true", "predicted", "confidence"], rows)
+            rows.append({"file": file, "path": result.kept[i], "true": result.classes[result.targets[i]],
+                         "predicted": result.classes[result.predicted[i]],
+                         "confidence": f"{result.confidence[i]:.6f}"})  # fmt: skip
+    write_table(folder / "cams.csv", ["file", "path", "true", "predicted", "confidence"], rows)
     return f"{len(rows)} maps"
 
 

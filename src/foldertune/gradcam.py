@@ -50,16 +50,14 @@ class Explainer:
     """Grad-CAM over a Classifier's network, in fp32 on its device."""
 
     def __init__(self, classifier: Classifier) -> None:
-        try:
-            from pytorch_grad_cam import GradCAM
-        except ImportError:
-            raise UserError(f"class-activation maps need the grad-cam package: {INSTALL}.") from None
+        if not cam_available():
+            raise UserError(f"class-activation maps need the grad-cam package: {INSTALL}.")
         self.classifier = classifier
-        layer = classifier.model.get_submodule(get_backbone(classifier.backbone).cam_layer)
-        self.cam = GradCAM(model=classifier.model, target_layers=[layer])
+        self.layer = classifier.model.get_submodule(get_backbone(classifier.backbone).cam_layer)
 
     def explain(self, images: list[Image.Image], class_names: list[str] | None = None) -> list[Explanation]:
         """One explanation per RGB image, for the named class or, where None, the predicted one."""
+        from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.image import show_cam_on_image
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -72,8 +70,9 @@ class Explainer:
             for name, p in zip(class_names or [None] * len(images), predicted, strict=True)
         ]
         inputs = normalize_batch(crops.to(classifier.runtime.device), classifier.preprocessing)
-        with torch.enable_grad():
-            heatmaps = self.cam(input_tensor=inputs, targets=[ClassifierOutputTarget(i) for i in wanted])
+        # hooks on the network only while the maps are made: they would slow and grow every later prediction
+        with torch.enable_grad(), GradCAM(model=classifier.model, target_layers=[self.layer]) as cam:
+            heatmaps = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(i) for i in wanted])
         explanations = []
         for crop, heatmap, index, row, top in zip(crops, heatmaps, wanted, probabilities, predicted, strict=True):
             picture = crop.permute(1, 2, 0).numpy()
@@ -100,7 +99,10 @@ def explain_files(
     fmt: str = "png",
     log=print,
 ) -> list[Path]:
-    """For each image file: `<out>/<name>_cam.<fmt>`, the crop beside its Grad-CAM overlay; returns the files."""
+    """For each image file: `<out>/<name>_cam.<fmt>`, the crop beside its Grad-CAM overlay; returns the files.
+
+    Files with the same name in different folders get their folder's name in front (`tools_1_cam.png`).
+    """
     from foldertune.data.scan import list_image_files
     from foldertune.plots.gallery import save_explanation
 
@@ -112,7 +114,7 @@ def explain_files(
     out = Path(out) if out else Path("cams")
     out.mkdir(parents=True, exist_ok=True)
     min_side = decode_min_side(classifier.preprocessing, train=False)
-    written = []
+    written: list[Path] = []
     for path in files:
         try:
             image = open_image(path, min_side=min_side)
@@ -120,6 +122,13 @@ def explain_files(
             log(f"skipped {path}: {error}")
             continue
         explanation = explainer.explain([image], [class_name] if class_name else None)[0]
-        written.append(save_explanation(explanation, out / f"{path.stem}_cam.{fmt}", title=path.name))
-        log(f"{path}: {explanation.predicted} ({explanation.probability:.3f}) -> {written[-1]}")
+        target = out / f"{path.stem}_cam.{fmt}"
+        if target in written:
+            target = out / f"{path.parent.name}_{path.stem}_cam.{fmt}"
+        number = 2
+        while target in written:
+            target, number = out / f"{path.parent.name}_{path.stem}_{number}_cam.{fmt}", number + 1
+        written.append(save_explanation(explanation, target, title=path.name))
+        log(f"{path}: predicted {explanation.predicted}; map for {explanation.label} "
+            f"({explanation.probability:.3f}) -> {target}")  # fmt: skip
     return written

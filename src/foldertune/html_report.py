@@ -11,7 +11,6 @@ finally every setting and library version.
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import os
 from html import escape
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from foldertune.atomic import atomic_open
 from foldertune.errors import UserError
+from foldertune.tables import read_table
 
 MAX_SKIPPED_ROWS = 50
 EVAL_FIGURES = (
@@ -91,9 +91,11 @@ def _ensure_evaluated(run: Path, log) -> None:
     from foldertune.evaluation import evaluate
     from foldertune.plots import plot_run
 
-    splits = {row["split"] for row in _rows(run / "split.csv")} if (run / "split.csv").exists() else set()
+    splits = {row["split"] for row in read_table(run / "split.csv")} if (run / "split.csv").exists() else set()
     for split in ("val", "test"):
-        if split in splits and not (run / "eval" / split / "metrics.json").exists():
+        metrics = run / "eval" / split / "metrics.json"
+        with_figures = metrics.exists() and json.loads(metrics.read_text(encoding="utf-8")).get("figures")
+        if split in splits and not with_figures:  # missing, or numbers only (a run trained with --no-report)
             evaluate(run, split=split, progress=False, log=log)
     if not (run / "plots" / "loss.png").exists():
         plot_run(run)
@@ -101,7 +103,7 @@ def _ensure_evaluated(run: Path, log) -> None:
 
 def _overview(run: Path, config: dict) -> str:
     settings, resolved = config["settings"], config["resolved"]
-    epochs = _rows(run / "epochs.csv")
+    epochs = read_table(run / "epochs.csv")
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8")) if (run / "metrics.json").exists() else {}
     seconds = sum(float(row["seconds"]) for row in epochs)
     cards = [("epochs trained", str(len(epochs))), ("best epoch", str(metrics.get("best_epoch", "?"))),
@@ -125,7 +127,7 @@ def _data(run: Path, config: dict) -> str:
     counts = config["data"]["counts"]
     columns = ["class", "train", "val", "test", "total"]
     html = f"<h2>Data</h2><p>{escape(config['data']['source'])}</p>" + _table(counts, columns)
-    skipped = _rows(run / "data_report.csv") if (run / "data_report.csv").exists() else []
+    skipped = read_table(run / "data_report.csv") if (run / "data_report.csv").exists() else []
     if skipped:
         more = len(skipped) - MAX_SKIPPED_ROWS
         html += f"<h3>Left out ({len(skipped)})</h3>" + _table(
@@ -150,20 +152,22 @@ def _evaluation(eval_dir: Path) -> str:
     metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
     overall = metrics["overall"]
     rows = [
-        {"metric": OVERALL_NAMES[key], "value": _number(overall[key])}
+        {"metric": OVERALL_NAMES[key], "value": overall[key] if key == "images" else _number(overall[key])}
         for key in OVERALL_NAMES
         if overall.get(key) is not None
     ]
     html = f"<h2>Evaluation: {escape(eval_dir.name)}</h2>"
     html += f"<p class='muted'>best.pt (epoch {metrics['epoch']}) on {escape(metrics['data'])}</p>"
     html += _table(rows, ["metric", "value"])
-    per_class = _rows(eval_dir / "per_class.csv")
+    per_class = read_table(eval_dir / "per_class.csv")
     html += "<h3>Per class</h3>" + _table(
-        per_class, ["class", "precision", "recall", "f1", "support", "average_precision", "roc_auc"]
+        per_class,
+        ["class", "precision", "recall", "f1", "support", "average_precision", "roc_auc"],
+        decimals=("precision", "recall", "f1", "average_precision", "roc_auc"),
     )
     if metrics["confused_pairs"]:
         html += "<h3>Most confused</h3>" + _table(
-            metrics["confused_pairs"][:10], ["true", "predicted", "count", "share_of_true"]
+            metrics["confused_pairs"][:10], ["true", "predicted", "count", "share_of_true"], decimals=("share_of_true",)
         )
     if metrics["unreadable"]:
         html += f"<p>{len(metrics['unreadable'])} image(s) could not be read: see predictions.csv.</p>"
@@ -199,40 +203,27 @@ def _figure(path: Path, caption: str) -> str:
             f"<figcaption>{escape(caption)}</figcaption></figure>")  # fmt: skip
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
+def _table(rows: list[dict], columns: list[str], *, decimals: tuple[str, ...] = ()) -> str:
+    """An HTML table; columns named in `decimals` show four decimals, every other cell exactly as it is."""
     head = "".join(f"<th>{escape(column)}</th>" for column in columns)
     body = ""
     for row in rows:
         cells = []
         for column in columns:
             value = row.get(column, "")
-            css = ' class="n"' if _is_number(value) else ""
-            cells.append(f"<td{css}>{escape(_number(value))}</td>")
+            text = _number(value) if column in decimals else "" if value is None else str(value)
+            numeric = column in decimals or (isinstance(value, (int, float)) and not isinstance(value, bool))
+            css = ' class="n"' if numeric else ""
+            cells.append(f"<td{css}>{escape(text)}</td>")
         body += f"<tr>{''.join(cells)}</tr>"
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _number(value) -> str:
-    """Floats (also as strings from CSV files) with four decimals; anything else as it is."""
+    """A float (also as a string from a CSV file) with four decimals; an empty cell stays empty."""
     if value is None or value == "":
         return ""
-    if isinstance(value, (bool, int)):
-        return str(value)
     try:
-        number = float(value)
+        return f"{float(value):.4f}"
     except (TypeError, ValueError):
         return str(value)
-    return str(int(number)) if number.is_integer() and "." not in str(value) else f"{number:.4f}"
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, bool)
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))

@@ -3,8 +3,10 @@
     summary = classification_summary(targets, logits)     # {'accuracy': 0.93, 'precision': ..., 'top5_accuracy': ...}
     rows = per_class_table(targets, logits.argmax(1), classes)
 
-Macro averages are taken over the classes that occur in the targets or the predictions (scikit-learn's default),
-so a class absent from a small validation split does not count as a zero.
+Macro and weighted averages are taken over the classes that occur in the targets: a class absent from a small
+validation split counts neither as a zero nor as a perfect score (wrong predictions of it still lower the
+recall of the classes they were taken from). Per-class AP and ROC AUC are left empty for a class that is
+absent or that makes up the whole split, where they mean nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
-    balanced_accuracy_score,
     confusion_matrix,
     precision_recall_fscore_support,
     roc_auc_score,
@@ -30,7 +31,7 @@ def topk_accuracy(targets: np.ndarray, scores: np.ndarray, k: int) -> float:
 def classification_summary(targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """accuracy, macro precision / recall / f1 and, with more than five classes, top-5 accuracy."""
     predictions = scores.argmax(axis=1)
-    precision, recall, f1, _ = precision_recall_fscore_support(targets, predictions, average="macro", zero_division=0)
+    precision, recall, f1 = averages(targets, predictions, "macro")
     summary = {
         "accuracy": float(accuracy_score(targets, predictions)),
         "precision": float(precision),
@@ -40,6 +41,14 @@ def classification_summary(targets: np.ndarray, scores: np.ndarray) -> dict[str,
     if scores.shape[1] > 5:
         summary["top5_accuracy"] = topk_accuracy(targets, scores, 5)
     return summary
+
+
+def averages(targets: np.ndarray, predictions: np.ndarray, average: str) -> tuple[float, float, float]:
+    """(precision, recall, f1) averaged over the classes present in the targets: "macro" or "weighted"."""
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        targets, predictions, labels=np.unique(targets), average=average, zero_division=0
+    )
+    return float(precision), float(recall), float(f1)
 
 
 def per_class_table(targets: np.ndarray, predictions: np.ndarray, classes: list[str]) -> list[dict[str, object]]:
@@ -76,25 +85,22 @@ def evaluation_report(targets: np.ndarray, probabilities: np.ndarray, classes: l
     overall: dict[str, float] = {
         "images": len(targets),
         "accuracy": float(accuracy_score(targets, predictions)),
-        "balanced_accuracy": float(balanced_accuracy_score(targets, predictions)),
+        "balanced_accuracy": averages(targets, predictions, "macro")[1],  # mean recall of the classes present
         "loss": float(sample_losses(targets, probabilities).mean()),
     }
     for k in (3, 5):
         if len(classes) > k:
             overall[f"top{k}_accuracy"] = topk_accuracy(targets, probabilities, k)
     for average in ("macro", "weighted"):
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            targets, predictions, average=average, zero_division=0
-        )
+        precision, recall, f1 = averages(targets, predictions, average)
         overall.update({f"{average}_precision": float(precision), f"{average}_recall": float(recall),
                         f"{average}_f1": float(f1)})  # fmt: skip
     rows = per_class_table(targets, predictions, classes)
     for index, row in enumerate(rows):
         truth = targets == index
-        row["average_precision"] = (
-            float(average_precision_score(truth, probabilities[:, index])) if truth.any() else None
-        )
-        row["roc_auc"] = float(roc_auc_score(truth, probabilities[:, index])) if 0 < truth.sum() < len(truth) else None
+        defined = 0 < truth.sum() < len(truth)  # both kinds of example are needed to rank them
+        row["average_precision"] = float(average_precision_score(truth, probabilities[:, index])) if defined else None
+        row["roc_auc"] = float(roc_auc_score(truth, probabilities[:, index])) if defined else None
     for key in ("average_precision", "roc_auc"):
         defined = [row[key] for row in rows if row[key] is not None]
         overall[f"macro_{key}"] = float(np.mean(defined)) if defined else None

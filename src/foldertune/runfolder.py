@@ -16,6 +16,7 @@ from typing import Any
 
 from foldertune.atomic import atomic_open
 from foldertune.errors import UserError
+from foldertune.tables import read_table
 
 BATCH_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr"]
 EPOCH_COLUMNS = [
@@ -113,8 +114,7 @@ class CsvLog:
             writer.writerows(_format(row) for row in rows)
 
     def rows(self) -> list[dict[str, str]]:
-        with open(self.path, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        return read_table(self.path)
 
     def keep_epochs_up_to(self, epoch: int) -> None:
         """Drop rows logged after `epoch` (work a crash lost), rewriting the file atomically; for --resume."""

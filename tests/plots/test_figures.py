@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 
-from foldertune.data.split import write_csv
 from foldertune.metrics import evaluation_report
 from foldertune.plots import plot_run
 from foldertune.plots.classification import plot_confusion, plot_per_class
+from foldertune.tables import write_table
 
 
 def many_class_evaluation(folder, classes=120, images=3000):
@@ -23,8 +23,8 @@ def many_class_evaluation(folder, classes=120, images=3000):
     report = evaluation_report(targets, probabilities, names)
     folder.mkdir(parents=True)
     rows = [{"path": "", "true": names[t], "predicted": names[p]} for t, p in zip(targets, predicted, strict=True)]
-    write_csv(folder / "predictions.csv", ["path", "true", "predicted"], rows)
-    write_csv(folder / "per_class.csv", list(report["per_class"][0]), report["per_class"])
+    write_table(folder / "predictions.csv", ["path", "true", "predicted"], rows)
+    write_table(folder / "per_class.csv", list(report["per_class"][0]), report["per_class"])
     np.save(folder / "scores.npy", probabilities)
     (folder / "metrics.json").write_text(json.dumps({"classes": names}, ensure_ascii=False), encoding="utf-8")
     return names

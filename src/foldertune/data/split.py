@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from foldertune.atomic import atomic_open
 from foldertune.data.scan import SPLITS, ImageRecord, is_inside
 from foldertune.errors import UserError
+from foldertune.tables import write_table
 
 MANIFEST_COLUMNS = ("path", "class", "split")
 
@@ -122,16 +122,7 @@ def _display_width(text: str) -> int:
 def write_manifest(path: str | os.PathLike, records: list[ImageRecord]) -> None:
     """path,class,split as UTF-8 CSV, written to a temporary file and renamed into place."""
     rows = [{"path": record.path, "class": record.label, "split": record.split or "train"} for record in records]
-    write_csv(path, list(MANIFEST_COLUMNS), rows)
-
-
-def write_csv(path: str | os.PathLike, columns: list[str], rows: list[dict[str, object]]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(path, list(MANIFEST_COLUMNS), rows)
 
 
 def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
@@ -157,7 +148,8 @@ def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
         if split not in SPLITS:
             raise UserError(f"manifest '{path}' line {line}: split must be train, val or test; got {row['split']!r}.")
         file = Path(row["path"].strip())
-        records.append(ImageRecord(str(file if file.is_absolute() else path.parent / file), row["class"], split))
+        absolute = file if file.is_absolute() else path.parent.absolute() / file  # split.csv must not depend on cwd
+        records.append(ImageRecord(str(absolute), row["class"], split))
     if not records:
         raise UserError(f"manifest '{path}' lists no images.")
     return records

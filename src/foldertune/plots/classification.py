@@ -17,7 +17,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from foldertune.metrics import confusion
-from foldertune.plots.common import cell_size, fit_font, new_figure, read_rows, save, shorten
+from foldertune.plots.common import cell_size, fit_font, new_figure, save, shorten
+from foldertune.tables import read_table
 
 MAX_ANNOTATED = 25  # classes up to which every confusion cell shows its number
 MAX_CURVES = 10  # classes drawn on the PR / ROC figures: all of them, or the worst ten
@@ -27,7 +28,7 @@ def load_evaluation(eval_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray, 
     """classes, true indices, predicted indices, probabilities (rows of predictions.csv with a prediction)."""
     classes = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))["classes"]
     index = {name: i for i, name in enumerate(classes)}
-    rows = [row for row in read_rows(eval_dir / "predictions.csv") if row["predicted"]]
+    rows = [row for row in read_table(eval_dir / "predictions.csv") if row["predicted"]]
     targets = np.array([index[row["true"]] for row in rows], dtype=int)
     predictions = np.array([index[row["predicted"]] for row in rows], dtype=int)
     scores = np.load(eval_dir / "scores.npy")
@@ -71,7 +72,9 @@ def _confusion_figure(matrix: np.ndarray, classes: list[str], stem: Path, title:
 
 
 def plot_per_class(eval_dir: Path, *, fmt: str = "png") -> Path:
-    rows = sorted(read_rows(eval_dir / "per_class.csv"), key=lambda row: float(row["f1"]))
+    table = read_table(eval_dir / "per_class.csv")
+    rows = sorted((row for row in table if int(row["support"]) > 0), key=lambda row: float(row["f1"]))
+    absent = len(table) - len(rows)  # classes with no image in this split: no score to show
     n = len(rows)
     names = [shorten(row["class"]) for row in rows]
     cell = cell_size(n, preferred=0.3, total=60)
@@ -86,8 +89,9 @@ def plot_per_class(eval_dir: Path, *, fmt: str = "png") -> Path:
     ax.set_yticks(y, names, fontsize=font)
     ax.set_xlim(0, 1.12)
     ax.set_xlabel("score (n = images of the class)")
-    ax.set_title("Per-class precision, recall and F1, sorted by F1")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 if n > 3 else -0.25), ncol=3, fontsize=8)
+    title = "Per-class precision, recall and F1, sorted by F1"
+    ax.set_title(title + (f"\n({absent} classes without images here are not shown)" if absent else ""))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1.0), fontsize=8)  # outside, clear of bars and labels
     ax.grid(axis="x", alpha=0.3)
     return save(fig, eval_dir / "per_class", fmt=fmt)
 
@@ -103,6 +107,8 @@ def plot_pr_roc(eval_dir: Path, *, fmt: str = "png") -> list[Path]:
         curves[i] = (recall, precision, average_precision_score(truth, scores[:, i]), fpr, tpr,
                      roc_auc_score(truth, scores[:, i]))  # fmt: skip
     written = []
+    if not curves:  # every image of one class: nothing to rank against
+        return written
     for kind, stem in (("pr", "pr_curves"), ("roc", "roc_curves")):
         area = 2 if kind == "pr" else 5
         shown = sorted(curves, key=lambda i: curves[i][area])[:MAX_CURVES]

@@ -7,17 +7,17 @@ save(fig, run / "plots" / "loss", fmt="png")     # -> run/plots/loss.png, figure
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
+matplotlib.rcParams["text.parse_math"] = False  # a class named "$5_$10" is text, not a formula
 
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
-from foldertune.plots.fonts import use_fonts_for
+from foldertune.plots.fonts import use_fonts_for  # noqa: E402
 
 FORMATS = ("png", "pdf", "svg")
 DPI = 110
@@ -43,11 +43,6 @@ def save(fig, stem: Path, *, fmt: str = "png") -> Path:
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def cell_size(count: int, *, preferred: float, total: float = 37.0) -> float:

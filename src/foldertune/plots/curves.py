@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from foldertune.plots.common import TRAIN, VAL, new_figure, read_rows, save
+from foldertune.plots.common import TRAIN, VAL, new_figure, save
+from foldertune.tables import read_table
 
 
 def smooth(values: np.ndarray, span: int) -> np.ndarray:
@@ -27,15 +28,16 @@ def smooth(values: np.ndarray, span: int) -> np.ndarray:
 
 
 def plot_loss(run: Path, *, fmt: str = "png") -> Path:
-    batches = read_rows(run / "batches.csv")
-    epochs = read_rows(run / "epochs.csv")
+    batches = read_table(run / "batches.csv")
+    epochs = read_table(run / "epochs.csv")
     steps = np.array([int(row["step"]) for row in batches])
     loss = np.array([float(row["loss"]) for row in batches])
     lr = np.array([float(row["lr"]) for row in batches])
     last_step = {int(row["epoch"]): int(row["step"]) for row in batches}  # rows come in step order
     epoch_steps = [last_step.get(int(row["epoch"]), 0) for row in epochs]
 
-    fig, (top, bottom) = new_figure(size=(8, 6), nrows=2, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig, (top, bottom) = new_figure(labels=[run.name], size=(8, 6), nrows=2, sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1]})  # fmt: skip
     top.plot(steps, loss, color=TRAIN, alpha=0.25, linewidth=0.8, label="train loss per step")
     if len(loss) > 1:
         top.plot(steps, smooth(loss, max(5, len(loss) // 20)), color=TRAIN, linewidth=1.8, label="train, smoothed")
@@ -53,9 +55,9 @@ def plot_loss(run: Path, *, fmt: str = "png") -> Path:
 
 
 def plot_metrics(run: Path, *, fmt: str = "png") -> Path:
-    epochs = read_rows(run / "epochs.csv")
+    epochs = read_table(run / "epochs.csv")
     x = [int(row["epoch"]) for row in epochs]
-    fig, ax = new_figure(size=(8, 4.5))
+    fig, ax = new_figure(labels=[run.name], size=(8, 4.5))
     for key, label, style in (
         ("val_acc", "val accuracy", "o-"),
         ("val_precision", "val precision (macro)", "s--"),
@@ -79,7 +81,7 @@ def plot_compare(runs: list[Path], out: Path, *, fmt: str = "png") -> Path:
     names = [run.name for run in runs]
     fig, (left, right) = new_figure(labels=names, size=(12, 4.5), ncols=2)
     for run in runs:
-        epochs = read_rows(run / "epochs.csv")
+        epochs = read_table(run / "epochs.csv")
         x = [int(row["epoch"]) for row in epochs]
         left.plot(x, [float(row["val_acc"]) for row in epochs], "o-", markersize=3, label=run.name)
         right.plot(x, [float(row["val_loss"]) for row in epochs], "o-", markersize=3, label=run.name)

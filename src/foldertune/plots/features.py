@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from foldertune.plots.common import WRONG, new_figure, read_rows, save, shorten
+from foldertune.plots.common import WRONG, new_figure, save, shorten
+from foldertune.tables import read_table
 
 MAX_POINTS = 1500
 
@@ -55,7 +56,7 @@ def plot_feature_map(eval_dir: Path, *, fmt: str = "png") -> Path | None:
     path = eval_dir / "embedding.csv"
     if not path.exists():
         return None
-    rows = read_rows(path)
+    rows = read_table(path)
     classes = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))["classes"]
     method = rows[0]["method"] if rows else "t-SNE"
     fig, ax = new_figure(labels=classes, size=(8.5, 7))

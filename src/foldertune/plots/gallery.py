@@ -21,8 +21,9 @@ from PIL import Image
 
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.data.transforms import build_eval_transform, build_train_transform, decode_min_side
-from foldertune.plots.common import RIGHT, WRONG, new_figure, read_rows, save, shorten
+from foldertune.plots.common import RIGHT, WRONG, new_figure, save, shorten
 from foldertune.preprocessing import Preprocessing
+from foldertune.tables import read_table
 
 GRID = 16  # pictures per grid
 COLUMNS = 4
@@ -31,7 +32,7 @@ COLUMNS = 4
 def plot_train_batch(run: Path, *, fmt: str = "png", seed: int = 0) -> Path | None:
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     pre = Preprocessing.from_dict(config["resolved"]["preprocessing"])
-    rows = [row for row in read_rows(run / "split.csv") if row["split"] == "train"]
+    rows = [row for row in read_table(run / "split.csv") if row["split"] == "train"]
     rows = random.Random(seed).sample(rows, min(GRID, len(rows)))
     transform = build_train_transform(pre)
     torch.manual_seed(seed)
@@ -46,7 +47,7 @@ def plot_train_batch(run: Path, *, fmt: str = "png", seed: int = 0) -> Path | No
 
 
 def plot_predictions(eval_dir: Path, *, fmt: str = "png", seed: int = 0) -> Path | None:
-    rows = [row for row in read_rows(eval_dir / "predictions.csv") if row["predicted"]]
+    rows = [row for row in read_table(eval_dir / "predictions.csv") if row["predicted"]]
     chosen = random.Random(seed).sample(rows, min(GRID, len(rows)))
     chosen.sort(key=lambda row: row["correct"] == "1")  # mistakes first
     return _prediction_grid(eval_dir, chosen, "Predictions (red: wrong)", "predictions", fmt)
@@ -54,7 +55,7 @@ def plot_predictions(eval_dir: Path, *, fmt: str = "png", seed: int = 0) -> Path
 
 def plot_top_losses(eval_dir: Path, *, fmt: str = "png") -> Path | None:
     """The wrong predictions the network was surest of: often mislabelled or ambiguous images."""
-    wrong = [row for row in read_rows(eval_dir / "predictions.csv") if row["predicted"] and row["correct"] == "0"]
+    wrong = [row for row in read_table(eval_dir / "predictions.csv") if row["predicted"] and row["correct"] == "0"]
     wrong.sort(key=lambda row: -float(row["loss"]))
     if not wrong:
         return None
@@ -67,9 +68,11 @@ def plot_cams(eval_dir: Path, *, fmt: str = "png") -> Path | None:
     if not index.exists():
         return None
     items = []
-    for row in read_rows(index):
+    for row in read_table(index):
         picture = np.asarray(Image.open(eval_dir / "cams" / row["file"]).convert("RGB"))
-        caption = f"true {row['true']}\npred {row['predicted']} {float(row['confidence']):.2f}"
+        caption = (
+            f"true {shorten(row['true'], 16)}\npred {shorten(row['predicted'], 16)} {float(row['confidence']):.2f}"
+        )
         items.append((picture, caption, row["true"] != row["predicted"]))
     if not items:
         return None
@@ -78,7 +81,7 @@ def plot_cams(eval_dir: Path, *, fmt: str = "png") -> Path | None:
 
 def save_explanation(explanation, path: Path, *, title: str) -> Path:
     """The crop and its Grad-CAM overlay side by side, titled with the file and the class explained."""
-    fig, (left, right) = new_figure(labels=[explanation.label, explanation.predicted], size=(7, 3.8), ncols=2)
+    fig, (left, right) = new_figure(labels=[explanation.label, explanation.predicted, title], size=(7, 3.8), ncols=2)
     left.imshow(explanation.image)
     left.set_title(shorten(title, 40), fontsize=9)
     right.imshow(explanation.overlay)
