@@ -27,6 +27,14 @@ def torch_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory) -> Path:
+    """A private foldertune cache folder for the session (features, decoded images), also seen by subprocesses."""
+    folder = tmp_path_factory.mktemp("foldertune_cache")
+    os.environ["FOLDERTUNE_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mobilenet_weights(torch_home) -> Path:
     """The real torchvision mobilenet_v2 ImageNet file in the session's hub cache."""

@@ -23,6 +23,16 @@ def test_flat_settings_fill_the_sections_and_resolve_per_mode_defaults():
     assert RunConfig.from_flat(manifest="m.csv").data.root is None
 
 
+def test_a_config_saved_before_the_cache_settings_existed_still_loads():
+    raw = RunConfig.from_flat(data="photos").to_dict()
+    for section, key in (("data", "cache"), ("data", "cache_dir"), ("train", "feature_cache"),
+                         ("train", "feature_views"), ("train", "compile")):  # fmt: skip
+        del raw[section][key]
+    cfg = RunConfig.from_dict(raw)
+    assert (cfg.data.cache, cfg.train.feature_cache, cfg.train.feature_views, cfg.train.compile) == (
+        "off", "disk", 1, False)  # fmt: skip
+
+
 def test_round_trip_through_json():
     cfg = RunConfig.from_flat(data="photos", img_size=128, patience=2, lr=0.01)
     assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
@@ -51,6 +61,9 @@ def test_configs_are_frozen():
         ({"mode": "linear", "pretrained": False}, "--mode linear trains only the head"),
         ({"seed": -1}, "--seed must be a whole number of 0 or more; got -1."),
         ({"manifest": "m.csv"}, "pass either DATA (an image folder) or --manifest CSV, not both."),
+        ({"feature_views": 0}, "--feature-views must be a whole number of at least 1; got 0."),
+        ({"feature_cache": "ssd"}, "--feature-cache must be one of disk, memory, off; got 'ssd'."),
+        ({"cache": "gpu"}, "--cache must be one of off, ram, disk; got 'gpu'."),
     ],
 )
 def test_bad_values_get_one_sentence_naming_the_flag(settings, message):

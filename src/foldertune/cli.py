@@ -105,6 +105,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--manifest", metavar="CSV", help="use this path,class,split CSV instead of scanning DATA")
     g.add_argument("--img-size", type=int, metavar="N", help="input crop size in pixels (default: the model's, 224)")
     g.add_argument("--workers", type=int, metavar="N", help="data loader processes (default: cores - 1, max 8)")
+    g.add_argument(
+        "--cache",
+        choices=["off", "ram", "disk"],
+        help="decode each image once and keep a downsized copy in memory or on disk for later epochs (default: off)",
+    )
+    g.add_argument(
+        "--cache-dir", metavar="DIR", help="cache folder (default: $FOLDERTUNE_CACHE_DIR, else ~/.cache/foldertune)"
+    )
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, metavar="N", help="passes over the training data (default: 10)")
     g.add_argument("--batch-size", type=int, metavar="N", help="images per step (default: 32)")
@@ -127,6 +135,20 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, metavar="N", help="seed for split, init, order and augmentation (default: 0)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="(default: auto: cuda, mps, then cpu)")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="(default: auto: bf16 where native)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, then faster steps)")
+    g = p.add_argument_group("linear mode")
+    g.add_argument(
+        "--feature-cache",
+        choices=["disk", "memory", "off"],
+        help="run the frozen backbone once per image, keep its features on disk or in memory; off: "
+        "every batch, with augmentation (default: disk)",
+    )
+    g.add_argument(
+        "--feature-views",
+        type=int,
+        metavar="N",
+        help="views stored per image: 1 = no augmentation, N = plus N-1 random crops (default: 1)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--project", metavar="DIR", help="folder for run folders (default: runs)")
     g.add_argument("--name", dest="run_name", metavar="NAME", help="run folder name (default: MODEL-MODE, -2, -3 ...)")

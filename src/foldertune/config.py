@@ -23,6 +23,8 @@ SCHEDULERS = ("cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BEST_METRICS = ("accuracy", "f1")
+FEATURE_CACHES = ("disk", "memory", "off")
+IMAGE_CACHES = ("off", "ram", "disk")
 
 # Learning rates that work for AdamW with batch 32 on the bundled sample and on typical small datasets: the new
 # head alone tolerates a large step; a pretrained backbone needs a small one; from scratch sits in between.
@@ -83,8 +85,13 @@ class DataConfig:
     """DataLoader worker processes; None picks from the number of CPU cores."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Images with more pixels than this are refused unread (decompression-bomb guard)."""
+    cache: str = "off"
+    """Keep decoded, downsized images for later epochs: ram (this run) or disk (the cache folder); off."""
+    cache_dir: str | None = None
+    """Folder for cached features and images; None: $FOLDERTUNE_CACHE_DIR, else ~/.cache/foldertune."""
 
     def __post_init__(self) -> None:
+        _choice("cache", self.cache, IMAGE_CACHES)
         if bool(self.root) == bool(self.manifest):
             raise UserError("pass either DATA (an image folder) or --manifest CSV, not both." if self.root else
                             "pass DATA (an image folder) or --manifest CSV.")  # fmt: skip
@@ -150,15 +157,24 @@ class TrainConfig:
     """Stop after this many epochs without improvement of the best metric; None trains every epoch."""
     best_metric: str = "accuracy"
     """Validation metric that selects best.pt: accuracy or (macro) f1."""
+    feature_cache: str = "disk"
+    """Linear mode: run the frozen backbone once per image and train the head on stored features, kept on disk
+    (reused by later runs) or in memory only; off runs the backbone on every batch, with augmentation."""
+    feature_views: int = 1
+    """Linear mode with a feature cache: 1 stores the evaluation view only (no augmentation); N adds N-1 random
+    crops per image, drawn once, one of them used per image and epoch."""
+    compile: bool = False
+    """Compile the network with torch.compile (slow first steps, then faster ones where the compiler helps)."""
 
     def __post_init__(self) -> None:
+        _choice("feature_cache", self.feature_cache, FEATURE_CACHES)
         _choice("mode", self.mode, MODES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("best_metric", self.best_metric, BEST_METRICS)
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "feature_views"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"{flag(name)} must be a whole number of at least 1; got {value!r}.")

@@ -240,7 +240,7 @@ def _write_cams(out: Path, classifier: Classifier, result: _Result, log) -> str:
     folder = out / "cams"
     folder.mkdir(exist_ok=True)
     explainer = Explainer(classifier)
-    min_side = decode_min_side(classifier.preprocessing, train=False)
+    min_side = decode_min_side(classifier.preprocessing)
     rows = []
     for kind, chosen in (("right", right), ("wrong", wrong)):
         for rank, i in enumerate(chosen, start=1):

@@ -113,7 +113,7 @@ def explain_files(
         raise UserError("no image files among the paths given.")
     out = Path(out) if out else Path("cams")
     out.mkdir(parents=True, exist_ok=True)
-    min_side = decode_min_side(classifier.preprocessing, train=False)
+    min_side = decode_min_side(classifier.preprocessing)
     written: list[Path] = []
     for path in files:
         try:

@@ -21,11 +21,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from foldertune.checkpoint import load_checkpoint, model_from_checkpoint
-from foldertune.data.images import ImageReadError, open_image, to_rgb
+from foldertune.data.images import ImageReadError, to_rgb
+from foldertune.data.readers import EvalReader
 from foldertune.data.scan import list_image_files
-from foldertune.data.transforms import build_eval_transform, decode_min_side, normalize_batch
+from foldertune.data.transforms import build_eval_transform, model_input
 from foldertune.device import choose_runtime
-from foldertune.models.registry import get_backbone
+from foldertune.models.build import capture_head_input
 from foldertune.preprocessing import Preprocessing
 
 
@@ -97,19 +98,22 @@ class Classifier:
         self, files: list[Path], *, batch_size: int = 64, progress: bool = True
     ) -> Iterator[tuple[list[Path], list[str | None], torch.Tensor | None]]:
         """(files, error or None per file, uint8 batch of the readable ones) for each chunk of `files`."""
-        min_side = decode_min_side(self.preprocessing, train=False)
+        read = EvalReader(self.preprocessing)
 
         def load(path: Path):
             try:
-                return self.transform(open_image(path, min_side=min_side)), None
+                return read(path), None
             except ImageReadError as error:
                 return None, str(error)
 
         bar = tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True, leave=False)
+        chunks = [files[start : start + batch_size] for start in range(0, len(files), batch_size)]
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            for start in range(0, len(files), batch_size):
-                chunk = files[start : start + batch_size]
-                loaded = list(pool.map(load, chunk))
+            pending = [pool.submit(load, path) for path in chunks[0]] if chunks else []
+            for number, chunk in enumerate(chunks):
+                loaded = [future.result() for future in pending]
+                if number + 1 < len(chunks):  # decode the next chunk while the caller runs the network on this one
+                    pending = [pool.submit(load, path) for path in chunks[number + 1]]
                 tensors = [tensor for tensor, _ in loaded if tensor is not None]
                 yield chunk, [error for _, error in loaded], torch.stack(tensors) if tensors else None
                 bar.update(len(chunk))
@@ -123,17 +127,10 @@ class Classifier:
     @torch.inference_mode()
     def probabilities_and_features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Softmax probabilities (N, classes) and the penultimate features the head receives (N, features)."""
-        captured = []
-        head = self.model.get_submodule(get_backbone(self.backbone).head)
-        hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
-        try:
-            inputs = normalize_batch(images.to(self.runtime.device), self.preprocessing)
-            if self.runtime.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with self.runtime.autocast():
-                logits = self.model(inputs).float()
-        finally:
-            hook.remove()
+        inputs = model_input(images, self.preprocessing, device=self.runtime.device,
+                             channels_last=self.runtime.channels_last)  # fmt: skip
+        with capture_head_input(self.model, self.backbone) as captured, self.runtime.autocast():
+            logits = self.model(inputs).float()
         features = captured[0].float().flatten(1).cpu().numpy()
         return torch.softmax(logits, dim=1).cpu().numpy(), features
 

@@ -29,22 +29,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from foldertune.cache import cache_root
 from foldertune.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, versions
 from foldertune.config import RunConfig, TrainConfig
 from foldertune.data.dataset import EpochBatchSampler, ImageDataset, sample_seed
+from foldertune.data.image_cache import ImageCache
+from foldertune.data.images import open_image
 from foldertune.data.prepare import PreparedData, prepare_data
+from foldertune.data.readers import EvalReader, TrainReader
 from foldertune.data.scan import verify_records
 from foldertune.data.split import read_manifest, split_counts, write_manifest
-from foldertune.data.transforms import (
-    build_eval_transform,
-    build_train_transform,
-    decode_min_side,
-    normalize_batch,
-)
+from foldertune.data.transforms import model_input
 from foldertune.device import Runtime, choose_runtime, cpu_name
 from foldertune.errors import UserError
+from foldertune.features import FeatureBatches, extract_features, feature_store
 from foldertune.metrics import classification_summary
-from foldertune.models.build import apply_mode, build_model, set_train_mode
+from foldertune.models.build import apply_mode, build_model, head_of, set_train_mode
 from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
@@ -165,7 +165,17 @@ def _train(
     name = cfg.model.backbone
     apply_mode(model, name, tc.mode)
     model.to(runtime.device, memory_format=torch.channels_last if runtime.channels_last else torch.preserve_format)
-    loaders = build_loaders(data, pre, cfg, runtime)
+    cached = tc.mode == "linear" and tc.feature_cache != "off"
+    started = time.perf_counter()
+    if cached:  # the frozen backbone runs once per image; epochs train the head on the stored features
+        loaders = build_feature_loaders(model, data, pre, cfg, runtime, quiet=quiet, log=log)
+        network = head_of(model, name)
+    else:
+        loaders = build_loaders(data, pre, cfg, runtime, progress=not quiet)
+        network = model
+    setup_seconds = time.perf_counter() - started  # features or --cache filled: counted in the first epoch's time
+    if tc.compile:
+        network = torch.compile(network)
     optimizer = build_optimizer(model, tc)
     scheduler = build_scheduler(optimizer, tc, steps_per_epoch=len(loaders["train"].batch_sampler))
     scaler = runtime.grad_scaler()
@@ -194,12 +204,16 @@ def _train(
     for epoch in range(first_epoch, tc.epochs + 1):
         torch.manual_seed(sample_seed(tc.seed, epoch, 0) + 2)  # dropout and other randomness inside the model
         loaders["train"].batch_sampler.set_epoch(epoch)
+        set_train_mode(model, name, tc.mode)  # in linear mode the frozen backbone stays in eval mode
         trained = train_one_epoch(
-            model, loaders["train"], optimizer, scheduler, scaler, criterion,
-            runtime=runtime, pre=pre, backbone=name, mode=tc.mode, epoch=epoch, epochs=tc.epochs,
-            batch_log=batches, quiet=quiet,
+            network, loaders["train"], optimizer, scheduler, scaler, criterion,
+            runtime=runtime, pre=pre, epoch=epoch, epochs=tc.epochs, batch_log=batches, quiet=quiet,
         )  # fmt: skip
-        val = evaluate(model, loaders["val"], runtime=runtime, pre=pre).summary()
+        if epoch == first_epoch:
+            trained["seconds"] += setup_seconds
+            if tc.compile:
+                log(f"torch.compile: the first step took {trained['first_step_seconds']:.1f} s (compiling)")
+        val = evaluate(network, loaders["val"], runtime=runtime, pre=pre).summary()
         lr = optimizer.param_groups[0]["lr"]
         epochs.append(
             {
@@ -241,15 +255,16 @@ def train_one_epoch(
     *,
     runtime: Runtime,
     pre: Preprocessing,
-    backbone: str,
-    mode: str,
     epoch: int,
     epochs: int,
     batch_log: CsvLog | None = None,
     quiet: bool = False,
 ) -> dict[str, float]:
-    """One pass over the training loader; returns mean loss, accuracy, images seen and seconds."""
-    set_train_mode(model, backbone, mode)
+    """One pass over the training loader; returns mean loss, accuracy, images seen and seconds.
+
+    The caller sets the train / eval modes. The loader yields uint8 images (normalised here, on the device) or,
+    in linear mode with the feature cache, the backbone's features, for `model` = the head.
+    """
     device = runtime.device
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.long)
@@ -290,12 +305,13 @@ def train_one_epoch(
         )
         pending.clear()
 
-    for images, targets in bar:
-        images = images.to(device, non_blocking=True)
+    first_step_seconds = 0.0
+    for inputs, targets in bar:
+        if inputs.dtype == torch.uint8:  # images
+            inputs = model_input(inputs, pre, device=device, channels_last=runtime.channels_last)
+        else:  # features
+            inputs = inputs.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        inputs = normalize_batch(images, pre)
-        if runtime.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
         with runtime.autocast():
             logits = model(inputs)
             loss = criterion(logits.float(), targets)
@@ -311,6 +327,8 @@ def train_one_epoch(
         total_correct += correct
         seen += len(targets)
         pending.append((step, loss.detach(), correct, len(targets), lr))
+        if not first_step_seconds:
+            first_step_seconds = time.perf_counter() - started  # includes compiling, with --compile
         if len(pending) >= LOG_EVERY:
             flush()
     flush()
@@ -321,18 +339,20 @@ def train_one_epoch(
         "accuracy": total_correct.item() / max(seen, 1),
         "images": seen,
         "seconds": seconds,
+        "first_step_seconds": first_step_seconds,
     }
 
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: DataLoader, *, runtime: Runtime, pre: Preprocessing) -> Evaluation:
-    """Logits for every image of the loader, in order, and the mean cross-entropy."""
+    """Logits for every image (or feature row, for the head) of the loader, in order, and the mean cross-entropy."""
     model.eval()
     all_logits, all_targets = [], []
-    for images, targets in loader:
-        inputs = normalize_batch(images.to(runtime.device, non_blocking=True), pre)
-        if runtime.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
+    for inputs, targets in loader:
+        if inputs.dtype == torch.uint8:
+            inputs = model_input(inputs, pre, device=runtime.device, channels_last=runtime.channels_last)
+        else:
+            inputs = inputs.to(runtime.device, non_blocking=True)
         with runtime.autocast():
             all_logits.append(model(inputs).float())
         all_targets.append(targets)
@@ -342,23 +362,29 @@ def evaluate(model: nn.Module, loader: DataLoader, *, runtime: Runtime, pre: Pre
     return Evaluation(targets.numpy(), logits.numpy(), loss)
 
 
-def build_loaders(data: PreparedData, pre: Preprocessing, cfg: RunConfig, runtime: Runtime) -> dict[str, DataLoader]:
-    """A shuffled, augmented train loader and in-order val (and test) loaders with twice the batch size."""
+def build_loaders(
+    data: PreparedData, pre: Preprocessing, cfg: RunConfig, runtime: Runtime, *, progress: bool = False
+) -> dict[str, DataLoader]:
+    """A shuffled, augmented train loader and an in-order val loader with twice the batch size.
+
+    With --cache, every image is decoded once here, before the loader workers start (see data/image_cache.py).
+    """
     workers = default_workers() if cfg.data.workers is None else cfg.data.workers
     loaders = {}
-    for split in ("train", "val", "test"):
+    for split in ("train", "val"):
         samples = data.samples(split)
         if not samples:
             continue
         train = split == "train"
-        dataset = ImageDataset(
-            samples,
-            build_train_transform(pre) if train else build_eval_transform(pre),
-            min_side=decode_min_side(pre, train=train),
-            max_pixels=cfg.data.max_pixels,
-            seed=cfg.train.seed,
-            augment=train,
-        )
+        opener = open_image
+        if cfg.data.cache != "off":
+            side = 2 * pre.crop_size if train else pre.resize_size  # what each reader needs (see image_cache.py)
+            cache = ImageCache(cfg.data.cache, side=side, root=cache_root(cfg.data.cache_dir),
+                               max_pixels=cfg.data.max_pixels)  # fmt: skip
+            cache.fill([path for path, _ in samples], progress=progress, desc=f"caching {split} images")
+            opener = cache.open
+        reader = (TrainReader if train else EvalReader)(pre, max_pixels=cfg.data.max_pixels, opener=opener)
+        dataset = ImageDataset(samples, reader, seed=cfg.train.seed, augment=train)
         batch_size = cfg.train.batch_size if train else 2 * cfg.train.batch_size  # no gradients: twice fits
         sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=train, seed=cfg.train.seed)
         loaders[split] = DataLoader(
@@ -369,6 +395,36 @@ def build_loaders(data: PreparedData, pre: Preprocessing, cfg: RunConfig, runtim
             pin_memory=runtime.device.type == "cuda",
             generator=torch.Generator(),  # its worker seeds are unused; drawing them must not move the global RNG
         )
+    return loaders
+
+
+def build_feature_loaders(
+    model: nn.Module, data: PreparedData, pre: Preprocessing, cfg: RunConfig, runtime: Runtime, *, quiet: bool, log
+) -> dict[str, FeatureBatches]:
+    """Linear mode: the frozen backbone's features of every train and val image, computed once (or read from the
+    cache folder), served in batches like the image loaders."""
+    tc = cfg.train
+    root = cache_root(cfg.data.cache_dir) if tc.feature_cache == "disk" else None
+    store = feature_store(model, cfg.model.backbone, pre, precision=runtime.precision, root=root)
+    workers = default_workers() if cfg.data.workers is None else cfg.data.workers
+    loaders, computed, total = {}, 0, 0
+    for split in ("train", "val"):
+        samples = data.samples(split)
+        if not samples:
+            continue
+        train = split == "train"
+        features, new = extract_features(
+            model, cfg.model.backbone, [path for path, _ in samples], pre, runtime, store=store,
+            views=tc.feature_views if train else 1, batch_size=2 * tc.batch_size, workers=workers,
+            max_pixels=cfg.data.max_pixels, progress=not quiet, desc=f"features ({split})",
+        )  # fmt: skip
+        computed, total = computed + new, total + features.shape[0] * features.shape[1]
+        sampler = EpochBatchSampler(len(samples), tc.batch_size if train else 2 * tc.batch_size, shuffle=train,
+                                    seed=tc.seed)  # fmt: skip
+        loaders[split] = FeatureBatches(features, [label for _, label in samples], sampler, seed=tc.seed)
+    where = f"cache {store.folder}" if store else "kept in memory"
+    log(f"features: {total} image view(s), {computed} computed by the frozen backbone, {total - computed} from the "
+        f"cache ({where})")  # fmt: skip
     return loaders
 
 

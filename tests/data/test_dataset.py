@@ -3,13 +3,14 @@ from helpers import SAMPLE
 from torch.utils.data import DataLoader
 
 from foldertune.data.dataset import EpochBatchSampler, ImageDataset
-from foldertune.data.transforms import Preprocessing, build_train_transform
+from foldertune.data.readers import TrainReader
+from foldertune.preprocessing import Preprocessing
 
 SAMPLES = [(str(p), i % 2) for i, p in enumerate(sorted((SAMPLE / "fishes").iterdir())[:6])]
 
 
 def make_dataset(seed: int = 0) -> ImageDataset:
-    return ImageDataset(SAMPLES, build_train_transform(Preprocessing(64, 73)), seed=seed, augment=True)
+    return ImageDataset(SAMPLES, TrainReader(Preprocessing(64, 73)), seed=seed, augment=True)
 
 
 def test_augmentation_depends_only_on_seed_epoch_and_index():
@@ -58,9 +59,7 @@ def test_a_file_that_vanished_after_the_scan_is_skipped_with_a_warning(tmp_path)
 
     kept = tmp_path / "kept.webp"
     shutil.copy(SAMPLES[0][0], kept)
-    dataset = ImageDataset(
-        [(str(tmp_path / "gone.webp"), 1), (str(kept), 0)], build_train_transform(Preprocessing(32, 37))
-    )
+    dataset = ImageDataset([(str(tmp_path / "gone.webp"), 1), (str(kept), 0)], TrainReader(Preprocessing(32, 37)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         image, label = dataset[0]

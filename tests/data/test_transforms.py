@@ -47,11 +47,8 @@ def test_normalize_batch_matches_torchvision_normalize():
     assert torch.allclose(normalize_batch(batch, pre), expected, atol=1e-5)
 
 
-def test_decode_sizes_cover_what_the_transforms_use():
-    pre = Preprocessing(crop_size=224, resize_size=256)
-    assert decode_min_side(pre, train=False) == 256
-    # the smallest random crop (8% of the area) still maps at least one source pixel to each output pixel
-    assert decode_min_side(pre, train=True) * 0.08**0.5 >= 224
+def test_evaluation_decodes_at_least_the_resize_size():
+    assert decode_min_side(Preprocessing(crop_size=224, resize_size=256)) == 256
 
 
 def test_an_extremely_elongated_image_stays_small_at_evaluation():

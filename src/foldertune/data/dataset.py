@@ -1,6 +1,6 @@
 """A map-style Dataset over (path, label) pairs and a seeded batch sampler, with reproducible augmentation.
 
-    dataset = ImageDataset(samples, build_train_transform(pre), min_side=792, seed=0)
+    dataset = ImageDataset(samples, TrainReader(pre), seed=0, augment=True)
     sampler = EpochBatchSampler(len(dataset), batch_size=32, shuffle=True, seed=0)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=2, persistent_workers=True)
     sampler.set_epoch(3)   # epoch 3's order and augmentation, whatever ran before
@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from foldertune.config import DEFAULT_MAX_PIXELS
-from foldertune.data.images import ImageReadError, open_image
+from foldertune.data.images import ImageReadError
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -28,22 +27,18 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class ImageDataset(Dataset):
-    """Images read robustly (EXIF, any mode to RGB) and transformed; items are (uint8 tensor, label index)."""
+    """Images read by `read` (a TrainReader or EvalReader: path -> uint8 tensor); items are (tensor, label index)."""
 
     def __init__(
         self,
         samples: Sequence[tuple[str, int]],
-        transform: Callable,
+        read: Callable[[str], torch.Tensor],
         *,
-        min_side: int | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
         seed: int = 0,
         augment: bool = False,
     ) -> None:
         self.samples = list(samples)
-        self.transform = transform
-        self.min_side = min_side
-        self.max_pixels = max_pixels
+        self.read = read
         self.seed = seed
         self.augment = augment  # random transforms: seed them per sample
 
@@ -52,19 +47,18 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        image, label = self._read(index)
         if not self.augment:
-            return self.transform(image), label
+            return self._read(index)
         with torch.random.fork_rng(devices=[]):  # leaves the caller's generator as it was
             torch.manual_seed(sample_seed(self.seed, epoch, index))
-            return self.transform(image), label
+            return self._read(index)
 
-    def _read(self, index: int):
+    def _read(self, index: int) -> tuple[torch.Tensor, int]:
         """The image at `index`; if it became unreadable since the scan, warn and use the next one instead."""
         for attempt in range(len(self.samples)):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
-                return open_image(path, min_side=self.min_side, max_pixels=self.max_pixels), label
+                return self.read(path), label
             except ImageReadError as error:
                 warnings.warn(f"skipping '{path}', unreadable since the scan: {error}", stacklevel=2)
         raise RuntimeError("no image in the dataset can be read any more")

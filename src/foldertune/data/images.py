@@ -11,9 +11,11 @@ their first frame. Nothing here ever writes to the file.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 # Our own pixel limit is checked before decoding (see `_open_checked`), so PIL's softer warning is noise.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
+ORIENTATION = 0x0112  # the EXIF tag
+
 BACKGROUND = (255, 255, 255)  # transparent pixels become white, as they look in most viewers
 
 
@@ -33,20 +37,28 @@ class ImageReadError(Exception):
     """An image file that cannot be used; the message is the reason, fit for a report."""
 
 
-def open_image(path: str | os.PathLike, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
+def open_image(
+    path: str | os.PathLike,
+    *,
+    min_side: int | Callable[[int, int], int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+):
     """Read an image file as upright 8-bit RGB; raise ImageReadError with the reason when it cannot be used.
 
     With `min_side`, a JPEG is decoded at the smallest power-of-two reduction (1/2, 1/4, 1/8) whose shorter side is
     still at least `min_side` pixels: the DCT does the downscaling, several times faster than decode + resize.
+    `min_side` may be a function of the upright full size (width, height), called before anything is decoded.
     Animated and multi-page files give their first frame (where PIL opens them).
     """
     image = _open_checked(path, max_pixels)
     try:
+        if callable(min_side):
+            min_side = min_side(*upright_size(image))
         if min_side is not None and image.format == "JPEG":
             width, height = image.size
             scale = min_side / min(width, height)
             if scale < 1:
-                image.draft("RGB", (int(width * scale) + 1, int(height * scale) + 1))
+                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
         image.load()
         rgb = to_rgb(image)
     except Exception as error:  # damaged files make PIL raise nearly any type
@@ -68,6 +80,15 @@ def check_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS
     except ImageReadError as error:
         return str(error)
     return None
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) after the EXIF orientation is applied, read from the header without decoding."""
+    width, height = image.size
+    with contextlib.suppress(Exception):  # a damaged EXIF block is ignored here as in `to_rgb`
+        if image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # the four orientations that turn by 90 degrees
+            return height, width
+    return width, height
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -60,14 +60,11 @@ class LimitAspect:
         return image.crop((left, top, left + min(width, longest), top + min(height, longest)))
 
 
-def decode_min_side(pre: Preprocessing, *, train: bool) -> int:
-    """Smallest shorter side a JPEG may be decoded at without losing detail the transform would use.
+def decode_min_side(pre: Preprocessing) -> int:
+    """Smallest shorter side a JPEG may be decoded at for evaluation: the transform resizes it to resize_size.
 
-    Evaluation resizes the shorter side to resize_size. Training's smallest random crop spans a side fraction of
-    sqrt(0.08) of the image and is scaled up to crop_size, so the image must be crop_size / sqrt(0.08) wide.
+    (Training decodes per random crop instead: see `foldertune.data.readers.TrainReader`.)
     """
-    if train:
-        return int(pre.crop_size / RANDOM_CROP_MIN_SCALE**0.5) + 1
     return pre.resize_size
 
 
@@ -76,6 +73,12 @@ def normalize_batch(images: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
     mean = torch.tensor(pre.mean, device=images.device).view(1, 3, 1, 1) * 255
     std = torch.tensor(pre.std, device=images.device).view(1, 3, 1, 1) * 255
     return (images.float() - mean) / std
+
+
+def model_input(images: torch.Tensor, pre: Preprocessing, *, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """A uint8 batch from the loader -> normalised float on `device`, in channels-last layout when asked."""
+    inputs = normalize_batch(images.to(device, non_blocking=True), pre)
+    return inputs.contiguous(memory_format=torch.channels_last) if channels_last else inputs
 
 
 def _mode(pre: Preprocessing) -> InterpolationMode:

@@ -12,6 +12,9 @@ The three modes:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -39,6 +42,22 @@ def head_parameter_names(model: nn.Module, name: str) -> set[str]:
     return {key for key, _ in model.named_parameters() if key.startswith(prefix)}
 
 
+def head_of(model: nn.Module, name: str) -> nn.Module:
+    """The final nn.Linear that maps the penultimate features to one score per class."""
+    return model.get_submodule(get_backbone(name).head)
+
+
+@contextmanager
+def capture_head_input(model: nn.Module, name: str) -> Iterator[list[torch.Tensor]]:
+    """Inside the block, every forward pass appends what the head receives, (N, features), to the yielded list."""
+    captured: list[torch.Tensor] = []
+    hook = head_of(model, name).register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    try:
+        yield captured
+    finally:
+        hook.remove()
+
+
 def apply_mode(model: nn.Module, name: str, mode: str) -> None:
     """Set requires_grad per the transfer mode: linear trains only the head; finetune and scratch train all."""
     head = head_parameter_names(model, name)
@@ -52,7 +71,7 @@ def set_train_mode(model: nn.Module, name: str, mode: str) -> None:
         model.train()
         return
     model.eval()
-    model.get_submodule(get_backbone(name).head).train()
+    head_of(model, name).train()
 
 
 def _load_backbone_weights(

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from foldertune.data.images import ImageReadError, open_image
-from foldertune.data.transforms import build_eval_transform, build_train_transform, decode_min_side
+from foldertune.data.images import ImageReadError
+from foldertune.data.readers import EvalReader, TrainReader
 from foldertune.plots.common import RIGHT, WRONG, new_figure, save, shorten
 from foldertune.preprocessing import Preprocessing
 from foldertune.tables import read_table
@@ -34,11 +34,11 @@ def plot_train_batch(run: Path, *, fmt: str = "png", seed: int = 0) -> Path | No
     pre = Preprocessing.from_dict(config["resolved"]["preprocessing"])
     rows = [row for row in read_table(run / "split.csv") if row["split"] == "train"]
     rows = random.Random(seed).sample(rows, min(GRID, len(rows)))
-    transform = build_train_transform(pre)
+    read = TrainReader(pre)  # exactly what training reads
     torch.manual_seed(seed)
     items = []
     for row in rows:
-        picture = _load(row["path"], transform, decode_min_side(pre, train=True))
+        picture = _load(row["path"], read)
         if picture is not None:
             items.append((picture, row["class"], None))
     if not items:
@@ -94,10 +94,10 @@ def save_explanation(explanation, path: Path, *, title: str) -> Path:
 def _prediction_grid(eval_dir: Path, rows, title: str, stem: str, fmt: str, *, with_path: bool = False):
     metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
     pre = Preprocessing.from_dict(metrics["preprocessing"])
-    transform = build_eval_transform(pre)
+    read = EvalReader(pre)
     items = []
     for row in rows:
-        picture = _load(row["path"], transform, decode_min_side(pre, train=False))
+        picture = _load(row["path"], read)
         if picture is None:
             continue
         caption = (
@@ -111,9 +111,9 @@ def _prediction_grid(eval_dir: Path, rows, title: str, stem: str, fmt: str, *, w
     return _grid(items, title, eval_dir / stem, fmt)
 
 
-def _load(path: str, transform, min_side: int) -> np.ndarray | None:
+def _load(path: str, read) -> np.ndarray | None:
     try:
-        return transform(open_image(path, min_side=min_side)).permute(1, 2, 0).numpy()
+        return read(path).permute(1, 2, 0).numpy()
     except ImageReadError:
         return None  # gone or damaged since the run: leave it out of the picture
 

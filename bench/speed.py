@@ -1,0 +1,366 @@
+"""foldertune against the tutorial's loop, side by side on this machine: time, throughput, memory, accuracy.
+
+    python bench/speed.py                  # every case, about 12 minutes on a 2-core CPU; prints the tables
+    python bench/speed.py --quick          # mobilenet_v2 only, fewer phone photos: about 5 minutes
+    python bench/speed.py --json out.json  # also keep every measurement
+
+Data: (a) the bundled sample (110 training, 28 validation photos, about 320x240) and (b) phone-size copies of
+some of them, 4000x3000 JPEGs, written to a temporary folder. Both sides read the same train/ and val/ folders,
+train the same backbone from the same weights file, with the same epochs, batch size (32) and worker count.
+Each run is a fresh process; its wall time includes start-up, and its peak memory is the largest sum of
+proportional set sizes (resident memory, shared pages split between sharers) over the process and its loader
+workers, sampled every 0.1 s.
+
+Cases: full fine-tune and linear mode for mobilenet_v2 and resnet18 at 224 px; prediction on the folder; one pass
+of the training loader alone (data loading speed); the model's pure compute throughput (one training step on
+random tensors already in memory, same batch and precision) against foldertune's training speed; and resident
+memory after each of 10 epochs. The tutorial side is bench/tutorial_loop.py. resnet18's ImageNet weights cannot
+be downloaded here, so when they are not in the torch hub cache both sides start resnet18 from the same random
+weights: its speed figures hold, its accuracies do not mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PHONE_SIZE = (4000, 3000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="mobilenet_v2 only, 30 phone photos")
+    parser.add_argument("--all", action="store_true", help="every case for every backbone (about 20 minutes)")
+    parser.add_argument("--models", nargs="+", default=None, help="backbones (default: mobilenet_v2 resnet18)")
+    parser.add_argument("--workers", type=int, default=None, help="loader workers for both (default: foldertune's)")
+    parser.add_argument("--json", type=Path, help="write every measurement here too")
+    parser.add_argument("task", nargs="*", help=argparse.SUPPRESS)  # internal: one measurement in a subprocess
+    args = parser.parse_args()
+    if args.task:
+        print(json.dumps(MEASURE[args.task[0]](*args.task[1:])))
+        return
+
+    from foldertune.device import cpu_name
+    from foldertune.training import default_workers
+
+    models = args.models or (["mobilenet_v2"] if args.quick else ["mobilenet_v2", "resnet18"])
+    workers = default_workers() if args.workers is None else args.workers
+    import torch
+
+    machine = (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.python_version()}, "
+               f"loader workers {workers}")  # fmt: skip
+    print(f"machine: {machine}\n", flush=True)
+    started = time.perf_counter()
+    results: dict = {"machine": machine, "rows": []}
+    with tempfile.TemporaryDirectory(prefix="foldertune-bench-") as temporary:
+        base = Path(temporary)
+        phone = make_phone(base / "phone", 6 if args.quick else 12)
+        datasets = {"sample": make_sample(base / "sample"), "phone": phone}
+        weights = {model: save_weights(model, base / f"{model}.pth") for model in models}
+        for kind, name, model, mode, epochs in plan(models, everything=args.all):
+            data = datasets[name]
+            if kind == "train":
+                row = compare_training(base, data, name, model, mode, epochs, weights[model], workers)
+            elif kind == "predict":
+                row = compare_predict(results["rows"], data, name, model, workers)
+            elif kind == "compute":
+                row = compare_compute(results["rows"], model)
+            else:
+                row = compare_loading(data, name, workers)
+            results["rows"].append(row)
+            print_row(row)
+        memory = run_measured([sys.executable, __file__, "memory", str(datasets["sample"]),
+                               weights[models[0]][0], str(base / "memory"), str(workers)])  # fmt: skip
+        results["memory"] = memory
+        print(f"\nmemory (PSS of the process and its workers) after each of 10 epochs, fine-tuning {models[0]} at "
+              f"{MEMORY_IMG_SIZE} px, MB: {' '.join(f'{mb:.0f}' for mb in memory['rss_mb'])}")  # fmt: skip
+    results["seconds"] = time.perf_counter() - started
+    print(f"\nbench took {results['seconds'] / 60:.1f} minutes")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------ the cases
+
+MEMORY_IMG_SIZE = 112  # the 10-epoch memory run trains at this size to stay short
+
+
+def plan(models: list[str], *, everything: bool) -> list[tuple[str, str, str, str, int]]:
+    """(kind, data, model, mode, epochs) in run order. By default every target is measured once: the tutorial's
+    20-epoch linear runs alone take 3.5 minutes a backbone here, so resnet18 gets the fine-tune and compute cases
+    and the data-path cases (phone photos, prediction) run with the first model only; --all runs every one."""
+    first = models[0]
+    cases = []
+    for model in models:
+        full = everything or model == first
+        cases.append(("train", "sample", model, "finetune", 2))
+        if full:
+            cases += [("train", "sample", model, "linear", 20), ("train", "phone", model, "finetune", 1),
+                      ("train", "phone", model, "linear", 1), ("predict", "sample", model, "", 0),
+                      ("predict", "phone", model, "", 0)]  # fmt: skip
+        cases.append(("compute", "sample", model, "", 0))
+    return [*cases, ("load", "sample", "", "", 0), ("load", "phone", "", "", 0)]
+
+
+def compare_training(base, data, name, model, mode, epochs, weights, workers) -> dict:
+    weights_file, origin = weights
+    out = base / "runs" / f"{name}-{model}-{mode}"
+    out.mkdir(parents=True)
+    tutorial = run_measured([sys.executable, str(HERE / "tutorial_loop.py"), "train", str(data), "--model", model,
+                             "--mode", mode, "--epochs", str(epochs), "--workers", str(workers), "--weights",
+                             weights_file, "--out", str(out)])  # fmt: skip
+    ours = run_measured([sys.executable, "-m", "foldertune", "train", str(data), "--model", model, "--mode", mode,
+                         "--epochs", str(epochs), "--batch-size", "32", "--workers", str(workers), "--weights",
+                         weights_file, "--no-report", "--quiet", "--project", str(out), "--name", "foldertune",
+                         "--cache-dir", str(out / "cache")])  # fmt: skip
+    run = out / "foldertune"
+    epochs_csv = read_csv(run / "epochs.csv")
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    images = sum(float(row["images_per_s"]) * float(row["seconds"]) for row in epochs_csv)
+    if mode == "linear":  # the head's epochs take milliseconds: count the whole run, both sides alike
+        train_rate = (images / ours["wall"], tutorial["train_images"] * epochs / tutorial["wall"])
+    else:  # the last epoch: steady speed, after the first one's start-up (worker processes, kernel set-up)
+        train_rate = (float(epochs_csv[-1]["images_per_s"]), tutorial["epoch_img_s"][-1])
+    return {
+        "case": f"{mode}, {epochs} epochs", "data": name, "model": f"{model} ({origin})",
+        "wall_s": (ours["wall"], tutorial["wall"]), "train_img_s": train_rate,
+        "peak_mb": (ours["peak_mb"], tutorial["peak_mb"]), "val_acc": (metrics["val"]["accuracy"], tutorial["val_acc"]),
+        "run": str(run), "tutorial_weights": str(out / f"best-{model}.pth"),
+    }  # fmt: skip
+
+
+def compare_predict(done: list[dict], data, name, model, workers) -> dict:
+    """Both sides predict every image of the folder with the weights their own fine-tuning run saved."""
+    rows = [row for row in done if "run" in row and row["data"] == name and row["model"].startswith(model + " ")]
+    finetuned = next(row for row in rows if row["case"].startswith("finetune"))
+    classes = len([p for p in (data / "train").iterdir() if p.is_dir()])
+    tutorial = run_measured([sys.executable, str(HERE / "tutorial_loop.py"), "predict", str(data), "--model", model,
+                             "--weights", finetuned["tutorial_weights"], "--classes", str(classes), "--workers",
+                             str(workers)])  # fmt: skip
+    ours = run_measured([sys.executable, __file__, "predict", finetuned["run"], str(data)])
+    return {
+        "case": f"predict {tutorial['images']} images", "data": name, "model": model,
+        "wall_s": (ours["wall"], tutorial["wall"]), "predict_img_s": (ours["predict_img_s"], tutorial["predict_img_s"]),
+        "peak_mb": (ours["peak_mb"], tutorial["peak_mb"]),
+    }  # fmt: skip
+
+
+def compare_loading(data, name, workers) -> dict:
+    tutorial = run_measured([sys.executable, str(HERE / "tutorial_loop.py"), "load", str(data), "--workers",
+                             str(workers)])  # fmt: skip
+    ours = run_measured([sys.executable, __file__, "load", str(data), str(workers)])
+    return {
+        "case": "training loader alone, 1 epoch", "data": name, "model": "-",
+        "load_img_s": (ours["load_img_s"], tutorial["load_img_s"]), "peak_mb": (ours["peak_mb"], tutorial["peak_mb"]),
+    }  # fmt: skip
+
+
+def compare_compute(done: list[dict], model) -> dict:
+    compute = run_measured([sys.executable, __file__, "compute", model])
+    finetuned = next(row for row in done if "run" in row and row["data"] == "sample"
+                     and row["model"].startswith(model + " ") and row["case"].startswith("finetune"))  # fmt: skip
+    ours = finetuned["train_img_s"][0]
+    share = 1 - ours / compute["compute_img_s"]
+    return {
+        "case": "fine-tune training vs pure compute", "data": "sample", "model": model,
+        "train_img_s": (ours, compute["compute_img_s"]), "note": f"pipeline overhead {share:.0%}",
+    }  # fmt: skip
+
+
+def print_row(row: dict) -> None:
+    parts = [f"{row['data']:<6} {row['model']:<24} {row['case']:<34}"]
+    for key in ("wall_s", "train_img_s", "predict_img_s", "load_img_s", "peak_mb", "val_acc"):
+        if key in row:
+            ours, theirs = row[key]
+            ratio = theirs / ours if key in ("wall_s", "peak_mb") else ours / theirs if theirs else float("nan")
+            parts.append(f"{key} {ours:.3g} vs {theirs:.3g} ({ratio:.2f}x)" if key != "val_acc"
+                         else f"{key} {ours:.3f} vs {theirs:.3f}")  # fmt: skip
+    if "note" in row:
+        parts.append(row["note"])
+    print("  ".join(parts), flush=True)
+
+
+# ----------------------------------------------------------------------------------- data, weights, processes
+
+
+def make_sample(target: Path) -> Path:
+    """The bundled sample split as foldertune splits it (seed 0), as train/ and val/ class folders."""
+    from foldertune.data import sample_data_path
+
+    subprocess.run([sys.executable, "-m", "foldertune", "split", str(sample_data_path()), "--out", str(target),
+                    "--manifest", str(target.parent / f"{target.name}-split.csv"), "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    return target
+
+
+def make_phone(target: Path, per_class: int) -> Path:
+    """`per_class` photos per class of the sample split, upscaled to 4000x3000 (or 3000x4000) JPEGs, quality 90."""
+    from PIL import Image
+
+    source = make_sample(target.parent / "phone-source")
+    for split in ("train", "val"):
+        for folder in sorted((source / split).iterdir()):
+            files = sorted(folder.iterdir())[: per_class if split == "train" else max(1, per_class // 4)]
+            (target / split / folder.name).mkdir(parents=True, exist_ok=True)
+            for file in files:
+                image = Image.open(file).convert("RGB")
+                size = PHONE_SIZE if image.width >= image.height else PHONE_SIZE[::-1]
+                image.resize(size, Image.Resampling.BICUBIC).save(target / split / folder.name / f"{file.stem}.jpg",
+                                                                  quality=90)  # fmt: skip
+    shutil.rmtree(source)
+    return target
+
+
+def save_weights(model: str, path: Path) -> tuple[str, str]:
+    """The ImageNet weights when this machine has them, else a seeded random initialisation; as a state_dict file."""
+    import torch
+
+    from foldertune.errors import UserError
+    from foldertune.models.registry import get_backbone
+    from foldertune.models.weights import resolve_weights
+
+    try:
+        state_dict, _ = resolve_weights(get_backbone(model), log=lambda *_: None)
+        origin = "ImageNet"
+    except UserError:
+        torch.manual_seed(0)
+        state_dict, origin = get_backbone(model).build().state_dict(), "random init"
+    torch.save(state_dict, path)
+    return str(path), origin
+
+
+def run_measured(command: list[str]) -> dict:
+    """Run `command`; its last stdout line (JSON) plus wall seconds and peak resident MB of its process tree."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0.0]
+
+    def watch() -> None:
+        while process.poll() is None:
+            peak[0] = max(peak[0], tree_rss_mb(process.pid))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stdout, stderr = process.communicate()
+    wall = time.perf_counter() - started
+    watcher.join()
+    if process.returncode:
+        raise SystemExit(f"failed: {' '.join(command)}\n{stderr[-3000:]}")
+    lines = [line for line in stdout.strip().splitlines() if line.startswith("{")]
+    return {**(json.loads(lines[-1]) if lines else {}), "wall": wall, "peak_mb": peak[0]}
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Memory of a process and all its descendants in MB: the sum of their proportional set sizes (Linux /proc),
+    so pages that loader workers share with their parent are counted once, not once per process."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            total += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")))
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total / 1024
+
+
+def read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ---------------------------------------------------------------- measurements run inside a fresh subprocess
+
+
+def measure_predict(run: str, data: str) -> dict:
+    from foldertune.data.scan import list_image_files
+    from foldertune.predict import Classifier
+
+    classifier = Classifier.from_path(run)
+    files, _ = list_image_files([data])
+    started = time.perf_counter()
+    predictions = classifier.predict_files(files, progress=False)
+    return {"predict_img_s": len(predictions) / (time.perf_counter() - started)}
+
+
+def measure_loading(data: str, workers: str) -> dict:
+    from foldertune.config import RunConfig
+    from foldertune.data.prepare import prepare_data
+    from foldertune.device import choose_runtime
+    from foldertune.models.registry import get_backbone
+    from foldertune.training import build_loaders
+
+    cfg = RunConfig.from_flat(data=data, workers=int(workers), batch_size=32)
+    prepared = prepare_data(cfg.data, seed=0, progress=False)
+    loader = build_loaders(prepared, get_backbone("mobilenet_v2").preprocessing, cfg, choose_runtime("cpu", "fp32"))
+    loader = loader["train"]
+    loader.batch_sampler.set_epoch(1)
+    started = time.perf_counter()
+    count = sum(len(labels) for _, labels in loader)
+    return {"load_img_s": count / (time.perf_counter() - started)}
+
+
+def measure_compute(model: str) -> dict:
+    import torch
+
+    from foldertune.device import choose_runtime
+    from foldertune.models.build import build_model
+
+    runtime = choose_runtime("cpu", "auto")
+    network = build_model(model, 5).to(memory_format=torch.channels_last if runtime.channels_last else None)
+    network.train()
+    inputs = torch.randn(32, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    targets = torch.randint(0, 5, (32,))
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
+
+    def step() -> None:
+        with runtime.autocast():
+            loss = torch.nn.functional.cross_entropy(network(inputs).float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    started = time.perf_counter()
+    for _ in range(4):
+        step()
+    return {"compute_img_s": 4 * 32 / (time.perf_counter() - started)}
+
+
+def measure_memory(data: str, weights: str, project: str, workers: str) -> dict:
+    """Resident memory of this process and its loader workers after each of 10 fine-tuning epochs."""
+    from foldertune.config import RunConfig
+    from foldertune.training import fit
+
+    rss = []
+
+    def log(line: str) -> None:
+        if line.startswith("epoch "):
+            rss.append(tree_rss_mb(os.getpid()))
+
+    cfg = RunConfig.from_flat(data=data, weights=weights, epochs=10, workers=int(workers), project=project,
+                              img_size=MEMORY_IMG_SIZE, report=False)  # fmt: skip
+    fit(cfg, quiet=True, log=log)
+    return {"rss_mb": rss}
+
+
+MEASURE = {"predict": measure_predict, "load": measure_loading, "compute": measure_compute, "memory": measure_memory}
+
+
+if __name__ == "__main__":
+    main()
