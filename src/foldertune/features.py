@@ -44,7 +44,7 @@ from foldertune.data.readers import EvalReader, TrainReader
 from foldertune.data.transforms import model_input
 from foldertune.device import Runtime
 from foldertune.errors import UserError
-from foldertune.models.build import capture_head_input, head_of
+from foldertune.models.build import capture_head_input, fuse_for_inference, head_of
 from foldertune.models.registry import get_backbone
 from foldertune.preprocessing import Preprocessing
 
@@ -124,9 +124,10 @@ def extract_features(
         pin_memory=runtime.device.type == "cuda",
         generator=torch.Generator(),
     )  # fmt: skip  (drawing worker seeds must not move the global RNG)
-    model.eval()
+    layout = torch.channels_last if runtime.channels_last else torch.preserve_format
+    fused = fuse_for_inference(model).to(memory_format=layout)  # BatchNorm folded: faster, same features
     bar = tqdm(total=len(missing), desc=desc, unit="img", leave=False, disable=None if progress else True)
-    with torch.inference_mode(), capture_head_input(model, backbone) as captured:
+    with torch.inference_mode(), capture_head_input(fused, backbone) as captured:
         for images, positions, errors in loader:
             for position, error in zip(positions.tolist(), errors, strict=True):
                 if error:
@@ -135,7 +136,7 @@ def extract_features(
                         "start again."
                     )
             with runtime.autocast():
-                model(model_input(images, pre, device=runtime.device, channels_last=runtime.channels_last))
+                fused(model_input(images, pre, device=runtime.device, channels_last=runtime.channels_last))
             batch = captured.pop().float().flatten(1).cpu()
             for row, position in zip(batch, positions.tolist(), strict=True):
                 i, view = missing[position]

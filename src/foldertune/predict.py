@@ -26,7 +26,7 @@ from foldertune.data.readers import EvalReader
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, model_input
 from foldertune.device import choose_runtime
-from foldertune.models.build import capture_head_input
+from foldertune.models.build import capture_head_input, fuse_for_inference
 from foldertune.preprocessing import Preprocessing
 
 
@@ -47,10 +47,9 @@ class Classifier:
         self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
         self.backbone: str = checkpoint["backbone"]
         self.runtime = choose_runtime(device, precision)
-        self.model = model_from_checkpoint(checkpoint).to(
-            self.runtime.device,
-            memory_format=torch.channels_last if self.runtime.channels_last else torch.preserve_format,
-        )
+        layout = torch.channels_last if self.runtime.channels_last else torch.preserve_format
+        self.model = model_from_checkpoint(checkpoint).to(self.runtime.device, memory_format=layout)  # for Grad-CAM
+        self.fused = fuse_for_inference(self.model).to(memory_format=layout)  # for predictions: faster, same result
         self.transform = build_eval_transform(self.preprocessing)
 
     @classmethod
@@ -129,8 +128,8 @@ class Classifier:
         """Softmax probabilities (N, classes) and the penultimate features the head receives (N, features)."""
         inputs = model_input(images, self.preprocessing, device=self.runtime.device,
                              channels_last=self.runtime.channels_last)  # fmt: skip
-        with capture_head_input(self.model, self.backbone) as captured, self.runtime.autocast():
-            logits = self.model(inputs).float()
+        with capture_head_input(self.fused, self.backbone) as captured, self.runtime.autocast():
+            logits = self.fused(inputs).float()
         features = captured[0].float().flatten(1).cpu().numpy()
         return torch.softmax(logits, dim=1).cpu().numpy(), features
 

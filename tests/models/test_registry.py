@@ -61,3 +61,27 @@ def test_a_name_cannot_be_registered_twice():
                 get_backbone("resnet18").preprocessing,
             )
         )
+
+
+@pytest.mark.parametrize("name", [backbone.name for backbone in list_backbones()])
+def test_fused_inference_copy_gives_the_same_outputs(name):
+    import torch
+
+    from foldertune.models.build import build_model, capture_head_input, fuse_for_inference
+
+    torch.manual_seed(0)
+    model = build_model(name, 3)
+    for module in model.modules():  # BatchNorm statistics as a trained network has them, not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    fused = fuse_for_inference(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode(), capture_head_input(fused, name) as captured:
+        expected, got = model(x), fused(x)
+    assert torch.allclose(expected, got, atol=1e-4, rtol=1e-4)
+    assert captured and captured[0].shape == (2, get_backbone(name).features)  # the head is still hookable
+    has_batchnorm = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert fused is not model and (
+        not has_batchnorm or not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    )
