@@ -85,6 +85,7 @@ def main() -> None:
         print(f"\nmemory (PSS of the process and its workers) after each of 10 epochs, fine-tuning {models[0]} at "
               f"{MEMORY_IMG_SIZE} px, MB: {' '.join(f'{mb:.0f}' for mb in memory['rss_mb'])}")  # fmt: skip
     results["seconds"] = time.perf_counter() - started
+    print("\n" + markdown_table(results["rows"]))
     print(f"\nbench took {results['seconds'] / 60:.1f} minutes")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
@@ -188,6 +189,33 @@ def print_row(row: dict) -> None:
     if "note" in row:
         parts.append(row["note"])
     print("  ".join(parts), flush=True)
+
+
+LABELS = {"wall_s": "wall time, s", "train_img_s": "training images/s", "predict_img_s": "prediction images/s",
+          "load_img_s": "loading images/s", "peak_mb": "peak memory, MB", "val_acc": "validation accuracy"}  # fmt: skip
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per case and measurement: foldertune, the tutorial's loop, and the factor in foldertune's favour
+    (time and memory: tutorial / foldertune; speeds: foldertune / tutorial)."""
+    lines = ["| data | model | case | measure | foldertune | tutorial | factor |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for key, label in LABELS.items():
+            if key not in row:
+                continue
+            ours, theirs = row[key]
+            if key == "val_acc":
+                factor = f"{ours - theirs:+.3f}"
+            else:
+                factor = f"{(theirs / ours if key in ('wall_s', 'peak_mb') else ours / theirs):.2f}x"
+            tutorial = "pure compute " + _number(theirs) if "note" in row else _number(theirs)
+            lines.append(f"| {row['data']} | {row['model']} | {row['case']} | {label} | {_number(ours)} | {tutorial} "
+                         f"| {factor} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
 # ----------------------------------------------------------------------------------- data, weights, processes

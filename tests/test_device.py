@@ -38,19 +38,3 @@ def test_runtime_describes_its_choice_and_autocasts():
         assert torch.mm(torch.rand(2, 2), torch.rand(2, 2)).dtype == torch.bfloat16
     assert not runtime.grad_scaler().is_enabled()
 
-
-def test_freed_memory_is_kept_on_glibc_and_big_blocks_still_work_everywhere():
-    import platform
-    import threading
-
-    import numpy as np
-
-    from foldertune.device import keep_freed_memory
-
-    applied = keep_freed_memory()
-    assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
-    sums = []
-    worker = threading.Thread(target=lambda: sums.append(int(np.ones(300_000_000, dtype=np.uint8).sum())))
-    worker.start()
-    worker.join()
-    assert sums == [300_000_000] and int(np.ones(300_000_000, dtype=np.uint8).sum()) == 300_000_000

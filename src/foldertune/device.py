@@ -13,8 +13,6 @@ CUDA GPUs; fp32 elsewhere (on CPUs without native bf16, bf16 is emulated and slo
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -55,8 +53,6 @@ class Runtime:
 
 def choose_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     chosen = choose_device(device)
-    if chosen.type == "cpu":
-        keep_freed_memory()
     # cudnn.benchmark stays off: measured on an H200 (mobilenet_v2, bf16, batch 32), its autotuning made the first
     # epoch 2.3x slower (56 s against 24 s) and steady training no faster (1245 against 1764 img/s).
     return Runtime(chosen, choose_precision(precision, chosen))
@@ -123,25 +119,3 @@ def cpu_name() -> str:
                 return line.partition(":")[2].strip()
     return platform.processor() or platform.machine()
 
-
-# glibc's mallopt parameters
-M_TRIM_THRESHOLD = -1
-M_MMAP_MAX = -4
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """On Linux with glibc, let freed memory stay in the process for the next step instead of going back to the OS.
-
-    A CPU training step allocates and frees the same large activation buffers every time (gigabytes at batch 32,
-    224 px). By default glibc gives each block over 32 MB its own mmap and unmaps it on free, so the kernel must
-    fault in and zero those pages again at every step. Measured on a 2-core VM (mobilenet_v2, 3 epochs of the
-    sample): 5.2-6.2 million page faults and 16 s of system time by default, 2.2 million and 13-14 s with this;
-    training throughput rose by about 8% on average (noisy). Blocks asked for by threads other than the main one
-    still fall back to mmap when they must, so no allocation can fail because of this. Returns whether it applied.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to tune
-        return False
