@@ -1,7 +1,8 @@
 """foldertune against the tutorial's loop, side by side on this machine: time, throughput, memory, accuracy.
 
-    python bench/speed.py                  # every case, about 12 minutes on a 2-core CPU; prints the tables
-    python bench/speed.py --quick          # mobilenet_v2 only, fewer phone photos: about 5 minutes
+    python bench/speed.py                  # 10-14 minutes on a 2-core CPU; prints a line per case, then a table
+    python bench/speed.py --quick          # mobilenet_v2 only, fewer phone photos: about 8 minutes
+    python bench/speed.py --all            # every case for both backbones: about 20 minutes
     python bench/speed.py --json out.json  # also keep every measurement
 
 Data: (a) the bundled sample (110 training, 28 validation photos, about 320x240) and (b) phone-size copies of
@@ -11,12 +12,12 @@ Each run is a fresh process; its wall time includes start-up, and its peak memor
 proportional set sizes (resident memory, shared pages split between sharers) over the process and its loader
 workers, sampled every 0.1 s.
 
-Cases: full fine-tune and linear mode for mobilenet_v2 and resnet18 at 224 px; prediction on the folder; one pass
-of the training loader alone (data loading speed); the model's pure compute throughput (one training step on
-random tensors already in memory, same batch and precision) against foldertune's training speed; and resident
-memory after each of 10 epochs. The tutorial side is bench/tutorial_loop.py. resnet18's ImageNet weights cannot
-be downloaded here, so when they are not in the torch hub cache both sides start resnet18 from the same random
-weights: its speed figures hold, its accuracies do not mean anything.
+Cases (see `plan`): full fine-tune and linear mode at 224 px; prediction on the folder; one pass of the training
+loader alone (data loading speed); the model's pure compute throughput (training steps on random tensors already
+in memory, same batch and precision) against foldertune's training speed; and memory after each of 10 epochs.
+The tutorial side is bench/tutorial_loop.py. resnet18's ImageNet weights cannot be downloaded here, so when they
+are not in the torch hub cache both sides start resnet18 from the same random weights: its speed figures hold,
+its accuracies do not mean anything.
 """
 
 from __future__ import annotations

@@ -37,4 +37,3 @@ def test_runtime_describes_its_choice_and_autocasts():
     with runtime.autocast():
         assert torch.mm(torch.rand(2, 2), torch.rand(2, 2)).dtype == torch.bfloat16
     assert not runtime.grad_scaler().is_enabled()
-
