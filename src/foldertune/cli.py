@@ -53,11 +53,16 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     if unknown:  # reported by the sub-command's parser, which knows its flags and can suggest one
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    from foldertune.interrupt import TrainingInterrupted
+
     try:
         args.handler(args)
     except UserError as error:
         print(f"foldertune {args.command}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except TrainingInterrupted as stopped:  # saved cleanly; the exit code still says a signal ended it
+        print(f"foldertune {args.command}: {stopped}", file=sys.stderr)
+        raise SystemExit(stopped.exit_code) from None
     except KeyboardInterrupt:
         print(f"\nfoldertune {args.command}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

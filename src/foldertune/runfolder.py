@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +117,9 @@ class CsvLog:
     def rows(self) -> list[dict[str, str]]:
         return read_table(self.path)
 
-    def keep_epochs_up_to(self, epoch: int) -> None:
-        """Drop rows logged after `epoch` (work a crash lost), rewriting the file atomically; for --resume."""
-        kept = [row for row in self.rows() if int(row["epoch"]) <= epoch]
+    def keep_rows(self, keep: Callable[[dict[str, str]], bool]) -> None:
+        """Drop the rows `keep` rejects (work a crash lost), rewriting the file atomically; for --resume."""
+        kept = [row for row in self.rows() if keep(row)]
         with atomic_open(self.path, newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writeheader()

@@ -43,6 +43,7 @@ from foldertune.data.transforms import model_input
 from foldertune.device import Runtime, choose_runtime, cpu_name
 from foldertune.errors import UserError
 from foldertune.features import FeatureBatches, extract_features, feature_store
+from foldertune.interrupt import StopRequest, TrainingInterrupted
 from foldertune.metrics import classification_summary
 from foldertune.models.build import apply_mode, build_model, head_of, set_train_mode
 from foldertune.models.registry import get_backbone
@@ -142,7 +143,10 @@ def resume(
     record["settings"] = cfg.to_dict()
     record.setdefault("resumed", []).append({"from_epoch": checkpoint["epoch"], "time": _now(), "command": _command()})
     run.write_json("config.json", record)
-    log(f"resuming {run.path} after epoch {checkpoint['epoch']} of {cfg.train.epochs}; device: {runtime.describe()}")
+    partial = checkpoint["training"].get("interrupted")
+    within = f", step {partial['steps']} of epoch {checkpoint['epoch'] + 1}" if partial else ""
+    log(f"resuming {run.path} after epoch {checkpoint['epoch']} of {cfg.train.epochs}{within}; device: "
+        f"{runtime.describe()}")  # fmt: skip
 
     model = build_model(cfg.model.backbone, len(classes))
     model.load_state_dict(checkpoint["model"])
@@ -183,16 +187,18 @@ def _train(
     batches = run.csv_log("batches.csv", BATCH_COLUMNS)
     epochs = run.csv_log("epochs.csv", EPOCH_COLUMNS)
     progress = {"best": -math.inf, "best_epoch": 0, "stale": 0}
-    first_epoch = 1
+    first_epoch, partial, val = 1, None, {}
     if start is not None:
         optimizer.load_state_dict(start["training"]["optimizer"])
         scheduler.load_state_dict(start["training"]["scheduler"])
         if start["training"]["scaler"]:  # empty when the run began without fp16 (a CPU run resumed on a GPU)
             scaler.load_state_dict(start["training"]["scaler"])
         progress = dict(start["training"]["progress"])
-        first_epoch = start["epoch"] + 1
-        batches.keep_epochs_up_to(start["epoch"])  # rows a crash logged after the last checkpoint
-        epochs.keep_epochs_up_to(start["epoch"])
+        first_epoch, val = start["epoch"] + 1, start["metrics"]
+        partial = start["training"].get("interrupted")  # an epoch that Ctrl-C or SIGTERM stopped part-way
+        last_step = start["epoch"] * len(loaders["train"]) + (partial["steps"] if partial else 0)
+        batches.keep_rows(lambda row: int(row["step"]) <= last_step)  # rows a crash logged after the checkpoint
+        epochs.keep_rows(lambda row: int(row["epoch"]) <= start["epoch"])
 
     def checkpoint(epoch: int, metrics: dict[str, float], training: dict | None = None) -> dict:
         return make_checkpoint(
@@ -201,46 +207,60 @@ def _train(
         )  # fmt: skip
 
     metric_key = tc.best_metric  # a key of the validation summary: accuracy or f1
-    for epoch in range(first_epoch, tc.epochs + 1):
-        torch.manual_seed(sample_seed(tc.seed, epoch, 0) + 2)  # dropout and other randomness inside the model
-        loaders["train"].batch_sampler.set_epoch(epoch)
-        set_train_mode(model, name, tc.mode)  # in linear mode the frozen backbone stays in eval mode
-        trained = train_one_epoch(
-            network, loaders["train"], optimizer, scheduler, scaler, criterion,
-            runtime=runtime, pre=pre, epoch=epoch, epochs=tc.epochs, batch_log=batches, quiet=quiet,
-        )  # fmt: skip
-        if epoch == first_epoch:
-            trained["seconds"] += setup_seconds
-            if tc.compile:
-                log(f"torch.compile: the first step took {trained['first_step_seconds']:.1f} s (compiling)")
-        val = evaluate(network, loaders["val"], runtime=runtime, pre=pre).summary()
-        lr = optimizer.param_groups[0]["lr"]
-        epochs.append(
-            {
-                "epoch": epoch, "train_loss": trained["loss"], "train_acc": trained["accuracy"],
-                "val_loss": val["loss"], "val_acc": val["accuracy"], "val_precision": val["precision"],
-                "val_recall": val["recall"], "val_f1": val["f1"], "lr": lr, "seconds": trained["seconds"],
-                "images_per_s": trained["images"] / trained["seconds"],
-            }
-        )  # fmt: skip
-        improved = val[metric_key] > progress["best"]
-        if improved:
-            progress.update(best=val[metric_key], best_epoch=epoch, stale=0)
-            save_checkpoint(run / "best.pt", checkpoint(epoch, val))
-        else:
-            progress["stale"] += 1
-        training = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "progress": progress,
-        }
-        save_checkpoint(run / "last.pt", checkpoint(epoch, val, training))
-        _print_epoch(log, epoch, tc.epochs, trained, val, lr, improved)
-        if tc.patience and progress["stale"] >= tc.patience:
-            best_epoch = progress["best_epoch"]
-            log(f"early stop: no better validation {metric_key} for {tc.patience} epochs (best: epoch {best_epoch})")
-            break
+
+    def training_state(**extra) -> dict:
+        """What last.pt needs beyond the weights to continue exactly."""
+        return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "progress": progress, **extra}  # fmt: skip
+
+    with StopRequest() as stop:
+        for epoch in range(first_epoch, tc.epochs + 1):
+            if partial:  # continue with the dropout generator and the batches where the interruption left them
+                torch.set_rng_state(partial["rng"])
+            else:
+                torch.manual_seed(sample_seed(tc.seed, epoch, 0) + 2)  # dropout and other randomness in the model
+            loaders["train"].batch_sampler.set_epoch(epoch, skip=partial["steps"] if partial else 0)
+            set_train_mode(model, name, tc.mode)  # in linear mode the frozen backbone stays in eval mode
+            trained = train_one_epoch(
+                network, loaders["train"], optimizer, scheduler, scaler, criterion,
+                runtime=runtime, pre=pre, epoch=epoch, epochs=tc.epochs, batch_log=batches, quiet=quiet,
+                partial=partial, stop=stop,
+            )  # fmt: skip
+            partial = None
+            if trained["interrupted"]:  # last.pt holds the weights and state after the last step trained
+                state = {**trained["partial"], "rng": torch.get_rng_state()}
+                save_checkpoint(run / "last.pt", checkpoint(epoch - 1, val, training_state(interrupted=state)))
+                where = f"at epoch {epoch}, step {state['steps']} of {len(loaders['train'])}"
+                raise TrainingInterrupted(stop.signum, run.path, where)
+            if epoch == first_epoch:
+                trained["seconds"] += setup_seconds
+                if tc.compile:
+                    log(f"torch.compile: the first step took {trained['first_step_seconds']:.1f} s (compiling)")
+            val = evaluate(network, loaders["val"], runtime=runtime, pre=pre).summary()
+            lr = optimizer.param_groups[0]["lr"]
+            epochs.append(
+                {
+                    "epoch": epoch, "train_loss": trained["loss"], "train_acc": trained["accuracy"],
+                    "val_loss": val["loss"], "val_acc": val["accuracy"], "val_precision": val["precision"],
+                    "val_recall": val["recall"], "val_f1": val["f1"], "lr": lr, "seconds": trained["seconds"],
+                    "images_per_s": trained["images"] / trained["seconds"],
+                }
+            )  # fmt: skip
+            improved = val[metric_key] > progress["best"]
+            if improved:
+                progress.update(best=val[metric_key], best_epoch=epoch, stale=0)
+                save_checkpoint(run / "best.pt", checkpoint(epoch, val))
+            else:
+                progress["stale"] += 1
+            save_checkpoint(run / "last.pt", checkpoint(epoch, val, training_state()))
+            _print_epoch(log, epoch, tc.epochs, trained, val, lr, improved)
+            if stop.requested and epoch < tc.epochs:  # the signal came during validation or saving
+                raise TrainingInterrupted(stop.signum, run.path, f"after epoch {epoch}")
+            if tc.patience and progress["stale"] >= tc.patience:
+                best_epoch = progress["best_epoch"]
+                log(f"early stop: no better validation {metric_key} for {tc.patience} epochs (best: epoch "
+                    f"{best_epoch})")  # fmt: skip
+                break
 
     return _final_evaluation(run, cfg, data, progress["best_epoch"], quiet, log)
 
@@ -259,19 +279,26 @@ def train_one_epoch(
     epochs: int,
     batch_log: CsvLog | None = None,
     quiet: bool = False,
+    partial: dict | None = None,
+    stop: StopRequest | None = None,
 ) -> dict[str, float]:
     """One pass over the training loader; returns mean loss, accuracy, images seen and seconds.
 
     The caller sets the train / eval modes. The loader yields uint8 images (normalised here, on the device) or,
-    in linear mode with the feature cache, the backbone's features, for `model` = the head.
+    in linear mode with the feature cache, the backbone's features, for `model` = the head. `partial` continues an
+    epoch that an interruption cut short (its sampler skips the batches already trained); when `stop` is requested
+    the pass ends after the current step, with "interrupted" set and the totals needed to continue it.
     """
     device = runtime.device
-    total_loss = torch.zeros((), device=device)
-    total_correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    partial = partial or {"steps": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+    total_loss = torch.tensor(partial["loss_sum"], device=device)
+    total_correct = torch.tensor(partial["correct"], device=device, dtype=torch.long)
+    seen = partial["seen"]
     pending: list[tuple[int, torch.Tensor, torch.Tensor, int, float]] = []  # step, loss, correct, size, lr
-    step = (epoch - 1) * len(loader)
-    started = time.perf_counter()
+    steps_per_epoch = len(loader)
+    step = (epoch - 1) * steps_per_epoch + partial["steps"]
+    interrupted = False
+    started = time.perf_counter() - partial["seconds"]
     bar = tqdm(
         loader,
         desc=f"epoch {epoch}/{epochs}",
@@ -279,6 +306,8 @@ def train_one_epoch(
         leave=False,
         disable=True if quiet else None,
         dynamic_ncols=True,
+        initial=partial["steps"],
+        total=steps_per_epoch,
     )
 
     def flush() -> None:
@@ -331,15 +360,22 @@ def train_one_epoch(
             first_step_seconds = time.perf_counter() - started  # includes compiling, with --compile
         if len(pending) >= LOG_EVERY:
             flush()
+        if stop is not None and stop.requested and step < epoch * steps_per_epoch:
+            interrupted = True
+            break
     flush()
     bar.close()
     seconds = time.perf_counter() - started
+    done = {"steps": step - (epoch - 1) * steps_per_epoch, "loss_sum": total_loss.item(),
+            "correct": int(total_correct.item()), "seen": seen, "seconds": seconds}  # fmt: skip
     return {
         "loss": total_loss.item() / max(seen, 1),
         "accuracy": total_correct.item() / max(seen, 1),
         "images": seen,
         "seconds": seconds,
         "first_step_seconds": first_step_seconds,
+        "interrupted": interrupted,
+        "partial": done,  # what resuming this epoch part-way needs
     }
 
 

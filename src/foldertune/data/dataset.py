@@ -84,9 +84,12 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.skip = 0  # batches of this epoch already trained before an interruption
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, *, skip: int = 0) -> None:
+        """Batches of `epoch` from now on, leaving out its first `skip` (to resume an interrupted epoch)."""
         self.epoch = epoch
+        self.skip = skip
 
     def _indices(self) -> list[int]:
         if self.shuffle:
@@ -96,7 +99,7 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         indices = self._indices()
-        for start in range(0, len(indices), self.batch_size):
+        for start in range(self.skip * self.batch_size, len(indices), self.batch_size):
             batch = indices[start : start + self.batch_size]
             if self._drops(len(batch), start):
                 return
