@@ -185,6 +185,34 @@ def test_a_signal_mid_epoch_saves_the_step_and_resume_matches_an_uninterrupted_r
     assert all(torch.equal(resumed_state[k], whole_state[k]) for k in whole_state)
 
 
+def test_a_full_disk_while_saving_is_one_sentence_and_keeps_the_previous_checkpoint(small_dataset, tmp_path,
+                                                                                  mobilenet_weights):  # fmt: skip
+    import resource
+
+    args = ["train", str(small_dataset), "--epochs", "1", "--img-size", "64", "--batch-size", "8", "--precision",
+            "fp32", "--workers", "0", "--quiet", "--no-report", "--project", str(tmp_path),
+            "--name", "run"]  # fmt: skip
+    assert subprocess.run([sys.executable, "-m", "foldertune", *args], capture_output=True).returncode == 0
+    run = tmp_path / "run"
+    before = (run / "last.pt").read_bytes()
+
+    def limit_file_size() -> None:  # as a nearly full disk: any file over 12 MB cannot be written
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # ignored signals stay ignored in the child
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000_000, 12_000_000))
+
+    resume = [sys.executable, "-m", "foldertune", "train", "--resume", str(run), "--epochs", "2", "--quiet"]
+    full = subprocess.run(resume, capture_output=True, text=True, timeout=600, preexec_fn=limit_file_size)
+    assert full.returncode == 2, full.stderr
+    message = full.stderr.strip().splitlines()[-1]
+    assert f"cannot write '{run / 'last.pt'}'" in message and "previous version of the file is unchanged" in message
+    assert "Traceback" not in full.stderr
+    assert (run / "last.pt").read_bytes() == before  # epoch 1's last.pt, untouched
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    again = subprocess.run(resume, capture_output=True, text=True, timeout=600)  # space is back
+    assert again.returncode == 0, again.stderr
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2
+
+
 def test_bf16_autocast_and_adam_step_schedule_train_on_the_cpu(small_dataset, tmp_path, mobilenet_weights):
     settings = {**TINY, "precision": "bf16"}
     run = ft.train(small_dataset, epochs=2, optimizer="adam", scheduler="step", project=tmp_path, **settings)

@@ -5,16 +5,22 @@
     # the old file (if any) stays until the new one is complete, flushed and renamed over it
 
 The temporary file sits beside the target (same file system, so the rename is atomic) and is removed on failure.
-Text is UTF-8; names that are not valid Unicode are written with backslash escapes rather than crashing.
+Text is UTF-8; names that are not valid Unicode are written with backslash escapes rather than crashing. A full
+disk (or quota, or file-size limit) is a UserError naming the file, not a traceback: the old file is still there.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from foldertune.errors import UserError
+
+FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # no space, over quota, over the file-size limit
 
 
 @contextmanager
@@ -30,6 +36,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in FULL:
+            raise disk_full(path, error) from None
         raise
+
+
+def disk_full(path: Path, error: OSError) -> UserError:
+    """The one-sentence error for a write that ran out of space."""
+    return UserError(
+        f"cannot write '{path}': {error.strerror or 'no space left'}; the previous version of the file is unchanged. "
+        "Free some space and run the command again (a training run continues with --resume)."
+    )

@@ -11,6 +11,7 @@ Never a pickled model: that breaks across versions and runs code when loaded.
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 from pathlib import Path
@@ -69,8 +70,10 @@ def make_checkpoint(
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
+    buffer = io.BytesIO()  # torch.save would turn a full disk into an unhelpful RuntimeError; a plain write will not
+    torch.save(checkpoint, buffer)
     with atomic_open(path, "wb") as handle:
-        torch.save(checkpoint, handle)
+        handle.write(buffer.getbuffer())
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from foldertune.atomic import atomic_open
+from foldertune.atomic import FULL, atomic_open, disk_full
 from foldertune.errors import UserError
 from foldertune.tables import read_table
 
@@ -110,9 +110,14 @@ class CsvLog:
                 csv.writer(handle).writerow(columns)
 
     def append(self, *rows: dict[str, Any]) -> None:
-        with open(self.path, "a", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.columns)
-            writer.writerows(_format(row) for row in rows)
+        try:
+            with open(self.path, "a", newline="", encoding="utf-8", errors="backslashreplace") as handle:
+                writer = csv.DictWriter(handle, fieldnames=self.columns)
+                writer.writerows(_format(row) for row in rows)
+        except OSError as error:
+            if error.errno in FULL:
+                raise disk_full(self.path, error) from None
+            raise
 
     def rows(self) -> list[dict[str, str]]:
         return read_table(self.path)
