@@ -33,4 +33,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis src/*.egg-info
