@@ -261,3 +261,14 @@ def test_a_relative_manifest_with_relative_paths_gives_absolute_paths(
     paths = [row["path"] for row in read_csv(run / "split.csv")]
     assert len(paths) == 24 and all(path.startswith(str(small_dataset)) for path in paths)
     assert json.loads((run / "metrics.json").read_text())["val"]["images"] == 6
+
+
+def test_running_out_of_gpu_memory_names_a_batch_size_to_try():
+    # No GPU here to exhaust: the error torch raises on one is raised by hand inside the guard training uses.
+    from foldertune.device import choose_runtime
+    from foldertune.training import memory_hint
+
+    expected = r"epoch 3 with --batch-size 32; try --batch-size 16"
+    with pytest.raises(UserError, match=expected) as caught, memory_hint(choose_runtime("cpu", "fp32"), 32, 3):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert "\n" not in str(caught.value)

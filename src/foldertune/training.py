@@ -11,6 +11,7 @@ are seeded from (seed, e), so a resumed run repeats exactly what the uninterrupt
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -18,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -221,11 +223,12 @@ def _train(
                 torch.manual_seed(sample_seed(tc.seed, epoch, 0) + 2)  # dropout and other randomness in the model
             loaders["train"].batch_sampler.set_epoch(epoch, skip=partial["steps"] if partial else 0)
             set_train_mode(model, name, tc.mode)  # in linear mode the frozen backbone stays in eval mode
-            trained = train_one_epoch(
-                network, loaders["train"], optimizer, scheduler, scaler, criterion,
-                runtime=runtime, pre=pre, epoch=epoch, epochs=tc.epochs, batch_log=batches, quiet=quiet,
-                partial=partial, stop=stop,
-            )  # fmt: skip
+            with memory_hint(runtime, tc.batch_size, epoch):
+                trained = train_one_epoch(
+                    network, loaders["train"], optimizer, scheduler, scaler, criterion,
+                    runtime=runtime, pre=pre, epoch=epoch, epochs=tc.epochs, batch_log=batches, quiet=quiet,
+                    partial=partial, stop=stop,
+                )  # fmt: skip
             partial = None
             if trained["interrupted"]:  # last.pt holds the weights and state after the last step trained
                 state = {**trained["partial"], "rng": torch.get_rng_state()}
@@ -236,7 +239,8 @@ def _train(
                 trained["seconds"] += setup_seconds
                 if tc.compile:
                     log(f"torch.compile: the first step took {trained['first_step_seconds']:.1f} s (compiling)")
-            val = evaluate(network, loaders["val"], runtime=runtime, pre=pre).summary()
+            with memory_hint(runtime, tc.batch_size, epoch):
+                val = evaluate(network, loaders["val"], runtime=runtime, pre=pre).summary()
             lr = optimizer.param_groups[0]["lr"]
             epochs.append(
                 {
@@ -396,6 +400,20 @@ def evaluate(model: nn.Module, loader: DataLoader, *, runtime: Runtime, pre: Pre
     targets = torch.cat(all_targets)
     loss = F.cross_entropy(logits, targets).item()
     return Evaluation(targets.numpy(), logits.numpy(), loss)
+
+
+@contextlib.contextmanager
+def memory_hint(runtime: Runtime, batch_size: int, epoch: int) -> Iterator[None]:
+    """Out of GPU memory: say which --batch-size to try instead of a CUDA traceback (last.pt stays as it was)."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        smaller = max(1, batch_size // 2)
+        raise UserError(
+            f"out of {runtime.device.type} memory in epoch {epoch} with --batch-size {batch_size}; try --batch-size "
+            f"{smaller} (or a smaller --img-size); the last finished epoch is kept in last.pt (--resume cannot change "
+            "the batch size, so start a new run, with --weights RUN/last.pt to keep what was learned)."
+        ) from None
 
 
 def build_loaders(
