@@ -23,7 +23,11 @@ RANDOM_CROP_MIN_SCALE = 0.08
 
 
 def build_train_transform(pre: Preprocessing) -> v2.Compose:
-    """The tutorial's training augmentation: random resized crop and horizontal flip."""
+    """The tutorial's training augmentation on a decoded picture: random resized crop and horizontal flip.
+
+    Training reads through `readers.TrainReader`, which makes the same random draws but decodes only what the crop
+    needs; this is the reference it is tested against.
+    """
     return v2.Compose(
         [
             v2.RandomResizedCrop(pre.crop_size, scale=(RANDOM_CROP_MIN_SCALE, 1.0), interpolation=_mode(pre)),
