@@ -136,6 +136,58 @@ def write_bad_images(folder: Path) -> dict[str, str]:
     }
 
 
+def write_hostile_corpus(root: Path) -> tuple[set[str], dict[str, str]]:
+    """A data folder with everything users' folders hold: (usable image paths, bad file path -> reason word).
+
+    Two real classes (one with a Chinese name and a space), real photos in nested folders and in every odd format,
+    EXIF orientations 1-8, upper-case extensions, broken files of every kind spread over the classes, an empty class
+    folder, a symbolic link loop and a dangling link, hidden files, __MACOSX litter and a stray text file.
+    """
+    fish, monuments = root / "鱼 fish", root / "monuments"
+    copy_subset(root, 6, {"fishes": "鱼 fish", "monuments": "monuments"})
+    photo = Image.open(SAMPLE / "monuments" / sorted(os.listdir(SAMPLE / "monuments"))[7]).convert("RGB")
+    photo = photo.resize((photo.width // 4, photo.height // 4))
+    nested = fish / "deep" / "er"
+    nested.mkdir(parents=True)
+    fish_photo = Image.open(SAMPLE / "fishes" / sorted(os.listdir(SAMPLE / "fishes"))[7]).convert("RGB")
+    fish_photo.save(nested / "鱼 in a nested folder.JPG", quality=90)
+    for orientation in range(1, 9):
+        save_with_orientation(photo, monuments / f"exif{orientation}.jpg", orientation)
+    photo.convert("CMYK").save(monuments / "cmyk.jpg")
+    Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257).save(monuments / "gray16.png")
+    palette = photo.convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.save(monuments / "palette transparent.png", transparency=0)
+    photo.convert("LA").save(monuments / "la.png")
+    photo.save(monuments / "animated.gif", save_all=True, append_images=[photo.rotate(90)], duration=100)
+    photo.save(monuments / "photo.WEBP")
+    photo.save(monuments / "photo.bmp")
+    photo.save(monuments / "photo.tiff")
+    good = {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
+
+    bad_files = write_bad_images(root / "bad-tmp")
+    bad = {}
+    for index, (name, word) in enumerate(sorted(bad_files.items())):
+        target = (fish if index % 2 else monuments) / name
+        source = root / "bad-tmp" / name
+        if source.is_symlink():
+            os.symlink(root / "gone" / name, target)
+        else:
+            os.replace(source, target)
+        bad[str(target.relative_to(root))] = word
+    shutil.rmtree(root / "bad-tmp")
+
+    (root / "empty class").mkdir()
+    os.symlink(root, monuments / "loop")  # a link to a folder above it
+    (fish / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (fish / ".hidden.jpg").write_bytes(b"hidden")
+    (root / "__MACOSX" / "monuments").mkdir(parents=True)
+    (root / "__MACOSX" / "monuments" / "._exif1.jpg").write_bytes(b"\0\5\26\7 AppleDouble")
+    (monuments / "._photo.bmp").write_bytes(b"\0\5\26\7 AppleDouble")
+    (monuments / "Thumbs.db").write_bytes(b"thumbs")
+    (fish / "notes.txt").write_text("photos from the aquarium\n")
+    return good, bad
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`foldertune ARGS...` as a real subprocess of this Python."""
     return subprocess.run(

@@ -125,6 +125,13 @@ def user_error_cases(tmp_path):
         "link without out": (["split", str(two), "--link"], "--link needs --out"),
         "split out is a file": (["split", str(two), "--out", str(tmp_path / "notes.txt")], "is a file"),
         "split missing folder": (["split", str(tmp_path / "nope")], "does not exist"),
+        "check missing folder": (["check", str(tmp_path / "nope")], "does not exist"),
+        "check without data": (["check"], "check needs DATA"),
+        "check out in the data": (["check", str(two), "--out", str(two / "c.csv")], "--out"),
+        "check out not ours": (["check", str(two), "--out", str(tmp_path / "notes.txt")], "not a check CSV"),
+        "quarantine in the data": (["check", str(two), "--quarantine", str(two / "q")], "inside the data folder"),
+        "restore a plain folder": (["check", "--restore", str(empty)], "has no quarantine.csv"),
+        "check bad min side": (["check", str(two), "--min-side", "0"], "--min-side"),
     }
 
 

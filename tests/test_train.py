@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -272,3 +274,34 @@ def test_running_out_of_gpu_memory_names_a_batch_size_to_try():
     with pytest.raises(UserError, match=expected) as caught, memory_hint(choose_runtime("cpu", "fp32"), 32, 3):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert "\n" not in str(caught.value)
+
+
+def test_resume_refuses_data_that_changed_under_the_same_names(small_dataset, tmp_path, mobilenet_weights):
+    run = ft.train(small_dataset, epochs=1, project=tmp_path, **TINY)
+    photos = sorted((small_dataset / "tools").iterdir())
+    original = photos[0].read_bytes()
+    photos[0].write_bytes(photos[1].read_bytes())  # another photo under the same name
+    with pytest.raises(UserError, match=rf"1 image\(s\) of this run changed since it started \(first: {photos[0]}: "):
+        ft.resume(run, epochs=2)
+    photos[0].write_bytes(original)  # same bytes back, but rewritten: the modification time tells
+    with pytest.raises(UserError, match="modified since"):
+        ft.resume(run, epochs=2)
+    stat = photos[0].stat()
+    rows = {row["path"]: row for row in read_csv(run / "data_check.csv")}
+    os.utime(photos[0], ns=(stat.st_atime_ns, int(rows[str(photos[0])]["mtime_ns"])))  # as it was
+    assert ft.resume(run, epochs=2) == run
+    assert len(read_csv(run / "epochs.csv")) == 2
+
+
+def test_the_run_records_its_data_check_and_keeps_copies_in_one_split(small_dataset, tmp_path, mobilenet_weights):
+    fish = sorted((small_dataset / "fishes").iterdir())
+    for photo in fish:
+        shutil.copy(photo, photo.with_name("copy " + photo.name))  # every fish twice
+    run = ft.train(small_dataset, epochs=1, project=tmp_path, **TINY)
+    split = {row["path"]: row["split"] for row in read_csv(run / "split.csv")}
+    assert all(split[str(p)] == split[str(p.with_name("copy " + p.name))] for p in fish)
+    assert {split[str(p)] for p in fish} == {"train", "val"}
+    rows = read_csv(run / "data_check.csv")
+    assert len(rows) == len(split)
+    assert {row["findings"] for row in rows if "fishes" in row["path"]} == {"duplicate"}
+    assert "Data check" in (ft.report(run)).read_text(encoding="utf-8")

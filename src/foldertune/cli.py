@@ -1,6 +1,7 @@
 """The command line: one table from sub-command to function; user errors become one line and exit code 2.
 
     foldertune train [DATA] [--model mobilenet_v2] [--mode finetune] [--epochs 10] ...
+    foldertune check DATA|MANIFEST|RUN [--deep] [--out check.csv] [--quarantine DIR | --restore DIR]
     foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
     foldertune predict RUN|CHECKPOINT PATH... [--topk 5] [--out preds.csv|preds.json]
     foldertune evaluate RUN|CHECKPOINT [DATA] [--split val|test]
@@ -253,6 +254,109 @@ def run_split(args: argparse.Namespace) -> None:
     print(f"manifest: {manifest.absolute()}  counts: {counts_path.absolute()}")
 
 
+# ---------------------------------------------------------------------------------------------------- check
+
+
+def add_check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="?", metavar="DATA", help="a data folder, a split manifest (.csv) or a run folder")
+    p.add_argument("--deep", action="store_true", help="decode every image in full (default: read headers only)")
+    p.add_argument(
+        "--out", metavar="CSV", help="where to write one row per file (default: ./check.csv; RUN/data_check.csv)"
+    )
+    p.add_argument(
+        "--quarantine",
+        metavar="DIR",
+        help="move unreadable files to DIR (same relative paths, with DIR/quarantine.csv to undo); implies --deep",
+    )
+    p.add_argument("--restore", metavar="DIR", help="move the files that --quarantine DIR moved back where they were")
+    p.add_argument(
+        "--min-side", type=int, default=32, metavar="PX", help="shorter side below which an image is tiny (default: 32)"
+    )
+    p.add_argument(
+        "--max-aspect", type=float, default=3.0, metavar="R", help="longer/shorter side above which an image is "
+        "elongated (default: 3)",
+    )  # fmt: skip
+    p.add_argument("--workers", type=int, metavar="N", help="threads reading files (default: 2 per CPU core, max 16)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_check(args: argparse.Namespace) -> None:
+    import time
+
+    from foldertune.data.check import CHECK_COLUMNS, check_source
+    from foldertune.data.scan import is_inside
+    from foldertune.tables import write_table
+
+    if args.restore:
+        if args.data or args.quarantine:
+            raise UserError("--restore DIR takes no DATA and no --quarantine; run it on its own.")
+        _restore(args.restore)
+        return
+    if not args.data:
+        raise UserError("check needs DATA: a data folder, a split manifest or a run folder.")
+    if args.min_side < 1:
+        raise UserError(f"--min-side must be at least 1 pixel; got {args.min_side}.")
+    if args.max_aspect < 1:
+        raise UserError(f"--max-aspect must be at least 1; got {args.max_aspect}.")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1; got {args.workers}.")
+    data = Path(args.data).expanduser()
+    is_run = (data / "config.json").is_file()
+    out = Path(args.out) if args.out else data / "data_check.csv" if is_run else Path("check.csv")
+    if not is_run and data.is_dir() and is_inside(out, data):
+        raise UserError(f"--out '{out}' is inside the data folder; check never writes there: pick a path outside it.")
+    if out.exists() and _first_line(out) != ",".join(CHECK_COLUMNS):
+        raise UserError(f"--out '{out}' exists and is not a check CSV; pass another --out so it is not overwritten.")
+    if args.quarantine and (is_run or not data.is_dir()):
+        raise UserError("--quarantine needs DATA to be a data folder (the one the files are moved out of).")
+    if args.quarantine and (is_inside(args.quarantine, data) or is_inside(data, args.quarantine)):
+        raise UserError(
+            f"--quarantine '{args.quarantine}' is inside the data folder (or holds it); pick a folder beside it."
+        )
+
+    decode = "full" if args.deep or args.quarantine else "header"
+    started = time.perf_counter()
+    report = check_source(data, decode=decode, tiny_side=args.min_side, max_aspect=args.max_aspect,
+                          workers=args.workers, progress=not args.quiet)  # fmt: skip
+    seconds = time.perf_counter() - started
+    files = len(report.records) + report.count("unreadable")
+    print(report.summary())
+    write_table(out, CHECK_COLUMNS, report.rows())
+    print(
+        f"checked {files} file(s) in {seconds:.1f} s ({files / max(seconds, 1e-9):.0f}/s); every file: {out.absolute()}"
+    )
+    unreadable = [s for s in report.skipped if s.problem == "unreadable"]
+    if args.quarantine and unreadable:
+        from foldertune.data.quarantine import quarantine
+
+        moves = quarantine(unreadable, root=report.source, folder=args.quarantine)
+        for move in moves:
+            print(f"{'moved' if move.done else 'kept'} {move.source}" + (f" ({move.note})" if move.note else ""))
+        done = sum(move.done for move in moves)
+        print(f"quarantined {done} of {len(moves)} unreadable file(s) in {Path(args.quarantine).absolute()}; "
+              f"undo: foldertune check --restore {args.quarantine}")  # fmt: skip
+        unreadable = [s for s, move in zip(unreadable, moves, strict=True) if not move.done]
+    if unreadable or report.count("leak"):
+        raise SystemExit(1)  # for scripts: the data has files training will skip, or validation images it trains on
+
+
+def _first_line(path: Path) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.readline().rstrip("\r\n")
+
+
+def _restore(folder: str) -> None:
+    from foldertune.data.quarantine import restore
+
+    moves = restore(folder)
+    for move in moves:
+        print(f"{'restored' if move.done else 'kept'} {move.target}" + (f" ({move.note})" if move.note else ""))
+    done = sum(move.done for move in moves)
+    print(f"restored {done} of {len(moves)} file(s)")
+    if done < len(moves):
+        raise SystemExit(1)
+
+
 # ---------------------------------------------------------------------------------------------------- predict
 
 
@@ -425,6 +529,12 @@ COMMANDS = {
         run_train,
         "train a classifier on a folder of images",
         "foldertune train photos/ --model resnet18 --mode linear --epochs 5",
+    ),
+    "check": (
+        add_check_arguments,
+        run_check,
+        "check a dataset: class counts, unreadable files, duplicates, leaks between splits, odd images",
+        "foldertune check photos/ --deep --quarantine photos_quarantine/",
     ),
     "split": (
         add_split_arguments,

@@ -137,6 +137,28 @@ def _data(run: Path, config: dict) -> str:
             html += f"<p class='muted'>... and {more} more in data_report.csv</p>"
     else:
         html += "<p class='muted'>No file was left out.</p>"
+    if (run / "data_check.csv").exists():
+        html += _data_check(read_table(run / "data_check.csv"))
+    return html
+
+
+def _data_check(rows: list[dict[str, str]]) -> str:
+    """What the data doctor found in the images used: counts per kind, then every warning row (up to a limit)."""
+    from foldertune.data.check import KINDS
+
+    used = [row for row in rows if row["status"] not in ("error", "skipped")]
+    counts = {kind: sum(kind in row["findings"].split(";") for row in used) for kind in KINDS if kind != "unreadable"}
+    found = [{"finding": kind, "severity": KINDS[kind][0], "images": n, "meaning": KINDS[kind][1]}
+             for kind, n in counts.items() if n]  # fmt: skip
+    html = "<h3>Data check</h3>"
+    if not found:
+        return html + "<p class='muted'>No duplicates, leaks, tiny, elongated or unusual images.</p>"
+    html += _table(found, ["finding", "severity", "images", "meaning"])
+    warned = [row for row in used if row["status"] == "warning"]
+    if warned:
+        html += _table(warned[:MAX_SKIPPED_ROWS], ["path", "class", "split", "findings", "detail"])
+        if len(warned) > MAX_SKIPPED_ROWS:
+            html += f"<p class='muted'>... and {len(warned) - MAX_SKIPPED_ROWS} more in data_check.csv</p>"
     return html
 
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from foldertune.cache import cache_root
 from foldertune.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, versions
 from foldertune.config import RunConfig, TrainConfig
+from foldertune.data.check import CHECK_COLUMNS, changed_since
 from foldertune.data.dataset import EpochBatchSampler, ImageDataset, sample_seed
 from foldertune.data.image_cache import ImageCache
 from foldertune.data.images import open_image
@@ -52,6 +53,7 @@ from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
 from foldertune.runfolder import BATCH_COLUMNS, EPOCH_COLUMNS, REPORT_COLUMNS, CsvLog, RunFolder, check_new_run
+from foldertune.tables import write_table
 
 LOG_EVERY = 10  # steps between reading losses back from the device (each read waits for the device)
 
@@ -85,6 +87,8 @@ def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False
     write_manifest(run / "split.csv", data.records)
     report = run.csv_log("data_report.csv", REPORT_COLUMNS)
     report.append(*data.report_rows())
+    if data.check is not None:
+        write_table(run / "data_check.csv", CHECK_COLUMNS, data.check.rows())
     run.write_json("config.json", _config_record(cfg, runtime, pre, data, weights_origin))
     log(f"run folder: {run.path}")
     log(f"device: {runtime.describe()}; weights: {weights_origin}")
@@ -133,11 +137,17 @@ def resume(
     if classes != checkpoint["classes"]:
         raise UserError(f"classes.json and last.pt of '{run.path}' disagree on the classes; the run folder was edited.")
     listed = read_manifest(run / "split.csv")
-    records, unreadable = verify_records(listed, max_pixels=cfg.data.max_pixels, workers=None, progress=not quiet)
+    records, unreadable, info = verify_records(listed, max_pixels=cfg.data.max_pixels, workers=None, progress=not quiet)
     if unreadable:
         raise UserError(
             f"{len(unreadable)} image(s) of this run's split.csv are gone or unreadable since it started (first: "
             f"{unreadable[0].path}); resuming needs the same data: restore them or start a new run."
+        )
+    changed = changed_since(run / "data_check.csv", info)
+    if changed:
+        raise UserError(
+            f"{len(changed)} image(s) of this run changed since it started (first: {changed[0]}); resuming on other "
+            "data would not continue the same training: restore them, or start a new run."
         )
     data = PreparedData(record["data"]["source"], classes, records)
     runtime = choose_runtime(cfg.train.device, cfg.train.precision)

@@ -2,6 +2,7 @@
 
     image = open_image("photo.jpg", min_side=256)   # PIL.Image in RGB, EXIF-rotated, JPEG decoded at reduced size
     reason = check_image("maybe_broken.png")         # None when it decodes, else e.g. "truncated image data"
+    info = inspect_image("photo.jpg", decode="header")  # ImageInfo(format='JPEG', mode='CMYK', width=..., ...)
 
 Every mode PIL knows (1, L, LA, P, PA, RGBA, CMYK, YCbCr, I;16, I, F, ...) is mapped to RGB; transparent pixels are
 composited onto white; 16-bit and 32-bit pixels are scaled to 8 bits rather than clipped; animated images give
@@ -16,10 +17,11 @@ import os
 import re
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
 from foldertune.config import DEFAULT_MAX_PIXELS
 
@@ -33,8 +35,30 @@ ORIENTATION = 0x0112  # the EXIF tag
 BACKGROUND = (255, 255, 255)  # transparent pixels become white, as they look in most viewers
 
 
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
+DECODE_LEVELS = ("header", "draft", "full")
+
+
 class ImageReadError(Exception):
     """An image file that cannot be used; the message is the reason, fit for a report."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What one readable image file holds, as stored (before foldertune turns it into upright 8-bit RGB)."""
+
+    format: str  # JPEG, PNG, WEBP, ... as PIL names it
+    mode: str  # PIL's mode as stored: RGB, L, CMYK, P, RGBA, I;16, ...
+    width: int  # upright, after the EXIF orientation
+    height: int
+    orientation: int  # the EXIF orientation tag; 1 (as stored) when absent
+    bits: int  # bits per channel: 8, or 16 / 32 for deep PNG and TIFF files
+    alpha: bool  # a transparent channel, or a palette with a transparent colour
+    animated: bool  # more than one frame: the first is used
+    grey: bool | None  # no colour: a grey mode, or (after a full decode) R == G == B everywhere; None when unknown
+    file_bytes: int  # size of the file on disk
+    mtime_ns: int  # its modification time, to notice a file changed under the same name
 
 
 def open_image(
@@ -50,7 +74,7 @@ def open_image(
     `min_side` may be a function of the upright full size (width, height), called before anything is decoded.
     Animated and multi-page files give their first frame (where PIL opens them).
     """
-    image = _open_checked(path, max_pixels)
+    image, _ = _open_checked(path, max_pixels)
     try:
         if callable(min_side):
             min_side = min_side(*upright_size(image))
@@ -76,10 +100,87 @@ def check_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS
     data are found, at a fraction of the cost of a full decode.
     """
     try:
-        open_image(path, min_side=1, max_pixels=max_pixels)
+        inspect_image(path, decode="draft", max_pixels=max_pixels)
     except ImageReadError as error:
         return str(error)
     return None
+
+
+def inspect_image(path: str | os.PathLike, *, decode: str = "draft", max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Describe an image file, or raise ImageReadError with the reason it cannot be used.
+
+    `decode` says how far to go: "header" reads only the header (thousands of files a second, but a file cut short
+    passes); "draft" decodes as `check_image` does (every compressed byte read, JPEGs at 1/8 scale); "full"
+    decodes every pixel at full size and also finds colour files whose pixels are all grey.
+    """
+    if decode not in DECODE_LEVELS:
+        raise ValueError(f"decode must be one of {DECODE_LEVELS}, not {decode!r}")
+    image, stat = _open_checked(path, max_pixels)
+    try:
+        bits = _bits_per_channel(image)  # before anything is decoded: loading clears the decoder's raw mode
+        stored_size = image.size  # a reduced JPEG decode changes image.size
+        if decode == "draft" and image.format == "JPEG":
+            image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+        if decode != "header":
+            image.load()  # first: reading a PNG's EXIF loads it too, and would swallow the decoding error
+        orientation = _orientation(image, header_only=decode == "header")
+        width, height = stored_size if orientation < 5 else stored_size[::-1]
+        info = ImageInfo(
+            format=image.format or "?",
+            mode=image.mode,
+            width=width,
+            height=height,
+            orientation=orientation,
+            bits=bits,
+            alpha=image.mode in ALPHA_MODES or (image.mode in ("P", "L", "RGB") and "transparency" in image.info),
+            animated=bool(getattr(image, "is_animated", False)),
+            grey=True if image.mode in GREY_MODES else None,
+            file_bytes=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+        )
+        if decode == "header":
+            return info
+        rgb = to_rgb(image)
+        if decode == "full" and info.grey is None:
+            info = replace(info, grey=_all_grey(rgb))
+        if rgb is not image:
+            rgb.close()
+        return info
+    except Exception as error:  # damaged files make PIL raise nearly any type
+        raise ImageReadError(_decode_reason(error)) from error
+    finally:
+        image.close()
+
+
+def _all_grey(rgb: Image.Image) -> bool:
+    """R == G == B in every pixel; a sample of real pixels first, so that colour pictures answer at once."""
+    sample = rgb.resize((min(64, rgb.width), min(64, rgb.height)), Image.Resampling.NEAREST)
+    for picture in (sample, rgb):
+        red, green, blue = picture.split()
+        if ImageChops.difference(red, green).getbbox() or ImageChops.difference(green, blue).getbbox():
+            return False
+    return True
+
+
+def _orientation(image: Image.Image, *, header_only: bool) -> int:
+    if header_only and image.format == "PNG" and "exif" not in image.info:
+        return 1  # PIL would decode the whole PNG to look for an eXIf chunk after the pixels (rare in practice)
+    with contextlib.suppress(Exception):  # a damaged EXIF block counts as none, as in `to_rgb`
+        value = int(image.getexif().get(ORIENTATION, 1))
+        return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _bits_per_channel(image: Image.Image) -> int:
+    """From the decoder's raw mode: PIL reads 16-bit RGB PNGs into 8-bit RGB, so the mode alone does not say."""
+    if image.mode in ("I", "F"):
+        return 32
+    with contextlib.suppress(Exception):
+        args = image.tile[0].args if hasattr(image.tile[0], "args") else image.tile[0][3]
+        rawmode = args if isinstance(args, str) else args[0]
+        if ";16" in rawmode:
+            return 16
+    return 16 if image.mode.startswith("I;16") else 8
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
@@ -120,17 +221,17 @@ def _deep_to_uint8(pixels: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(pixels, 0, 255).round().astype(np.uint8)
 
 
-def _open_checked(path: str | os.PathLike, max_pixels: int) -> Image.Image:
+def _open_checked(path: str | os.PathLike, max_pixels: int) -> tuple[Image.Image, os.stat_result]:
     """Open lazily (header only) and refuse files that are missing, empty, not images or too large."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        stat = path.stat()
     except FileNotFoundError:
         reason = "broken symbolic link" if path.is_symlink() else "file not found"
         raise ImageReadError(reason) from None
     except OSError as error:
         raise ImageReadError(f"cannot read file ({error.strerror or error})") from None
-    if size == 0:
+    if stat.st_size == 0:
         raise ImageReadError("empty file (0 bytes)")
     try:
         image = Image.open(path)
@@ -151,7 +252,7 @@ def _open_checked(path: str | os.PathLike, max_pixels: int) -> Image.Image:
     if width == 0 or height == 0:
         image.close()
         raise ImageReadError(f"image has no pixels ({width}x{height})")
-    return image
+    return image, stat
 
 
 def _decode_reason(error: BaseException) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from foldertune.config import DataConfig
+from foldertune.data.check import DataCheck, check_data, find_duplicates, ignored_lines
+from foldertune.data.images import ImageInfo
 from foldertune.data.scan import ImageRecord, SkippedFile, scan_folder, verify_records
 from foldertune.data.split import assign_splits, format_counts, read_manifest, split_counts
 from foldertune.errors import UserError
@@ -26,6 +28,8 @@ class PreparedData:
     records: list[ImageRecord]  # usable images, split assigned
     skipped: list[SkippedFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    info: dict[str, ImageInfo] = field(default_factory=dict)  # path -> what the file holds
+    check: DataCheck | None = None  # the data doctor's findings (None on resume, which reuses the run's split)
 
     def samples(self, split: str) -> list[tuple[str, int]]:
         index = {name: i for i, name in enumerate(self.classes)}
@@ -43,12 +47,10 @@ class PreparedData:
             lines += [f"  {s.path}: {s.reason}" for s in unreadable[:MAX_LISTED]]
             if len(unreadable) > MAX_LISTED:
                 lines.append(f"  ... and {len(unreadable) - MAX_LISTED} more")
-        others = [s for s in self.skipped if s.problem != "unreadable"]
-        for problem in sorted({s.problem for s in others}):
-            group = [s for s in others if s.problem == problem]
-            example = f"{group[0].path} ({group[0].reason})"
-            lines.append(f"ignored {len(group)} {problem} item(s), e.g. {example}")
+        lines += ignored_lines(self.skipped, self.source)
         lines += [f"warning: {text}" for text in self.warnings]
+        if self.check is not None:
+            lines += self.check.warning_lines()
         return "\n".join(lines)
 
     def report_rows(self) -> list[dict[str, str]]:
@@ -60,19 +62,28 @@ class PreparedData:
 
 
 def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
-    """Scan (or read the manifest), set aside unreadable files, split, and check that training is possible."""
+    """Scan (or read the manifest), set aside unreadable files, split, check, and make sure training is possible.
+
+    Copies of one image (identical bytes) are kept in one split; where the split was given (folders, manifest),
+    copies across splits are reported as leaks by the data check.
+    """
     if cfg.manifest:
         listed = read_manifest(cfg.manifest)
-        records, skipped = verify_records(listed, max_pixels=cfg.max_pixels, workers=None, progress=progress)
+        records, skipped, info = verify_records(listed, max_pixels=cfg.max_pixels, workers=None, progress=progress)
         source, split_warnings = str(Path(cfg.manifest).absolute()), []
+        groups = find_duplicates(records, info, progress=progress)
     else:
         scan = scan_folder(cfg.root, max_pixels=cfg.max_pixels, progress=progress)
+        groups = find_duplicates(scan.images, scan.info, progress=progress)
         records, split_warnings = assign_splits(
-            scan.images, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=seed
+            scan.images, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=seed, together=groups
         )
-        source, skipped = str(scan.root), scan.skipped
+        source, skipped, info = str(scan.root), scan.skipped, scan.info
+        by_path = {record.path: record for record in records}
+        groups = [[by_path[record.path] for record in group] for group in groups]  # with their splits now
     classes = sorted({record.label for record in records})
-    data = PreparedData(source, classes, records, skipped, split_warnings)
+    check = check_data(records, info, skipped, source=source, decode="draft", duplicate_groups=groups)
+    data = PreparedData(source, classes, records, skipped, split_warnings, info, check)
     _check_trainable(data)
     return data
 

@@ -8,7 +8,8 @@
 Layouts: one sub-folder per class, or train/ and val/ (valid/, validation/) and optionally test/ sub-folders that
 each hold one sub-folder per class. Files in nested folders belong to the class folder above them. Hidden files
 and folders, __MACOSX, AppleDouble "._*" files, Thumbs.db and desktop.ini are clutter and ignored silently.
-Symbolic links are followed; a folder reached twice (a link loop) is walked once. Nothing is ever written here.
+Symbolic links are followed, except a link to a folder that contains it (a loop, reported); a folder reached twice
+is walked once. Nothing is ever written here.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from foldertune.config import DEFAULT_MAX_PIXELS
-from foldertune.data.images import IMAGE_EXTENSIONS, check_image
+from foldertune.data.images import IMAGE_EXTENSIONS, ImageInfo, ImageReadError, inspect_image
 from foldertune.errors import UserError
 
 CLUTTER_NAMES = frozenset({"__macosx", "thumbs.db", "desktop.ini", "$recycle.bin", "system volume information"})
@@ -47,7 +48,7 @@ class SkippedFile:
     path: str
     label: str
     problem: str  # unreadable | unreadable name | not an image | outside class folders | ignored folder | empty class
-    # | unreadable folder
+    # | unreadable folder | link loop
     reason: str
     split: str | None = None
 
@@ -59,6 +60,7 @@ class ScanResult:
     images: list[ImageRecord]
     skipped: list[SkippedFile] = field(default_factory=list)
     presplit: bool = False
+    info: dict[str, ImageInfo] = field(default_factory=dict)  # path -> what the file holds (when verified)
 
     @property
     def unreadable(self) -> list[SkippedFile]:
@@ -83,11 +85,15 @@ def scan_folder(
     root: str | os.PathLike,
     *,
     verify: bool = True,
+    decode: str = "draft",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int | None = None,
     progress: bool = True,
 ) -> ScanResult:
-    """Find classes and images under `root`; with `verify`, decode every image once and set aside the bad ones."""
+    """Find classes and images under `root`; with `verify`, read every image once and set aside the bad ones.
+
+    `decode` is how far each image is read when verifying (see `inspect_image`): "draft" is what training uses.
+    """
     root = Path(root).expanduser()
     if not root.exists():
         raise UserError(f"data folder '{root}' does not exist; pass a folder with one sub-folder per class.")
@@ -121,8 +127,11 @@ def scan_folder(
             if not is_clutter(entry.name) and entry.name.lower() not in SPLIT_FOLDERS and _is_dir(entry):
                 skipped.append(SkippedFile(entry.path, "", "ignored folder", "not a train/val/test folder", None))
 
+    info: dict[str, ImageInfo] = {}
     if verify:
-        candidates, unreadable = verify_records(candidates, max_pixels=max_pixels, workers=workers, progress=progress)
+        candidates, unreadable, info = verify_records(
+            candidates, decode=decode, max_pixels=max_pixels, workers=workers, progress=progress
+        )
         skipped.extend(unreadable)
     counts = Counter(record.label for record in candidates)
     for label, folders in sorted(folders_per_class.items()):
@@ -130,7 +139,7 @@ def scan_folder(
             for folder in folders:
                 skipped.append(SkippedFile(str(folder), label, "empty class", "no usable image; class left out"))
     classes = sorted(counts)
-    return ScanResult(root=root, classes=classes, images=candidates, skipped=skipped, presplit=presplit)
+    return ScanResult(root=root, classes=classes, images=candidates, skipped=skipped, presplit=presplit, info=info)
 
 
 def list_image_files(paths: list[str | os.PathLike]) -> tuple[list[Path], list[SkippedFile]]:
@@ -183,6 +192,10 @@ def _walk_files(folder: Path, skipped: list[SkippedFile], label: str, split: str
             if is_clutter(entry.name) or _has_bad_name(entry, skipped, label, split):
                 continue
             if _is_dir(entry):
+                if entry.is_symlink() and is_inside(current, entry.path):
+                    reason = "symbolic link to a folder that contains it (a loop); not followed"
+                    skipped.append(SkippedFile(entry.path, label, "link loop", reason, split))
+                    continue
                 subfolders.append(Path(entry.path))
             elif _has_image_extension(entry.name):
                 files.append(Path(entry.path))  # includes broken links: reported when verified
@@ -225,26 +238,41 @@ def _has_image_extension(name: str) -> bool:
 
 
 def verify_records(
-    records: list[ImageRecord], *, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None, progress: bool
-) -> tuple[list[ImageRecord], list[SkippedFile]]:
-    """Split records into usable images and unreadable files, decoding each once in a thread pool."""
+    records: list[ImageRecord],
+    *,
+    decode: str = "draft",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int | None,
+    progress: bool,
+) -> tuple[list[ImageRecord], list[SkippedFile], dict[str, ImageInfo]]:
+    """Split records into usable images and unreadable files, reading each once in a thread pool.
+
+    Also returns what each usable file holds (size, mode, orientation, ...), by path.
+    """
     workers = workers or min(16, 2 * (os.cpu_count() or 1))  # decoding releases the GIL; files may sit on slow disks
+
+    def inspect(record: ImageRecord) -> ImageInfo | str:
+        try:
+            return inspect_image(record.path, decode=decode, max_pixels=max_pixels)
+        except ImageReadError as error:
+            return str(error)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = pool.map(lambda record: check_image(record.path, max_pixels=max_pixels), records)
         # disable=None: a bar on a terminal, nothing in logs and pipes
         bar = tqdm(
-            reasons,
+            pool.map(inspect, records),
             total=len(records),
-            desc="checking images",
+            desc="checking images" if decode != "header" else "reading headers",
             unit="img",
             disable=None if progress else True,
             leave=False,
         )
-        reasons = list(bar)
-    good = [record for record, reason in zip(records, reasons, strict=True) if reason is None]
-    bad = [
-        SkippedFile(record.path, record.label, "unreadable", reason, record.split)
-        for record, reason in zip(records, reasons, strict=True)
-        if reason is not None
-    ]
-    return good, bad
+        results = list(bar)
+    good, bad, info = [], [], {}
+    for record, result in zip(records, results, strict=True):
+        if isinstance(result, str):
+            bad.append(SkippedFile(record.path, record.label, "unreadable", result, record.split))
+        else:
+            good.append(record)
+            info[record.path] = result
+    return good, bad, info

@@ -31,12 +31,18 @@ MANIFEST_COLUMNS = ("path", "class", "split")
 
 
 def assign_splits(
-    images: list[ImageRecord], *, val_fraction: float, test_fraction: float, seed: int
+    images: list[ImageRecord],
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    together: list[list[ImageRecord]] = (),
 ) -> tuple[list[ImageRecord], list[str]]:
     """Records with `split` set, plus warnings for classes too small to split.
 
     Splits already given (a train/ val/ folder layout) are kept; when only train/ (and test/) were given,
-    validation images are drawn from train/.
+    validation images are drawn from train/. Each group in `together` (copies of one image) ends up in a single
+    split, the one its first file drew, so that no image is trained on and validated on at once.
     """
     given = {record.split for record in images}
     if "val" in given:
@@ -66,8 +72,19 @@ def assign_splits(
         for rank, index in enumerate(order):
             split = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
             result.append(replace(members[index], split=split))
+    result = _keep_together(result, together)
     result.sort(key=lambda record: (record.label, record.path))
     return result + kept, warnings
+
+
+def _keep_together(records: list[ImageRecord], groups: list[list[ImageRecord]]) -> list[ImageRecord]:
+    split_of = {record.path: record.split for record in records}
+    moved = {}
+    for group in groups:
+        paths = sorted(record.path for record in group if record.path in split_of)
+        for path in paths[1:]:
+            moved[path] = split_of[paths[0]]
+    return [replace(record, split=moved.get(record.path, record.split)) for record in records]
 
 
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int] | None:
@@ -101,11 +118,15 @@ def split_counts(records: list[ImageRecord]) -> list[dict[str, object]]:
 
 
 def format_counts(rows: list[dict[str, object]]) -> str:
-    """The split_counts table as aligned text for the terminal (the test column only when used)."""
+    """The split_counts table as aligned text for the terminal (the test column only when used; one count column
+    when nothing is split yet)."""
     columns = ["class", "train", "val", "test", "total"]
     if not any(row["test"] for row in rows):
         columns.remove("test")
-    table = [columns] + [[str(row[column]) for column in columns] for row in rows]
+    if not any(row["val"] or row["test"] for row in rows):
+        columns = ["class", "total"]
+    table = [[name if name != "total" or len(columns) > 2 else "images" for name in columns]]
+    table += [[str(row[column]) for column in columns] for row in rows]
     widths = [max(_display_width(line[i]) for line in table) for i in range(len(columns))]
     lines = []
     for line in table:

@@ -1,0 +1,369 @@
+"""The dataset doctor: what a data folder holds, what training will leave out and why, and what may mislead it.
+
+    scan = scan_folder("photos/", decode="header")        # or decode="full" to decode every pixel (--deep)
+    report = check_data(scan.images, scan.info, scan.skipped, source=str(scan.root), decode="header")
+    print(report.summary())                                 # class counts, imbalance, findings grouped by kind
+    write_table("check.csv", CHECK_COLUMNS, report.rows())  # one row per file, with every finding
+
+Findings per file, by severity:
+- error (training leaves the file out): unreadable, with the reason;
+- warning (training uses it, but it may mislead): the same image in two splits (leak), in two classes (label
+  conflict), tiny, elongated;
+- note (handled automatically): exact duplicates in one class, grey, CMYK, 16-bit, alpha, EXIF-rotated, animated.
+Exact duplicates are found by content: files of equal size are hashed (BLAKE2b), so a scan reads whole files only
+where two sizes collide. Nothing here writes to the data folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from foldertune.cache import file_digest
+from foldertune.data.images import GREY_MODES, ImageInfo
+from foldertune.data.scan import SPLITS, ImageRecord, SkippedFile
+from foldertune.data.split import format_counts, split_counts
+from foldertune.tables import read_table
+
+TINY_SIDE = 32  # pixels on the shorter side below which a picture holds too little to learn from
+MAX_ASPECT = 3.0  # longer / shorter side beyond which the centre crop sees less than a third of the picture
+IMBALANCE = 3.0  # largest / smallest class above which the summary warns
+FEW_IMAGES = 10  # a class with fewer images than this cannot be validated on reliably
+MAX_LISTED = 5  # examples per kind in the terminal summary; the CSV has every file
+MAX_ERRORS_LISTED = 20  # unreadable files named in the terminal summary
+
+# kind -> (severity, what it means for training); the order is the order of the summary
+KINDS = {
+    "unreadable": ("error", "left out of training"),
+    "leak": ("warning", "the same image is in two splits: validation or test scores are inflated"),
+    "label conflict": ("warning", "the same image is filed under two classes: at least one label is wrong"),
+    "tiny": ("warning", "too small to learn much from: it is upscaled to the network's input size"),
+    "elongated": ("warning", "the centre crop keeps only the middle of it"),
+    "duplicate": ("note", "exact copies in one class and split: each copy counts again"),
+    "exif-rotated": ("note", "turned upright by its EXIF orientation, as a photo viewer shows it"),
+    "grey": ("note", "no colour: converted to RGB"),
+    "cmyk": ("note", "CMYK: converted to RGB"),
+    "16-bit": ("note", "more than 8 bits per channel: scaled to 8 bits"),
+    "alpha": ("note", "transparent pixels are put on a white background"),
+    "animated": ("note", "several frames: the first is used"),
+}
+SEVERITIES = ("error", "warning", "note")
+CHECK_COLUMNS = [
+    "path", "class", "split", "status", "findings", "detail",
+    "format", "mode", "width", "height", "bytes", "mtime_ns", "duplicate_group",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # a key of KINDS
+    detail: str  # for this file, e.g. "EXIF orientation 6" or "also in val: photos/val/cat/3.jpg"
+
+
+@dataclass
+class DataCheck:
+    """The doctor's verdict on a list of images (and the files the scan left out)."""
+
+    source: str
+    decode: str  # header | draft | full: how far each image was read
+    records: list[ImageRecord]  # the usable images
+    info: dict[str, ImageInfo]
+    skipped: list[SkippedFile]
+    findings: dict[str, list[Finding]]  # path -> findings, usable images only
+    duplicate_groups: list[list[ImageRecord]]  # identical contents, 2+ files each
+    warnings: list[str] = field(default_factory=list)  # about classes as a whole: imbalance, too few images
+
+    def count(self, kind: str) -> int:
+        if kind == "unreadable":
+            return sum(s.problem == "unreadable" for s in self.skipped)
+        return sum(any(f.kind == kind for f in found) for found in self.findings.values())
+
+    def unreadable_files(self) -> list[SkippedFile]:
+        return [s for s in self.skipped if s.problem == "unreadable"]
+
+    @property
+    def failed(self) -> bool:
+        """Unreadable files, or an image leaking between splits: worth a non-zero exit status."""
+        return self.count("unreadable") > 0 or self.count("leak") > 0
+
+    def summary(self, *, max_listed: int = MAX_LISTED) -> str:
+        how = {"header": "headers only", "draft": "every image decoded", "full": "every image fully decoded"}
+        total = len(self.records) + self.count("unreadable")
+        lines = [
+            f"data: {self.source} ({total} image file(s), {how[self.decode]})",
+            format_counts(split_counts(self.records)),
+        ]
+        lines += [f"warning: {text}" for text in self.warnings]
+        for severity in SEVERITIES:
+            kinds = [kind for kind, (level, _) in KINDS.items() if level == severity and self.count(kind)]
+            if not kinds:
+                continue
+            lines.append(
+                {"error": "errors:", "warning": "warnings:", "note": "notes (handled automatically):"}[severity]
+            )
+            for kind in kinds:
+                lines.append(f"  {kind}: {self.count(kind)} file(s), {KINDS[kind][1]}")
+                listed = MAX_ERRORS_LISTED if severity == "error" else max_listed
+                for path, detail in self._examples(kind)[:listed]:
+                    lines.append(f"    {_relative(path, self.source)}: {detail}")
+                if self.count(kind) > listed:
+                    lines.append(f"    ... and {self.count(kind) - listed} more")
+        lines += ignored_lines(self.skipped, self.source)
+        if not any(self.count(kind) for kind in KINDS if KINDS[kind][0] != "note") and not self.warnings:
+            lines.append("no errors or warnings.")
+        if self.decode == "header":
+            lines.append("headers only: a file cut short or with corrupt pixels passes; --deep decodes every image.")
+        return "\n".join(lines)
+
+    def warning_lines(self) -> list[str]:
+        """The warnings alone, one line per kind (for training's summary; unreadable files are listed there)."""
+        lines = [f"warning: {text}" for text in self.warnings]
+        for kind, (severity, meaning) in KINDS.items():
+            if severity == "warning" and self.count(kind):
+                path, detail = self._examples(kind)[0]
+                lines.append(
+                    f"warning: {kind}: {self.count(kind)} file(s), {meaning} (e.g. {_relative(path, self.source)}: "
+                    f"{detail}; all in data_check.csv)"
+                )
+        return lines
+
+    def rows(self) -> list[dict[str, object]]:
+        """One row per file: every usable image with its findings, then every file or folder left out."""
+        group_of = {record.path: number for number, group in enumerate(self.duplicate_groups, 1) for record in group}
+        rows = []
+        for record in self.records:
+            found, info = self.findings.get(record.path, []), self.info.get(record.path)
+            severities = {KINDS[f.kind][0] for f in found}
+            rows.append({
+                "path": record.path, "class": record.label, "split": record.split or "",
+                "status": next((s for s in SEVERITIES if s in severities), "ok"),
+                "findings": ";".join(f.kind for f in found), "detail": "; ".join(f.detail for f in found),
+                "format": info.format if info else "", "mode": info.mode if info else "",
+                "width": info.width if info else "", "height": info.height if info else "",
+                "bytes": info.file_bytes if info else "", "mtime_ns": info.mtime_ns if info else "",
+                "duplicate_group": group_of.get(record.path, ""),
+            })  # fmt: skip
+        for s in self.skipped:
+            status = "error" if s.problem == "unreadable" else "skipped"
+            rows.append({"path": s.path, "class": s.label, "split": s.split or "", "status": status,
+                         "findings": s.problem, "detail": s.reason})  # fmt: skip
+        return rows
+
+    def _examples(self, kind: str) -> list[tuple[str, str]]:
+        if kind == "unreadable":
+            return [(s.path, s.reason) for s in self.skipped if s.problem == "unreadable"]
+        return [(path, f.detail) for path, found in self.findings.items() for f in found if f.kind == kind]
+
+
+def check_data(
+    records: list[ImageRecord],
+    info: dict[str, ImageInfo],
+    skipped: list[SkippedFile],
+    *,
+    source: str,
+    decode: str,
+    tiny_side: int = TINY_SIDE,
+    max_aspect: float = MAX_ASPECT,
+    workers: int | None = None,
+    progress: bool = True,
+    duplicate_groups: list[list[ImageRecord]] | None = None,
+) -> DataCheck:
+    """Findings for every usable image (as read by `verify_records`), exact duplicates, and class-level warnings.
+
+    `duplicate_groups` (from `find_duplicates` on the same records) saves hashing the files again.
+    """
+    findings: dict[str, list[Finding]] = defaultdict(list)
+    for record in records:
+        if record.path in info:
+            findings[record.path] += file_findings(info[record.path], tiny_side=tiny_side, max_aspect=max_aspect)
+    groups = duplicate_groups
+    if groups is None:
+        groups = find_duplicates(records, info, workers=workers, progress=progress)
+    for group in groups:
+        for record in group:
+            findings[record.path] += duplicate_findings(record, group, source)
+    result = DataCheck(source, decode, records, info, skipped, {p: f for p, f in findings.items() if f}, groups)
+    result.warnings = class_warnings(records)
+    return result
+
+
+def file_findings(info: ImageInfo, *, tiny_side: int = TINY_SIDE, max_aspect: float = MAX_ASPECT) -> list[Finding]:
+    """What is worth knowing about one image from its description alone."""
+    found = []
+    short, long = sorted((info.width, info.height))
+    if short < tiny_side:
+        found.append(Finding("tiny", f"{info.width}x{info.height} px, shorter side under {tiny_side}"))
+    if long / short > max_aspect:
+        found.append(Finding("elongated", f"{info.width}x{info.height} px, {long / short:.1f}:1"))
+    if info.orientation != 1:
+        found.append(Finding("exif-rotated", f"EXIF orientation {info.orientation}"))
+    if info.grey:
+        found.append(Finding("grey", f"mode {info.mode}" + ("" if info.mode in GREY_MODES else ", every pixel grey")))
+    if info.mode == "CMYK":
+        found.append(Finding("cmyk", "mode CMYK"))
+    if info.bits > 8:
+        found.append(Finding("16-bit", f"{info.bits} bits per channel (mode {info.mode})"))
+    if info.alpha:
+        found.append(Finding("alpha", f"mode {info.mode}" + (" with a transparent colour" if info.mode == "P" else "")))
+    if info.animated:
+        found.append(Finding("animated", f"animated {info.format}"))
+    return found
+
+
+def duplicate_findings(record: ImageRecord, group: list[ImageRecord], source: str) -> list[Finding]:
+    """A leak when a copy is in another split, a label conflict when in another class, else a plain duplicate."""
+    others = [other for other in group if other.path != record.path]
+    found = []
+    other_splits = [o for o in others if o.split != record.split and o.split and record.split]
+    if other_splits:
+        found.append(Finding("leak", f"also in {other_splits[0].split}: {_relative(other_splits[0].path, source)}"))
+    other_labels = [o for o in others if o.label != record.label]
+    if other_labels:
+        found.append(
+            Finding(
+                "label conflict", f"also in class '{other_labels[0].label}': {_relative(other_labels[0].path, source)}"
+            )
+        )
+    if not found:
+        found.append(Finding("duplicate", f"same as {_relative(others[0].path, source)}"))
+    return found
+
+
+def find_duplicates(
+    records: list[ImageRecord], info: dict[str, ImageInfo], *, workers: int | None = None, progress: bool = True
+) -> list[list[ImageRecord]]:
+    """Groups of files with identical bytes; only files whose size matches another's are read and hashed."""
+    by_size: dict[int, list[ImageRecord]] = defaultdict(list)
+    for record in records:
+        if record.path in info:
+            by_size[info[record.path].file_bytes].append(record)
+    candidates = [record for group in by_size.values() if len(group) > 1 for record in group]
+    if not candidates:
+        return []
+    workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        digests = list(
+            tqdm(
+                pool.map(_digest_or_none, (record.path for record in candidates)),
+                total=len(candidates),
+                desc="comparing files of equal size",
+                unit="file",
+                disable=None if progress else True,
+                leave=False,
+            )
+        )
+    by_content: dict[tuple[int, str], list[ImageRecord]] = defaultdict(list)
+    for record, digest in zip(candidates, digests, strict=True):
+        if digest is not None:
+            by_content[(info[record.path].file_bytes, digest)].append(record)
+    groups = [sorted(group, key=lambda r: (SPLITS.index(r.split) if r.split else -1, r.path))
+              for group in by_content.values() if len(group) > 1]  # fmt: skip
+    return sorted(groups, key=lambda group: group[0].path)
+
+
+def class_warnings(records: list[ImageRecord]) -> list[str]:
+    """Imbalance between classes and classes too small to validate on."""
+    counts = Counter(record.label for record in records)
+    if len(counts) < 2:
+        return []
+    warnings = []
+    (largest, most), (smallest, fewest) = (
+        max(counts.items(), key=lambda kv: kv[1]),
+        min(counts.items(), key=lambda kv: kv[1]),
+    )
+    if most / fewest > IMBALANCE:
+        warnings.append(
+            f"classes are imbalanced: '{largest}' has {most} images, '{smallest}' only {fewest} "
+            f"({most / fewest:.1f}x); accuracy will favour the large classes, so read the per-class recall and "
+            "the macro F1 rather than accuracy"
+        )
+    small = sorted(label for label, n in counts.items() if n < FEW_IMAGES)
+    if small:
+        listed = ", ".join(f"'{label}' ({counts[label]})" for label in small[:MAX_LISTED])
+        warnings.append(
+            f"{len(small)} class(es) have fewer than {FEW_IMAGES} images: {listed}; their scores will be noisy"
+        )
+    return warnings
+
+
+def ignored_lines(skipped: list[SkippedFile], source: str) -> list[str]:
+    """One line per kind of item left out other than unreadable images (not an image, empty class, ...)."""
+    others = [s for s in skipped if s.problem != "unreadable"]
+    lines = []
+    for problem in sorted({s.problem for s in others}):
+        group = [s for s in others if s.problem == problem]
+        example = f"{_relative(group[0].path, source)} ({group[0].reason})"
+        lines.append(f"ignored {len(group)} {problem} item(s), e.g. {example}")
+    return lines
+
+
+def _digest_or_none(path: str) -> str | None:
+    try:
+        return file_digest(path)
+    except OSError:  # vanished or unreadable since the scan: it is simply no one's duplicate
+        return None
+
+
+def _relative(path: str, source: str) -> str:
+    """Paths below the data folder are shown relative to it."""
+    try:
+        return str(Path(path).relative_to(source))
+    except ValueError:
+        return path
+
+
+def check_source(
+    source: str | os.PathLike,
+    *,
+    decode: str,
+    tiny_side: int = TINY_SIDE,
+    max_aspect: float = MAX_ASPECT,
+    workers: int | None = None,
+    progress: bool = True,
+) -> DataCheck:
+    """Check a data folder, a split manifest (CSV), or a run folder (the split it trained on)."""
+    from foldertune.config import DEFAULT_MAX_PIXELS
+    from foldertune.data.scan import scan_folder, verify_records
+    from foldertune.data.split import read_manifest
+
+    path = Path(source).expanduser()
+    manifest = (
+        path / "split.csv" if (path / "config.json").is_file() else path if path.suffix.lower() == ".csv" else None
+    )
+    if manifest is None:
+        scan = scan_folder(path, decode=decode, workers=workers, progress=progress)
+        records, info, skipped, root = scan.images, scan.info, scan.skipped, str(scan.root)
+    else:
+        listed = read_manifest(manifest)
+        records, skipped, info = verify_records(
+            listed, decode=decode, max_pixels=DEFAULT_MAX_PIXELS, workers=workers, progress=progress
+        )
+        root = os.path.commonpath([record.path for record in listed]) if listed else str(path.parent)
+    return check_data(
+        records, info, skipped, source=root, decode=decode, tiny_side=tiny_side, max_aspect=max_aspect,
+        workers=workers, progress=progress,
+    )  # fmt: skip
+
+
+def changed_since(check_csv: Path, info: dict[str, ImageInfo]) -> list[str]:
+    """Files whose size or modification time differ from those recorded in a run's data_check.csv, described.
+
+    Runs made before data_check.csv existed have nothing to compare: an empty list.
+    """
+    if not check_csv.is_file():
+        return []
+    changed = []
+    for row in read_table(check_csv):
+        now = info.get(row["path"])
+        if now is None or not row["bytes"] or not row["mtime_ns"]:
+            continue  # left out at the start, or not in this list
+        if int(row["bytes"]) != now.file_bytes:
+            changed.append(f"{row['path']}: {row['bytes']} bytes then, {now.file_bytes} now")
+        elif int(row["mtime_ns"]) != now.mtime_ns:
+            changed.append(f"{row['path']}: modified since")
+    return changed
