@@ -52,7 +52,7 @@ def main() -> None:
         return
 
     from foldertune.device import cpu_name
-    from foldertune.training import default_workers
+    from foldertune.loaders import default_workers
 
     models = args.models or (["mobilenet_v2"] if args.quick else ["mobilenet_v2", "resnet18"])
     workers = default_workers() if args.workers is None else args.workers
@@ -331,8 +331,8 @@ def measure_loading(data: str, workers: str) -> dict:
     from foldertune.config import RunConfig
     from foldertune.data.prepare import prepare_data
     from foldertune.device import choose_runtime
+    from foldertune.loaders import build_loaders
     from foldertune.models.registry import get_backbone
-    from foldertune.training import build_loaders
 
     cfg = RunConfig.from_flat(data=data, workers=int(workers), batch_size=32)
     prepared = prepare_data(cfg.data, seed=0, progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -186,6 +187,36 @@ def write_hostile_corpus(root: Path) -> tuple[set[str], dict[str, str]]:
     (monuments / "Thumbs.db").write_bytes(b"thumbs")
     (fish / "notes.txt").write_text("photos from the aquarium\n")
     return good, bad
+
+
+def read_wandb_records(run_file: Path) -> list:
+    """The records of a W&B run's transaction log (run-ID.wandb), parsed with wandb's own protobuf classes.
+
+    The file is a LevelDB-style log: a 7-byte header, then 32 KiB blocks of chunks, each with a 7-byte header
+    (checksum, length, type: 1 full, 2 first, 3 middle, 4 last).
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = run_file.read_bytes(), 32768
+    assert data[:4] == b":W&B", "not a W&B transaction log"
+    records, pending, position = [], b"", 7
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # the tail of a block too short for a chunk header is padding
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if kind == 0:
+            position += left
+            continue
+        pending += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -268,7 +268,7 @@ def test_a_relative_manifest_with_relative_paths_gives_absolute_paths(
 def test_running_out_of_gpu_memory_names_a_batch_size_to_try():
     # No GPU here to exhaust: the error torch raises on one is raised by hand inside the guard training uses.
     from foldertune.device import choose_runtime
-    from foldertune.training import memory_hint
+    from foldertune.loop import memory_hint
 
     expected = r"epoch 3 with --batch-size 32; try --batch-size 16"
     with pytest.raises(UserError, match=expected) as caught, memory_hint(choose_runtime("cpu", "fp32"), 32, 3):

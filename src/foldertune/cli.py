@@ -20,6 +20,7 @@ import argparse
 import csv
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -56,13 +57,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     from foldertune.interrupt import TrainingInterrupted
 
+    speaks = os.environ.get("RANK", "0") == "0"  # under torchrun, one process reports for all
     try:
         args.handler(args)
     except UserError as error:
-        print(f"foldertune {args.command}: error: {error}", file=sys.stderr)
+        if speaks:
+            print(f"foldertune {args.command}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except TrainingInterrupted as stopped:  # saved cleanly; the exit code still says a signal ended it
-        print(f"foldertune {args.command}: {stopped}", file=sys.stderr)
+        if speaks:
+            print(f"foldertune {args.command}: {stopped}", file=sys.stderr)
         raise SystemExit(stopped.exit_code) from None
     except KeyboardInterrupt:
         print(f"\nfoldertune {args.command}: interrupted", file=sys.stderr)
@@ -162,6 +166,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the figures, Grad-CAM maps and report.html at the end (metrics only)")  # fmt: skip
     g.add_argument("--quiet", action="store_true", help="no progress bars; one line per epoch (for log files)")
+    g = p.add_argument_group("experiment tracking (optional extras)")
+    g.add_argument("--wandb", nargs="?", const="foldertune", metavar="PROJECT",
+                   help="log to Weights & Biases project PROJECT (default: foldertune); WANDB_MODE=offline works "
+                   "without a network (pip install 'foldertune[wandb]')")  # fmt: skip
+    g.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard event files to RUN/tb/ (pip install 'foldertune[tensorboard]')")  # fmt: skip
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -191,8 +201,13 @@ def run_train(args: argparse.Namespace) -> None:
         given["data"] = str(sample_data_path())
         print(f"no DATA given: training on the bundled sample photos in {given['data']}")
     cfg = RunConfig.from_flat(**given)
-    check_new_run(cfg)
-    data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)  # data mistakes show before torch loads
+    from foldertune.trackers import require_trackers
+
+    require_trackers(cfg)
+    data = None
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # under torchrun, rank 0 alone prepares the data, in fit
+        check_new_run(cfg)
+        data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)  # data mistakes show before torch loads
     from foldertune.training import fit
 
     fit(cfg, data=data, quiet=quiet)

@@ -208,6 +208,10 @@ class RunConfig:
     """Name of this run's folder; None makes one from the model and mode (mobilenet_v2-finetune, ...-2, ...)."""
     report: bool = True
     """At the end, also write the figures, Grad-CAM maps, feature map and report.html (False: numbers only)."""
+    wandb: str | None = None
+    """Weights & Biases project to log the run to (--wandb [PROJECT]); None: no W&B."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files to RUN/tb/."""
 
     def __post_init__(self) -> None:
         if self.train.mode == "scratch" and self.model.weights:

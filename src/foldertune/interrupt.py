@@ -12,6 +12,7 @@ handlers are back. Signal handlers can only be set from the main thread; elsewhe
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -27,9 +28,11 @@ class TrainingInterrupted(Exception):
         self.run = run
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
+        processes = int(os.environ.get("WORLD_SIZE", "1"))  # started by torchrun: resume the same way
+        launcher = f"torchrun --nproc_per_node={processes} -m foldertune" if processes > 1 else "foldertune"
         super().__init__(
             f"interrupted ({name}) {where}; last.pt and the logs are saved. Continue with:\n"
-            f"  foldertune train --resume {run}"
+            f"  {launcher} train --resume {run}"
         )
 
 

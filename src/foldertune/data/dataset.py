@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from foldertune.data.images import ImageReadError
 
@@ -68,7 +68,9 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     """Batches of (index, epoch) keys, in a seeded shuffle per epoch (or in order, for evaluation).
 
     A last batch of a single image is dropped when shuffling, because BatchNorm cannot train on one sample; the
-    shuffle changes every epoch, so no image is left out for good.
+    shuffle changes every epoch, so no image is left out for good. With `world_size` > 1 (distributed training),
+    each process takes its share of the epoch's order through torch's DistributedSampler: every share has the same
+    length (the last few indices repeat), so every process runs the same number of steps.
     """
 
     def __init__(
@@ -78,6 +80,8 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         *,
         shuffle: bool,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.size = size
         self.batch_size = batch_size
@@ -85,20 +89,28 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         self.seed = seed
         self.epoch = 0
         self.skip = 0  # batches of this epoch already trained before an interruption
+        self.rank = rank
+        self.world_size = world_size
 
     def set_epoch(self, epoch: int, *, skip: int = 0) -> None:
         """Batches of `epoch` from now on, leaving out its first `skip` (to resume an interrupted epoch)."""
         self.epoch = epoch
         self.skip = skip
 
-    def _indices(self) -> list[int]:
+    def indices(self) -> list[int]:
+        """This process's dataset indices for the current epoch, in order (before batching and skipping)."""
         if self.shuffle:
             generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, 0) + 1)
-            return torch.randperm(self.size, generator=generator).tolist()
-        return list(range(self.size))
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        if self.world_size == 1:
+            return order
+        share = DistributedSampler(range(self.size), self.world_size, self.rank, shuffle=False)  # the order is ours
+        return [order[position] for position in share]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        indices = self._indices()
+        indices = self.indices()
         for start in range(self.skip * self.batch_size, len(indices), self.batch_size):
             batch = indices[start : start + self.batch_size]
             if self._drops(len(batch), start):
@@ -106,9 +118,10 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
             yield [(index, self.epoch) for index in batch]
 
     def __len__(self) -> int:
-        batches = -(-self.size // self.batch_size)
+        size = -(-self.size // self.world_size)  # each process's share, padded to equal length
+        batches = -(-size // self.batch_size)
         last_start = (batches - 1) * self.batch_size
-        return batches - self._drops(self.size - last_start, last_start) if batches else 0
+        return batches - self._drops(size - last_start, last_start) if batches else 0
 
     def _drops(self, batch_length: int, start: int) -> bool:
         """A lone image left over after full batches is dropped when training (BatchNorm needs two)."""
