@@ -204,3 +204,23 @@ def test_every_decode_level_reports_the_stored_size(odd_folder):
             continue  # the broken files
         assert len(sizes) == 1, (path.name, sizes)
     assert (inspect_image(big, decode="draft").width, inspect_image(big, decode="draft").height) == (1600, 1200)
+
+
+def test_a_run_folder_is_checked_on_the_split_it_trained_on(tmp_path):
+    from foldertune.data.scan import ImageRecord
+    from foldertune.data.split import write_manifest
+
+    root = copy_subset(tmp_path / "data", 4, {"fishes": "fish", "tools": "tool"})
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    photos = sorted(root.rglob("*.webp"))
+    records = [ImageRecord(str(p), p.parent.name, "val" if i % 4 == 0 else "train") for i, p in enumerate(photos)]
+    shutil.copy(photos[0], root / "fish" / "again.webp")  # photos[0] is in val; its copy goes to train
+    records.append(ImageRecord(str(root / "fish" / "again.webp"), "fish", "train"))
+    write_manifest(run / "split.csv", records)
+    done = run_cli("check", str(run), "--quiet")
+    assert done.returncode == 1
+    rows = {os.path.basename(row["path"]): row for row in read_csv(run / "data_check.csv")}
+    assert rows["again.webp"]["findings"] == rows[photos[0].name]["findings"] == "leak"
+    assert len(rows) == len(records)
