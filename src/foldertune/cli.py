@@ -3,7 +3,8 @@
     foldertune train [DATA] [--model mobilenet_v2] [--mode finetune] [--epochs 10] ...
     foldertune check DATA|MANIFEST|RUN [--deep] [--out check.csv] [--quarantine DIR | --restore DIR]
     foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
-    foldertune predict RUN|CHECKPOINT PATH... [--topk 5] [--out preds.csv|preds.json]
+    foldertune predict RUN|CHECKPOINT|MODEL.onnx PATH... [--topk 5] [--out preds.csv|preds.json]
+    foldertune export RUN|CHECKPOINT [--format onnx|torchscript] [--opset N] [--dynamic-batch] [--half]
     foldertune evaluate RUN|CHECKPOINT [DATA] [--split val|test]
     foldertune explain RUN|CHECKPOINT IMAGE... [--out DIR] [--class NAME]
     foldertune plot RUN [--format png|pdf|svg]
@@ -25,6 +26,7 @@ import sys
 from pathlib import Path
 
 from foldertune import __version__
+from foldertune.deploy import HALF_MIN_AGREEMENT
 from foldertune.errors import UserError
 
 # Flags of `train` that may accompany --resume; everything else comes from the run's config.json.
@@ -376,7 +378,11 @@ def _restore(folder: str) -> None:
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="RUN|CHECKPOINT", help="a run folder (uses its best.pt) or a .pt checkpoint")
+    p.add_argument(
+        "source",
+        metavar="RUN|CHECKPOINT|MODEL.onnx",
+        help="a run folder (uses its best.pt), a .pt checkpoint, or an exported .onnx (no PyTorch needed)",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes to list per image (default: 5)")
     p.add_argument("--out", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
@@ -392,9 +398,14 @@ def run_predict(args: argparse.Namespace) -> None:
         raise UserError(f"--batch-size must be at least 1; got {args.batch_size}.")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out '{args.out}' must end in .csv or .json.")
-    from foldertune.predict import Classifier
+    if Path(args.source).suffix.lower() == ".onnx":  # ONNX Runtime, numpy and Pillow: torch is never imported
+        from foldertune.deploy.onnx_predictor import OnnxClassifier
 
-    classifier = Classifier.from_path(args.source, device=args.device)
+        classifier = OnnxClassifier(args.source)
+    else:
+        from foldertune.predict import Classifier
+
+        classifier = Classifier.from_path(args.source, device=args.device)
     predictions = classifier.predict_files(
         args.paths, topk=args.topk, batch_size=args.batch_size, progress=not args.quiet
     )
@@ -434,6 +445,42 @@ def _write_predictions(path: Path, predictions, topk: int) -> None:
             ranked += [""] * (2 * topk - len(ranked))
             probability = "" if p.probability is None else f"{p.probability:.6f}"
             writer.writerow([p.path, p.label or "", probability, *ranked, p.error or ""])
+
+
+# ---------------------------------------------------------------------------------------------------- export
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="RUN|CHECKPOINT", help="a run folder (uses its best.pt) or a .pt checkpoint")
+    p.add_argument("--format", dest="fmt", choices=["onnx", "torchscript"], default="onnx", help="(default: onnx)")
+    p.add_argument("--out", metavar="FILE", help="(default: RUN/export/model.onnx or model.torchscript.pt)")
+    p.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
+    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
+    p.add_argument(
+        "--half",
+        action="store_true",
+        help=f"fp16 weights (half the size; top-1 must still agree on {HALF_MIN_AGREEMENT:.0%} of the images)",
+    )
+    p.add_argument(
+        "--images",
+        nargs="+",
+        metavar="PATH",
+        help="images for the parity check (default: the run's validation images, else the sample)",
+    )
+
+
+def run_export(args: argparse.Namespace) -> None:
+    if args.opset is not None and not 7 <= args.opset <= 30:
+        raise UserError(f"--opset must be an ONNX opset number such as 18; got {args.opset}.")
+    from foldertune.deploy.exporting import ParityError, export_model
+
+    try:
+        result = export_model(args.source, fmt=args.fmt, out=args.out, opset=args.opset,
+                              dynamic_batch=args.dynamic_batch, half=args.half, images=args.images)  # fmt: skip
+    except ParityError as error:
+        print(f"foldertune export: the export failed its parity check: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"exported {result.path.absolute()}\nmetadata {result.metadata_path.absolute()}")
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate
@@ -562,6 +609,12 @@ COMMANDS = {
         run_predict,
         "predict the class of images with a trained run or checkpoint",
         "foldertune predict runs/mobilenet_v2-finetune new_photos/ --out preds.csv",
+    ),
+    "export": (
+        add_export_arguments,
+        run_export,
+        "export a checkpoint to ONNX or TorchScript, with its preprocessing, checked against PyTorch",
+        "foldertune export runs/mobilenet_v2-finetune --format onnx --dynamic-batch",
     ),
     "evaluate": (
         add_evaluate_arguments,

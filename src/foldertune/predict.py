@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +26,8 @@ from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, model_input
 from foldertune.device import choose_runtime
 from foldertune.models.build import capture_head_input, fuse_for_inference
+from foldertune.prediction import Prediction, ranked
 from foldertune.preprocessing import Preprocessing
-
-
-@dataclass
-class Prediction:
-    label: str | None  # the most probable class; None when the image could not be read
-    probability: float | None
-    topk: list[tuple[str, float]] = field(default_factory=list)  # best first
-    path: str | None = None
-    error: str | None = None
 
 
 class Classifier:
@@ -138,6 +129,4 @@ class Classifier:
         return [self._to_prediction(row, topk, None) for row in self.probabilities(tensors)]
 
     def _to_prediction(self, probabilities: np.ndarray, topk: int, path: str | None) -> Prediction:
-        order = np.argsort(-probabilities)[: max(1, topk)]
-        ranked = [(self.classes[i], float(probabilities[i])) for i in order]
-        return Prediction(ranked[0][0], ranked[0][1], ranked, path)
+        return ranked(probabilities, self.classes, topk=topk, path=path)

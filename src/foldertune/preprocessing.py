@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+EVAL_MAX_ASPECT = 8  # at evaluation, the longer side is center-cropped to at most 8x the shorter one
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -46,3 +47,13 @@ class Preprocessing:
             mean=tuple(float(v) for v in raw["mean"]),
             std=tuple(float(v) for v in raw["std"]),
         )
+
+
+def limit_aspect(image, ratio: float = EVAL_MAX_ASPECT):
+    """Center-crop a PIL image's longer side to at most `ratio` times its shorter side (strips, odd panoramas)."""
+    width, height = image.size
+    longest = int(ratio * min(width, height))
+    if max(width, height) <= longest:
+        return image
+    left, top = max(0, (width - longest) // 2), max(0, (height - longest) // 2)
+    return image.crop((left, top, left + min(width, longest), top + min(height, longest)))

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from foldertune.preprocessing import Preprocessing
+from foldertune.preprocessing import EVAL_MAX_ASPECT, Preprocessing, limit_aspect
 
-MAX_ASPECT = 8  # at evaluation, the longer side is center-cropped to at most 8x the shorter one
+MAX_ASPECT = EVAL_MAX_ASPECT
 
 # RandomResizedCrop may take as little as 8% of the area: a side of sqrt(0.08) = 0.28 of the image's.
 RANDOM_CROP_MIN_SCALE = 0.08
@@ -56,12 +56,7 @@ class LimitAspect:
         self.ratio = ratio
 
     def __call__(self, image):
-        width, height = image.size
-        longest = int(self.ratio * min(width, height))
-        if max(width, height) <= longest:
-            return image
-        left, top = max(0, (width - longest) // 2), max(0, (height - longest) // 2)
-        return image.crop((left, top, left + min(width, longest), top + min(height, longest)))
+        return limit_aspect(image, self.ratio)
 
 
 def decode_min_side(pre: Preprocessing) -> int:

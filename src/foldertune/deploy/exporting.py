@@ -1,0 +1,255 @@
+"""Export a checkpoint to ONNX (or TorchScript) with its preprocessing, and prove the export agrees with PyTorch.
+
+    result = export_model("runs/mobilenet_v2-finetune", fmt="onnx", dynamic_batch=True)
+    result.path           # runs/mobilenet_v2-finetune/export/model.onnx (and model.json beside it)
+    result.parity         # {'images': 28, 'top1_agreement': 1.0, 'max_probability_difference': 2.4e-07, ...}
+
+The ONNX file's metadata (key "foldertune") and the JSON beside it hold the class names, the backbone, the input
+(name, shape, NCHW float32 RGB) and the preprocessing (crop and resize sizes, interpolation, mean, std, the 8:1
+aspect limit). The parity check runs real images through both sides, exactly as a deployment would: PyTorch
+with the checkpoint and foldertune's own readers; ONNX Runtime with the torch-free reader of onnx_predictor.py.
+Top-1 must agree on every image in fp32 (at least HALF_MIN_AGREEMENT with --half), or the export is refused and
+nothing is left behind. The model is exported with torch.export (`torch.onnx.export(dynamo=True)`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from foldertune import __version__
+from foldertune.checkpoint import load_checkpoint, model_from_checkpoint
+from foldertune.data import sample_data_path
+from foldertune.data.scan import list_image_files
+from foldertune.data.transforms import normalize_batch
+from foldertune.deploy import HALF_MIN_AGREEMENT
+from foldertune.deploy.onnx_predictor import METADATA_KEY
+from foldertune.errors import UserError
+from foldertune.preprocessing import EVAL_MAX_ASPECT, Preprocessing
+from foldertune.tables import read_table
+
+FORMATS = ("onnx", "torchscript")
+MAX_CHECK_IMAGES = 64  # validation images the parity check runs through both sides
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+class ParityError(Exception):
+    """The exported model disagrees with PyTorch beyond the allowed bound; nothing was written."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    metadata_path: Path
+    parity: dict
+
+
+def export_model(
+    source: str | os.PathLike,
+    *,
+    fmt: str = "onnx",
+    out: str | os.PathLike | None = None,
+    opset: int | None = None,
+    dynamic_batch: bool = False,
+    half: bool = False,
+    images: list[str] | None = None,
+    log=print,
+) -> ExportResult:
+    """Export the checkpoint of `source` (a run folder or a .pt file); check it on `images` (default: the run's
+    validation images, else the bundled sample photos)."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}.")
+    if half and fmt != "onnx":
+        raise UserError("--half is for --format onnx (TorchScript keeps the checkpoint's fp32 weights).")
+    source = Path(source).expanduser()
+    checkpoint = load_checkpoint(source)
+    run = source if source.is_dir() else source.parent
+    path = Path(out) if out else run / "export" / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
+    if path.exists():
+        raise UserError(f"'{path}' already exists; pass --out OTHER, or delete it first.")
+    model = model_from_checkpoint(checkpoint).eval()
+    pre = Preprocessing.from_dict(checkpoint["preprocessing"])
+    metadata = _metadata(checkpoint, pre, fmt=fmt, dynamic_batch=dynamic_batch, half=half, opset=opset)
+    check_images = _check_images(run, images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
+        draft = Path(scratch) / path.name
+        if fmt == "onnx":
+            _export_onnx(model, pre, draft, opset=opset, dynamic_batch=dynamic_batch, half=half)
+            _set_onnx_metadata(draft, metadata)  # the torch-free reader of the parity check reads it
+            parity = _onnx_parity(checkpoint, draft, check_images)
+        else:
+            _export_torchscript(model, pre, draft)
+            parity = _torchscript_parity(checkpoint, draft, check_images)
+        needed = HALF_MIN_AGREEMENT if half else 1.0
+        parity["required_top1_agreement"] = needed
+        log(_describe(parity))
+        if parity["top1_agreement"] < needed:
+            raise ParityError(
+                f"the exported model agrees with PyTorch on {parity['top1_agreement']:.1%} of {parity['images']} "
+                f"images (at least {needed:.0%} needed); nothing was written."
+            )
+        metadata["parity"] = parity
+        if fmt == "onnx":
+            _set_onnx_metadata(draft, metadata)
+        os.replace(draft, path)
+    metadata_path = path.with_suffix(".json")
+    metadata_path.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return ExportResult(path, metadata_path, parity)
+
+
+def _metadata(checkpoint: dict, pre: Preprocessing, *, fmt: str, dynamic_batch: bool, half: bool, opset) -> dict:
+    return {
+        "format": fmt,
+        "classes": list(checkpoint["classes"]),
+        "backbone": checkpoint["backbone"],
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch" if dynamic_batch else 1, 3, pre.crop_size, pre.crop_size],
+            "dtype": "float32",
+            "layout": "NCHW, RGB, scaled to 0..1, minus mean, over std",
+        },
+        "output": {"name": OUTPUT_NAME, "meaning": "logits; softmax gives the class probabilities"},
+        "preprocessing": {
+            **pre.to_dict(),
+            "max_aspect": EVAL_MAX_ASPECT,
+            "steps": "EXIF orientation, RGB, center-crop to max_aspect:1, resize the shorter side to "
+            "resize_size, center-crop crop_size",
+        },
+        "weights": "fp16" if half else "fp32",
+        "opset": opset,
+        "epoch": checkpoint.get("epoch"),
+        "foldertune_version": __version__,
+    }
+
+
+def _check_images(run: Path, images: list[str] | None) -> list[Path]:
+    if images:
+        files, _ = list_image_files(images)
+    elif (run / "split.csv").is_file():
+        rows = read_table(run / "split.csv")
+        files = [Path(row["path"]) for row in rows if row["split"] == "val"] or [Path(row["path"]) for row in rows]
+    else:
+        files, _ = list_image_files([sample_data_path()])
+    files = [file for file in files if file.exists()][:MAX_CHECK_IMAGES]
+    if not files:
+        raise UserError("no images to check the export on; pass some with --images PATH.")
+    return files
+
+
+def _export_onnx(model, pre: Preprocessing, path: Path, *, opset, dynamic_batch: bool, half: bool) -> None:
+    example = torch.randn(2 if dynamic_batch else 1, 3, pre.crop_size, pre.crop_size)
+    dynamic = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each of its passes
+            torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=dynamic,
+                              external_data=False, verbose=False)  # fmt: skip
+    except ModuleNotFoundError as error:
+        raise UserError(f"ONNX export needs {error.name}: pip install 'foldertune[onnx]'.") from None
+    if half:
+        import onnx
+        from onnxconverter_common import float16
+
+        with warnings.catch_warnings():  # it reports every weight below fp16's smallest value, one by one
+            warnings.simplefilter("ignore", UserWarning)
+            model_proto = float16.convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)  # fp32 in, out
+        onnx.save(model_proto, str(path))
+
+
+def _set_onnx_metadata(path: Path, metadata: dict) -> None:
+    import onnx
+
+    model_proto = onnx.load(str(path))
+    del model_proto.metadata_props[:]
+    entry = model_proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata, ensure_ascii=False)
+    onnx.save(model_proto, str(path))
+
+
+def _export_torchscript(model, pre: Preprocessing, path: Path) -> None:
+    example = torch.randn(1, 3, pre.crop_size, pre.crop_size)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is in maintenance; it still loads everywhere
+        traced = torch.jit.trace(model, example)
+    traced.save(str(path))
+
+
+def _onnx_parity(checkpoint: dict, path: Path, files: list[Path]) -> dict:
+    """PyTorch (checkpoint, torch readers) against ONNX Runtime (the torch-free reader), on the same files."""
+    from foldertune.deploy.onnx_predictor import OnnxClassifier
+    from foldertune.predict import Classifier
+
+    reference = _torch_probabilities(Classifier(checkpoint, device="cpu", precision="fp32"), files)
+    exported = OnnxClassifier(path)
+    candidate = {p.path: p for p in exported.predict_files(files, topk=len(exported.classes), progress=False)}
+    return _compare(reference, {path: _vector(p, exported.classes) for path, p in candidate.items() if not p.error})
+
+
+def _torchscript_parity(checkpoint: dict, path: Path, files: list[Path]) -> dict:
+    from foldertune.predict import Classifier
+
+    classifier = Classifier(checkpoint, device="cpu", precision="fp32")
+    reference = _torch_probabilities(classifier, files)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(path)).eval()
+    candidate = {}
+    for chunk, errors, images in classifier.load_batches(files, progress=False):
+        if images is None:
+            continue
+        inputs = normalize_batch(images, classifier.preprocessing)
+        with torch.no_grad():
+            probabilities = torch.softmax(scripted(inputs), dim=1).numpy()
+        good = [str(path) for path, error in zip(chunk, errors, strict=True) if error is None]
+        candidate.update(zip(good, probabilities, strict=True))
+    return _compare(reference, candidate)
+
+
+def _torch_probabilities(classifier, files: list[Path]) -> dict[str, np.ndarray]:
+    result = {}
+    for chunk, errors, images in classifier.load_batches(files, progress=False):
+        if images is None:
+            continue
+        good = [str(path) for path, error in zip(chunk, errors, strict=True) if error is None]
+        result.update(zip(good, classifier.probabilities(images), strict=True))
+    return result
+
+
+def _vector(prediction, classes: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(classes)}
+    vector = np.zeros(len(classes), dtype=np.float32)
+    for name, probability in prediction.topk:
+        vector[index[name]] = probability
+    return vector
+
+
+def _compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict:
+    if set(reference) != set(candidate):
+        raise ParityError("PyTorch and the export could not read the same images; the readers differ.")
+    paths = sorted(reference)
+    a = np.stack([reference[p] for p in paths])
+    b = np.stack([candidate[p] for p in paths])
+    return {
+        "images": len(paths),
+        "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+        "max_probability_difference": float(np.abs(a - b).max()),
+        "mean_probability_difference": float(np.abs(a - b).mean()),
+    }
+
+
+def _describe(parity: dict) -> str:
+    return (
+        f"parity check on {parity['images']} images: top-1 agreement {parity['top1_agreement']:.1%}, largest "
+        f"probability difference {parity['max_probability_difference']:.2e} (mean "
+        f"{parity['mean_probability_difference']:.2e})"
+    )

@@ -1,0 +1,118 @@
+"""Export to ONNX and TorchScript from a real trained run, the parity check, and prediction without PyTorch."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import SAMPLE, run_cli, save_with_orientation
+from PIL import Image
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is part of the dev install")
+
+from foldertune.checkpoint import load_checkpoint, save_checkpoint
+from foldertune.data.images import open_image
+from foldertune.data.readers import EvalReader
+from foldertune.deploy.exporting import ParityError, export_model
+from foldertune.deploy.onnx_predictor import OnnxClassifier, eval_pixels
+from foldertune.preprocessing import Preprocessing
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def exported(chinese_run, tmp_path_factory):
+    """The Chinese-named run exported once through the CLI, with a dynamic batch: (run, data, model.onnx)."""
+    run, data = chinese_run
+    out = tmp_path_factory.mktemp("export") / "model.onnx"
+    done = run_cli("export", str(run), "--dynamic-batch", "--out", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "parity check on" in done.stdout and "top-1 agreement 100.0%" in done.stdout
+    return run, data, out
+
+
+def test_the_export_carries_classes_and_preprocessing_and_its_parity(exported):
+    run, _, model = exported
+    checkpoint = load_checkpoint(run)
+    stored = json.loads(OnnxClassifier(model).session.get_modelmeta().custom_metadata_map["foldertune"])
+    beside = json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))
+    assert stored == beside
+    assert stored["classes"] == checkpoint["classes"] == ["工具 箱", "纪念碑", "鱼"]
+    assert {k: stored["preprocessing"][k] for k in checkpoint["preprocessing"]} == checkpoint["preprocessing"]
+    assert stored["input"]["shape"] == ["batch", 3, 64, 64] and stored["preprocessing"]["max_aspect"] == 8
+    val = [row for row in read_csv(run / "split.csv") if row["split"] == "val"]
+    assert stored["parity"]["images"] == len(val) and stored["parity"]["top1_agreement"] == 1.0
+    assert stored["parity"]["max_probability_difference"] < 1e-4
+
+
+def test_the_onnx_predictor_runs_where_torch_cannot_be_imported_and_matches_the_checkpoint(exported, tmp_path):
+    run, data, model = exported
+    photos = tmp_path / "photos"
+    shutil.copytree(data, photos)
+    (photos / "broken.jpg").write_bytes(b"not a picture")
+    script = "import sys; sys.modules['torch'] = None; from foldertune.cli import main; main()"
+    torch_free = subprocess.run(
+        [sys.executable, "-c", script, "predict", str(model), str(photos), "--out", str(tmp_path / "onnx.csv")],
+        capture_output=True, text=True, encoding="utf-8", timeout=300,
+    )  # fmt: skip
+    assert torch_free.returncode == 0, torch_free.stderr
+    with_torch = run_cli("predict", str(run), str(photos), "--out", str(tmp_path / "torch.csv"))
+    assert with_torch.returncode == 0, with_torch.stderr
+    onnx_rows, torch_rows = read_csv(tmp_path / "onnx.csv"), read_csv(tmp_path / "torch.csv")
+    assert [r["path"] for r in onnx_rows] == [r["path"] for r in torch_rows] and len(onnx_rows) == 25
+    for ours, theirs in zip(onnx_rows, torch_rows, strict=True):
+        assert ours["label"] == theirs["label"] and ours["error"] == theirs["error"]
+        if ours["probability"]:
+            assert float(ours["probability"]) == pytest.approx(float(theirs["probability"]), abs=1e-4)
+    assert sum(bool(r["error"]) for r in onnx_rows) == 1
+
+
+@pytest.mark.parametrize("pre", [Preprocessing(), Preprocessing(64, 73, "bicubic"), Preprocessing(96, 110, "nearest")])
+def test_the_torch_free_pixels_equal_the_evaluation_transform(pre, tmp_path):
+    photo = Image.open(SAMPLE / "monuments" / "monument1.webp").convert("RGB")
+    save_with_orientation(photo, tmp_path / "rotated.jpg", 6)
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    photo.resize((900, 40)).save(tmp_path / "strip.png")  # longer than 8:1: cropped first
+    photo.resize((50, 31)).save(tmp_path / "small.png")  # upscaled
+    photo.resize((2000, 1500)).save(tmp_path / "large.jpg")  # decoded at a reduced scale
+    files = [*sorted(SAMPLE.glob("*/*.webp"))[::9], *sorted(tmp_path.iterdir())]
+    read = EvalReader(pre)
+    for path in files:
+        expected = read(str(path)).numpy()
+        assert np.array_equal(eval_pixels(open_image(path, min_side=pre.resize_size), pre), expected), path.name
+
+
+def test_half_precision_and_torchscript_exports_pass_their_checks(exported, tmp_path):
+    run, _, _ = exported
+    half = export_model(run, half=True, out=tmp_path / "half.onnx", log=lambda *_: None)
+    assert half.parity["top1_agreement"] >= 0.99 and half.path.stat().st_size < 0.6 * (run / "best.pt").stat().st_size
+    script = export_model(run, fmt="torchscript", out=tmp_path / "model.pt", log=lambda *_: None)
+    assert script.parity["top1_agreement"] == 1.0 and script.parity["max_probability_difference"] < 1e-5
+    assert json.loads(script.metadata_path.read_text(encoding="utf-8"))["format"] == "torchscript"
+    with pytest.warns(FutureWarning):  # TorchScript is in maintenance mode, but loads
+        loaded = torch.jit.load(str(script.path))
+    assert loaded(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_an_export_that_disagrees_with_pytorch_is_refused_and_leaves_nothing(exported, tmp_path):
+    run, data, _ = exported
+    checkpoint = load_checkpoint(run)
+    head = [key for key in checkpoint["model"] if key.endswith("weight")][-1]
+    # class rows that differ by less than half an fp16 step: fp32 ranks the last class first on every image (the
+    # features are >= 0), fp16 weights make all classes tie, so the export would pick the first
+    base = checkpoint["model"][head][0].abs().half().float()
+    steps = 1 + 4e-5 * torch.arange(len(checkpoint["classes"])).unsqueeze(1)
+    checkpoint["model"][head] = base * steps
+    checkpoint["model"][head.replace("weight", "bias")] = torch.zeros(len(checkpoint["classes"]))
+    save_checkpoint(tmp_path / "ties.pt", checkpoint)
+    with pytest.raises(ParityError, match="agrees with PyTorch on"):
+        export_model(tmp_path / "ties.pt", half=True, out=tmp_path / "out" / "ties.onnx", images=[str(data)],
+                     log=lambda *_: None)  # fmt: skip
+    assert list((tmp_path / "out").iterdir()) == []
