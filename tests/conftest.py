@@ -81,3 +81,31 @@ def chinese_run(tmp_path_factory, mobilenet_weights):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return base / "runs" / "中文", data
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+REQUIRED = os.environ.get("FOLDERTUNE_REQUIRE_BROWSER") == "1"  # set by CI: there a missing browser is a failure
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian chromium through chromedriver (selenium); skipped where missing, except in CI."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        message = "needs Debian's chromium and chromium-driver (make test installs them when run as root)"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--disable-quic", "--window-size=1280,2000"):  # fmt: skip
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()

@@ -132,6 +132,11 @@ def user_error_cases(tmp_path):
         "quarantine in the data": (["check", str(two), "--quarantine", str(two / "q")], "inside the data folder"),
         "restore a plain folder": (["check", "--restore", str(empty)], "has no quarantine.csv"),
         "check bad min side": (["check", str(two), "--min-side", "0"], "--min-side"),
+        "predict without paths": (["predict", str(tmp_path / "x.pt")], "predict needs PATH"),
+        "predict two videos": (["predict", str(tmp_path / "x.pt"), "a.mp4", "b.mov"], "one video at a time"),
+        "video out not mp4": (["predict", str(tmp_path / "x.pt"), "a.mp4", "--out", "a.csv"], "must end in .mp4"),
+        "serve bad port": (["serve", taken, "--port", "0"], "--port"),
+        "export bad opset": (["export", taken, "--opset", "99"], "--opset"),
     }
 
 

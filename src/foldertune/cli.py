@@ -4,7 +4,9 @@
     foldertune check DATA|MANIFEST|RUN [--deep] [--out check.csv] [--quarantine DIR | --restore DIR]
     foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx PATH... [--topk 5] [--out preds.csv|preds.json]
+    foldertune predict RUN|CHECKPOINT|MODEL.onnx VIDEO [--out annotated.mp4] | --camera N
     foldertune export RUN|CHECKPOINT [--format onnx|torchscript] [--opset N] [--dynamic-batch] [--half]
+    foldertune serve RUN|CHECKPOINT|MODEL.onnx [--host 127.0.0.1] [--port 8000] [--max-upload-mb 10]
     foldertune evaluate RUN|CHECKPOINT [DATA] [--split val|test]
     foldertune explain RUN|CHECKPOINT IMAGE... [--out DIR] [--class NAME]
     foldertune plot RUN [--format png|pdf|svg]
@@ -383,7 +385,13 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         metavar="RUN|CHECKPOINT|MODEL.onnx",
         help="a run folder (uses its best.pt), a .pt checkpoint, or an exported .onnx (no PyTorch needed)",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="image files and folders (searched recursively), or one video (.mp4, .avi, .mov, ...)",
+    )
+    p.add_argument("--camera", type=int, metavar="N", help="predict live on camera N in a window (q to quit)")
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes to list per image (default: 5)")
     p.add_argument("--out", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default: 64)")
@@ -396,7 +404,18 @@ def run_predict(args: argparse.Namespace) -> None:
         raise UserError(f"--topk must be at least 1; got {args.topk}.")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1; got {args.batch_size}.")
-    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+    from foldertune.deploy.video import is_video
+
+    videos = [path for path in args.paths if is_video(path)]
+    if args.camera is None and not args.paths:
+        raise UserError("predict needs PATH: image files, folders or a video (or --camera N).")
+    if videos and len(args.paths) > 1:
+        raise UserError(
+            f"give one video at a time, without images (got {len(args.paths)} paths, {len(videos)} videos)."
+        )
+    if videos and args.out and Path(args.out).suffix.lower() != ".mp4":
+        raise UserError(f"--out '{args.out}' must end in .mp4 for a video.")
+    if not videos and args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out '{args.out}' must end in .csv or .json.")
     if Path(args.source).suffix.lower() == ".onnx":  # ONNX Runtime, numpy and Pillow: torch is never imported
         from foldertune.deploy.onnx_predictor import OnnxClassifier
@@ -406,6 +425,16 @@ def run_predict(args: argparse.Namespace) -> None:
         from foldertune.predict import Classifier
 
         classifier = Classifier.from_path(args.source, device=args.device)
+    if args.camera is not None or videos:
+        from foldertune.deploy.video import annotate_video, watch_camera
+
+        if args.camera is not None:
+            watch_camera(classifier, args.camera)
+            return
+        out = Path(args.out or f"{Path(videos[0]).stem}_annotated.mp4")
+        annotate_video(classifier, videos[0], out, progress=not args.quiet)
+        print(f"wrote {out.absolute()} and {out.with_suffix('.csv').absolute()} (one row per frame)")
+        return
     predictions = classifier.predict_files(
         args.paths, topk=args.topk, batch_size=args.batch_size, progress=not args.quiet
     )
@@ -459,7 +488,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--half",
         action="store_true",
-        help=f"fp16 weights (half the size; top-1 must still agree on {HALF_MIN_AGREEMENT:.0%} of the images)",
+        help=f"fp16 weights (half the size; top-1 must still agree on {HALF_MIN_AGREEMENT:.0%}% of the images)",
     )
     p.add_argument(
         "--images",
@@ -481,6 +510,26 @@ def run_export(args: argparse.Namespace) -> None:
         print(f"foldertune export: the export failed its parity check: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     print(f"exported {result.path.absolute()}\nmetadata {result.metadata_path.absolute()}")
+
+
+# ---------------------------------------------------------------------------------------------------- serve
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx", help="a run folder, a .pt checkpoint or an .onnx")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=10, metavar="MB", help="largest request (default: 10)")
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be between 1 and 65535; got {args.port}.")
+    if args.max_upload_mb <= 0:
+        raise UserError(f"--max-upload-mb must be positive; got {args.max_upload_mb}.")
+    from foldertune.deploy.server import serve
+
+    serve(args.source, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate
@@ -615,6 +664,12 @@ COMMANDS = {
         run_export,
         "export a checkpoint to ONNX or TorchScript, with its preprocessing, checked against PyTorch",
         "foldertune export runs/mobilenet_v2-finetune --format onnx --dynamic-batch",
+    ),
+    "serve": (
+        add_serve_arguments,
+        run_serve,
+        "serve a model: a web page to drop photos on, and a JSON API (/predict, /classes, /health)",
+        "foldertune serve runs/mobilenet_v2-finetune --port 8000",
     ),
     "evaluate": (
         add_evaluate_arguments,

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -116,3 +117,30 @@ def test_an_export_that_disagrees_with_pytorch_is_refused_and_leaves_nothing(exp
         export_model(tmp_path / "ties.pt", half=True, out=tmp_path / "out" / "ties.onnx", images=[str(data)],
                      log=lambda *_: None)  # fmt: skip
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_onnx_export_is_served_where_torch_cannot_be_imported(exported):
+    from test_server import free_port, get, post_files
+
+    _, data, model = exported
+    port = free_port()
+    script = "import sys; sys.modules['torch'] = None; from foldertune.cli import main; main()"
+    server = subprocess.Popen([sys.executable, "-c", script, "serve", str(model), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                health = get(base + "/health")
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                time.sleep(0.2)
+        assert health["kind"] == "onnx" and health["gradcam"] is False
+        photo = sorted((data / "纪念碑").iterdir())[0]
+        status, body = post_files(base + "/predict?cam=true", [(photo.name, photo.read_bytes())])
+        assert status == 200 and "gradcam" not in body["predictions"][0]
+        assert body["predictions"][0]["label"] == OnnxClassifier(model).predict(str(photo)).label
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

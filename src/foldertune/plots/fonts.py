@@ -106,3 +106,11 @@ def _register_extra_font() -> str | None:
 def _warn_once() -> None:
     warnings.warn(f"class names hold Chinese, Japanese or Korean characters but no CJK font was found: {FIX}.",
                   stacklevel=3)  # fmt: skip
+
+
+def font_file_for(texts: Iterable[str]) -> str:
+    """A font file that draws `texts` (for Pillow): the CJK font where needed, else matplotlib's DejaVu Sans."""
+    family = cjk_family() if needs_cjk(list(texts)) else None
+    if needs_cjk(list(texts)) and family is None:
+        _warn_once()
+    return font_manager.findfont(font_manager.FontProperties(family=family or BASE_FAMILY))

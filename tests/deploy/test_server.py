@@ -1,0 +1,142 @@
+"""`foldertune serve` for real: a uvicorn subprocess, HTTP requests with real photos and hostile files, and headless
+Chromium uploading a photo on the page."""
+
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import numpy as np
+import pytest
+from helpers import SAMPLE
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the serve extra is part of the dev install")
+
+from foldertune.predict import Classifier
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
+    """A multipart POST with one `files` part per (name, bytes); (status, JSON body)."""
+    boundary = uuid.uuid4().hex
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+            for name, data in files
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def server(chinese_run):
+    """`foldertune serve RUN` on a free loopback port; yields (base URL, run, data)."""
+    run, data = chinese_run
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "foldertune", "serve", str(run), "--port", str(port),
+                                "--max-upload-mb", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            get(base + "/health")
+            break
+        except OSError:
+            assert process.poll() is None, process.stdout.read().decode()
+            time.sleep(0.3)
+    yield base, run, data
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_the_api_predicts_like_the_checkpoint(server):
+    base, run, data = server
+    health = get(base + "/health")
+    assert health["status"] == "ok" and health["kind"] == "checkpoint" and health["gradcam"] is True
+    assert get(base + "/classes") == {"classes": ["工具 箱", "纪念碑", "鱼"]}
+    photos = sorted(data.rglob("*.webp"))[:3]
+    status, body = post_files(base + "/predict?cam=true", [(p.name, p.read_bytes()) for p in photos])
+    assert status == 200, body
+    expected = Classifier.from_path(run).predict([str(p) for p in photos])
+    for answer, prediction, photo in zip(body["predictions"], expected, photos, strict=True):
+        assert answer["filename"] == photo.name and answer["label"] == prediction.label
+        assert answer["probability"] == pytest.approx(prediction.probability, abs=1e-5)
+        assert [item["class"] for item in answer["top5"]] == [label for label, _ in prediction.topk]
+        overlay = Image.open(io.BytesIO(base64.b64decode(answer["gradcam"].split(",", 1)[1])))
+        assert overlay.size == (64, 64) and np.asarray(overlay).std() > 5
+    schema = get(base + "/openapi.json")
+    assert {"/predict", "/health", "/classes"} <= set(schema["paths"])
+
+
+def test_hostile_uploads_get_a_clear_4xx_and_the_server_stays_up(server, tmp_path):
+    base, _, _ = server
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")
+    photo = (SAMPLE / "fishes" / "fish1.webp").read_bytes()
+    cases = {
+        "notes.txt": (b"just text\n", 422, "'notes.txt' cannot be used: not an image"),
+        "empty.jpg": (b"", 422, "empty file"),
+        "cut.webp": (photo[: len(photo) // 3], 422, "'cut.webp' cannot be used"),
+        "bomb.png": ((tmp_path / "bomb.png").read_bytes(), 422, "decompression bomb"),
+        "huge.jpg": (os.urandom(3 * 2**20), 413, "the limit is 2 MB"),
+    }
+    for name, (data, status, words) in cases.items():
+        code, body = post_files(base + "/predict", [(name, data)])
+        assert (code, words in body["detail"]) == (status, True), (name, code, body)
+    code, body = post_files(base + "/predict", [("fish.webp", photo)] * 17)
+    assert code == 413 and "limit is 16" in body["detail"]
+    assert get(base + "/health")["status"] == "ok"
+
+
+def test_a_browser_uploads_a_photo_and_sees_the_prediction_and_grad_cam(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, run, data = server
+    photo = sorted((data / "鱼").iterdir())[0]
+    expected = Classifier.from_path(run).predict(str(photo))
+    browser.get(base + "/")
+    picker = browser.find_element(By.ID, "file")
+    browser.execute_script("arguments[0].hidden = false", picker)  # the page shows a drop zone instead
+    picker.send_keys(str(photo))
+    WebDriverWait(browser, 60).until(lambda driver: driver.find_element(By.ID, "top1").text)
+    assert browser.find_element(By.ID, "top1").text.startswith(expected.label + " (")
+    labels = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#result .label")]
+    assert labels == [label for label, _ in expected.topk]
+    WebDriverWait(browser, 30).until(
+        lambda driver: driver.execute_script(
+            "const c = document.getElementById('cam'); return !c.hidden && c.complete && c.naturalWidth > 0"
+        )
+    )
+    assert browser.find_element(By.ID, "error").text == ""
+    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not severe, severe
