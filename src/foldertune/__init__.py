@@ -8,6 +8,7 @@ print(clf.predict("new_photo.jpg"))
 
 __version__ = "0.1.0"
 
-from foldertune.api import compare, evaluate, explain, load, plot, report, resume, train
+from foldertune.api import check, compare, evaluate, explain, export, load, plot, report, resume, train
 
-__all__ = ["__version__", "compare", "evaluate", "explain", "load", "plot", "report", "resume", "train"]
+__all__ = ["__version__", "check", "compare", "evaluate", "explain", "export", "load", "plot", "report", "resume",
+           "train"]  # fmt: skip

@@ -79,3 +79,19 @@ def report(run: str | os.PathLike) -> Path:
     from foldertune.html_report import write_report
 
     return write_report(run)
+
+
+def check(data: str | os.PathLike, *, deep: bool = False, progress: bool = True):
+    """The dataset doctor on a data folder, a split manifest or a run folder: a DataCheck (`.summary()`, `.rows()`,
+    `.findings`, `.duplicate_groups`); nothing is written."""
+    from foldertune.data.check import check_source
+
+    return check_source(data, decode="full" if deep else "header", progress=progress)
+
+
+def export(source: str | os.PathLike, *, fmt: str = "onnx", **options: Any):
+    """Export a run's best.pt (or a checkpoint) to ONNX or TorchScript, parity-checked; an ExportResult (`.path`,
+    `.parity`). Options: out, opset, dynamic_batch, half, images, log."""
+    from foldertune.deploy.exporting import export_model
+
+    return export_model(source, fmt=fmt, **options)
