@@ -279,9 +279,7 @@ def run_split(args: argparse.Namespace) -> None:
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", metavar="DATA", help="a data folder, a split manifest (.csv) or a run folder")
     p.add_argument("--deep", action="store_true", help="decode every image in full (default: read headers only)")
-    p.add_argument(
-        "--out", metavar="CSV", help="where to write one row per file (default: ./check.csv; RUN/data_check.csv)"
-    )
+    p.add_argument("--out", metavar="CSV", help="where to write one row per file (default: ./check.csv)")
     p.add_argument(
         "--quarantine",
         metavar="DIR",
@@ -321,7 +319,7 @@ def run_check(args: argparse.Namespace) -> None:
         raise UserError(f"--workers must be at least 1; got {args.workers}.")
     data = Path(args.data).expanduser()
     is_run = (data / "config.json").is_file()
-    out = Path(args.out) if args.out else data / "data_check.csv" if is_run else Path("check.csv")
+    out = Path(args.out or "check.csv")  # never RUN/data_check.csv: --resume compares the data with that one
     if not is_run and data.is_dir() and is_inside(out, data):
         raise UserError(f"--out '{out}' is inside the data folder; check never writes there: pick a path outside it.")
     if out.exists() and _first_line(out) != ",".join(CHECK_COLUMNS):

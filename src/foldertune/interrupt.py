@@ -20,6 +20,14 @@ from pathlib import Path
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def launcher(plain: str = "foldertune") -> str:
+    """How this process was started: under torchrun, the torchrun command (processes per node) that resumes it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        per_node = os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])
+        return f"torchrun --nproc_per_node={per_node} -m foldertune"
+    return plain
+
+
 class TrainingInterrupted(Exception):
     """Training stopped on a signal after saving last.pt; `exit_code` is the shell's 128 + signal number."""
 
@@ -28,11 +36,9 @@ class TrainingInterrupted(Exception):
         self.run = run
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
-        processes = int(os.environ.get("WORLD_SIZE", "1"))  # started by torchrun: resume the same way
-        launcher = f"torchrun --nproc_per_node={processes} -m foldertune" if processes > 1 else "foldertune"
         super().__init__(
             f"interrupted ({name}) {where}; last.pt and the logs are saved. Continue with:\n"
-            f"  {launcher} train --resume {run}"
+            f"  {launcher()} train --resume {run}"
         )
 
 

@@ -156,9 +156,13 @@ def train_one_epoch(
         pending.append((step, loss.detach(), correct, len(targets), lr))
         if not first_step_seconds:
             first_step_seconds = time.perf_counter() - started  # includes compiling, with --compile
-        if len(pending) >= LOG_EVERY:
+        flushing = len(pending) >= LOG_EVERY
+        if flushing:
             flush()
-        if dist.any(stop is not None and stop.requested) and step < epoch * steps_per_epoch:
+        requested = stop is not None and stop.requested
+        if dist.enabled:  # processes must agree, which costs a collective: only where the losses are synced anyway
+            requested = flushing and dist.any(requested)
+        if requested and step < epoch * steps_per_epoch:
             interrupted = True
             break
     flush()

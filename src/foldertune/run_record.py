@@ -18,6 +18,7 @@ from foldertune.config import RunConfig
 from foldertune.data.prepare import PreparedData
 from foldertune.data.split import split_counts
 from foldertune.device import Runtime, cpu_name
+from foldertune.interrupt import launcher
 from foldertune.loaders import default_workers
 from foldertune.preprocessing import Preprocessing
 
@@ -60,6 +61,5 @@ def now() -> str:
 def command() -> str:
     program = Path(sys.argv[0]).name
     if program == "__main__.py":  # python -m foldertune, or torchrun -m foldertune
-        processes = int(os.environ.get("WORLD_SIZE", "1"))
-        program = f"torchrun --nproc_per_node={processes} -m foldertune" if processes > 1 else "python -m foldertune"
+        program = launcher("python -m foldertune")
     return " ".join([program, *sys.argv[1:]])

@@ -48,8 +48,6 @@ from foldertune.runfolder import BATCH_COLUMNS, EPOCH_COLUMNS, REPORT_COLUMNS, R
 from foldertune.tables import write_table
 from foldertune.trackers import Trackers
 
-LOG_EVERY = 10  # steps between reading losses back from the device (each read waits for the device)
-
 
 def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False, log=print) -> Path:
     """Train a new run as `cfg` says (on `data`, when the caller has prepared it already); returns its run folder.
@@ -143,10 +141,10 @@ def resume(
         raise UserError(f"classes.json and last.pt of '{run.path}' disagree on the classes; the run folder was edited.")
     partial = checkpoint["training"].get("interrupted")
     processes = checkpoint["training"].get("world_size", 1)
-    if partial and processes != dist.world_size:
+    if processes != dist.world_size:  # the steps per epoch, hence the schedule and the logs, depend on it
         raise UserError(
-            f"run '{run.path}' was interrupted in the middle of an epoch with {processes} process(es); resume it with "
-            f"the same number (this is {dist.world_size}), or it cannot continue that epoch exactly."
+            f"run '{run.path}' was trained with {processes} process(es); resume it with the same number (this is "
+            f"{dist.world_size}): the learning-rate schedule counts steps per epoch; or start a new run with --weights."
         )
     runtime = choose_runtime(dist.device(cfg.train.device), cfg.train.precision)
     dist.start(runtime.device)

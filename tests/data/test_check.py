@@ -219,8 +219,23 @@ def test_a_run_folder_is_checked_on_the_split_it_trained_on(tmp_path):
     shutil.copy(photos[0], root / "fish" / "again.webp")  # photos[0] is in val; its copy goes to train
     records.append(ImageRecord(str(root / "fish" / "again.webp"), "fish", "train"))
     write_manifest(run / "split.csv", records)
-    done = run_cli("check", str(run), "--quiet")
+    done = run_cli("check", str(run), "--quiet", cwd=tmp_path)
     assert done.returncode == 1
-    rows = {os.path.basename(row["path"]): row for row in read_csv(run / "data_check.csv")}
+    assert not (run / "data_check.csv").exists(), "the run's own record (what --resume compares) is left alone"
+    rows = {os.path.basename(row["path"]): row for row in read_csv(tmp_path / "check.csv")}
     assert rows["again.webp"]["findings"] == rows[photos[0].name]["findings"] == "leak"
     assert len(rows) == len(records)
+
+
+def test_copies_keep_a_class_its_training_images(tmp_path):
+    from foldertune.data.scan import ImageRecord
+
+    root = copy_subset(tmp_path / "data", 1, {"fishes": "cat"})
+    first = next((root / "cat").iterdir())
+    shutil.copy(first, root / "cat" / "again.webp")
+    records = [ImageRecord(str(p), "cat", None) for p in sorted((root / "cat").iterdir())]
+    scan = scan_folder(root, progress=False)
+    groups = find_duplicates(scan.images, scan.info, progress=False)
+    for seed in range(8):
+        split, _ = assign_splits(records, val_fraction=0.5, test_fraction=0, seed=seed, together=groups)
+        assert {r.split for r in split} == {"train"}, seed

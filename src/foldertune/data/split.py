@@ -42,7 +42,7 @@ def assign_splits(
 
     Splits already given (a train/ val/ folder layout) are kept; when only train/ (and test/) were given,
     validation images are drawn from train/. Each group in `together` (copies of one image) ends up in a single
-    split, the one its first file drew, so that no image is trained on and validated on at once.
+    split (train, when one of them drew train), so that no image is trained on and validated on at once.
     """
     given = {record.split for record in images}
     if "val" in given:
@@ -78,12 +78,15 @@ def assign_splits(
 
 
 def _keep_together(records: list[ImageRecord], groups: list[list[ImageRecord]]) -> list[ImageRecord]:
+    """Copies go to train when one of them drew train (so no class loses its training images), else to the split
+    their first file drew."""
     split_of = {record.path: record.split for record in records}
     moved = {}
     for group in groups:
         paths = sorted(record.path for record in group if record.path in split_of)
-        for path in paths[1:]:
-            moved[path] = split_of[paths[0]]
+        target = "train" if any(split_of[path] == "train" for path in paths) else split_of[paths[0]] if paths else None
+        for path in paths:
+            moved[path] = target
     return [replace(record, split=moved.get(record.path, record.split)) for record in records]
 
 

@@ -234,6 +234,8 @@ def _vector(prediction, classes: list[str]) -> np.ndarray:
 
 
 def _compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict:
+    if not reference:
+        raise UserError("none of the images for the parity check can be read; pass readable ones with --images PATH.")
     if set(reference) != set(candidate):
         raise ParityError("PyTorch and the export could not read the same images; the readers differ.")
     paths = sorted(reference)
