@@ -42,7 +42,8 @@ def assign_splits(
 
     Splits already given (a train/ val/ folder layout) are kept; when only train/ (and test/) were given,
     validation images are drawn from train/. Each group in `together` (copies of one image) ends up in a single
-    split (train, when one of them drew train), so that no image is trained on and validated on at once.
+    split (the one its first file drew, or train where a class would otherwise lose its training images), so that no
+    image is trained on and validated on at once.
     """
     given = {record.split for record in images}
     if "val" in given:
@@ -78,15 +79,16 @@ def assign_splits(
 
 
 def _keep_together(records: list[ImageRecord], groups: list[list[ImageRecord]]) -> list[ImageRecord]:
-    """Copies go to train when one of them drew train (so no class loses its training images), else to the split
-    their first file drew."""
+    """Copies go to the split their first file drew; but a class that this leaves without training images takes
+    back, into train, the groups of which a copy drew train."""
     split_of = {record.path: record.split for record in records}
-    moved = {}
-    for group in groups:
-        paths = sorted(record.path for record in group if record.path in split_of)
-        target = "train" if any(split_of[path] == "train" for path in paths) else split_of[paths[0]] if paths else None
-        for path in paths:
-            moved[path] = target
+    label_of = {record.path: record.label for record in records}
+    members = [sorted(record.path for record in group if record.path in split_of) for group in groups]
+    moved = {path: split_of[paths[0]] for paths in members for path in paths}
+    trained = {record.label for record in records if moved.get(record.path, record.split) == "train"}
+    for paths in members:
+        if any(split_of[path] == "train" for path in paths) and any(label_of[p] not in trained for p in paths):
+            moved.update(dict.fromkeys(paths, "train"))
     return [replace(record, split=moved.get(record.path, record.split)) for record in records]
 
 
