@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from foldertune.analysis.metrics import evaluation_report, sample_losses
 from foldertune.data import sample_data_path
-from foldertune.metrics import evaluation_report, sample_losses
-from foldertune.plots.classification import plot_confusion, plot_per_class, plot_pr_roc
-from foldertune.plots.features import embed, plot_feature_map, sample_for_map
-from foldertune.plots.gallery import plot_predictions, plot_top_losses
 from foldertune.preprocessing import Preprocessing
-from foldertune.tables import write_table
+from foldertune.reporting.plots.classification import plot_confusion, plot_per_class, plot_pr_roc
+from foldertune.reporting.plots.feature_map import embed, plot_feature_map, sample_for_map
+from foldertune.reporting.plots.gallery import plot_predictions, plot_top_losses
+from foldertune.runs.tables import write_table
 
 
 def synthetic_evaluation(folder: Path, classes: int, images: int, seed: int = 0) -> None:

@@ -52,7 +52,7 @@ def main() -> None:
         return
 
     from foldertune.device import cpu_name
-    from foldertune.loaders import default_workers
+    from foldertune.training.loaders import default_workers
 
     models = args.models or (["mobilenet_v2"] if args.quick else ["mobilenet_v2", "resnet18"])
     workers = default_workers() if args.workers is None else args.workers
@@ -318,7 +318,7 @@ def read_csv(path: Path) -> list[dict]:
 
 def measure_predict(run: str, data: str) -> dict:
     from foldertune.data.scan import list_image_files
-    from foldertune.predict import Classifier
+    from foldertune.inference.classifier import Classifier
 
     classifier = Classifier.from_path(run)
     files, _ = list_image_files([data])
@@ -331,8 +331,8 @@ def measure_loading(data: str, workers: str) -> dict:
     from foldertune.config import RunConfig
     from foldertune.data.prepare import prepare_data
     from foldertune.device import choose_runtime
-    from foldertune.loaders import build_loaders
     from foldertune.models.registry import get_backbone
+    from foldertune.training.loaders import build_loaders
 
     cfg = RunConfig.from_flat(data=data, workers=int(workers), batch_size=32)
     prepared = prepare_data(cfg.data, seed=0, progress=False)
@@ -374,7 +374,7 @@ def measure_compute(model: str) -> dict:
 def measure_memory(data: str, weights: str, project: str, workers: str) -> dict:
     """Resident memory of this process and its loader workers after each of 10 fine-tuning epochs."""
     from foldertune.config import RunConfig
-    from foldertune.training import fit
+    from foldertune.training.fit import fit
 
     rss = []
 

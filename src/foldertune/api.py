@@ -24,7 +24,7 @@ def train(data: str | os.PathLike | None = None, *, quiet: bool = False, **setti
     """
     from foldertune.config import RunConfig
     from foldertune.data import sample_data_path
-    from foldertune.training import fit
+    from foldertune.training.fit import fit
 
     if data is None and not settings.get("manifest"):
         data = sample_data_path()
@@ -34,49 +34,49 @@ def train(data: str | os.PathLike | None = None, *, quiet: bool = False, **setti
 
 def resume(run: str | os.PathLike, *, epochs: int | None = None, quiet: bool = False) -> Path:
     """Continue an interrupted run from its last.pt (optionally to a larger number of epochs)."""
-    from foldertune.training import resume as resume_run
+    from foldertune.training.fit import resume as resume_run
 
     return resume_run(run, epochs=epochs, quiet=quiet)
 
 
 def load(path: str | os.PathLike, *, device: str = "auto"):
     """A `Classifier` from a run folder (its best.pt) or a checkpoint file."""
-    from foldertune.predict import Classifier
+    from foldertune.inference.classifier import Classifier
 
     return Classifier.from_path(path, device=device)
 
 
 def evaluate(source: str | os.PathLike, data: str | os.PathLike | None = None, **options: Any) -> Path:
     """Evaluate a run's best.pt (or a checkpoint) on a split or another folder; returns the evaluation folder."""
-    from foldertune.evaluation import evaluate as evaluate_checkpoint
+    from foldertune.analysis.evaluation import evaluate as evaluate_checkpoint
 
     return evaluate_checkpoint(source, data, **options)
 
 
 def explain(source: str | os.PathLike, paths, **options: Any) -> list[Path]:
     """Grad-CAM maps for image files (`out=`, `class_name=`); returns the files written."""
-    from foldertune.gradcam import explain_files
+    from foldertune.inference.gradcam import explain_files
 
     return explain_files(source, list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths], **options)
 
 
 def plot(run: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
     """Redraw every figure of a run folder; returns the files written."""
-    from foldertune.plots import plot_run
+    from foldertune.reporting.plots import plot_run
 
     return plot_run(run, fmt=fmt)
 
 
 def compare(runs, *, out: str | os.PathLike | None = None, fmt: str = "png", log=print) -> Path:
     """Overlay the validation curves of several runs and tabulate their best metrics; returns the output folder."""
-    from foldertune.comparison import compare as compare_runs
+    from foldertune.analysis.comparison import compare as compare_runs
 
     return compare_runs(list(runs), out=out, fmt=fmt, log=log)
 
 
 def report(run: str | os.PathLike) -> Path:
     """Write (or rewrite) run/report.html; returns its path."""
-    from foldertune.html_report import write_report
+    from foldertune.reporting.html_report import write_report
 
     return write_report(run)
 

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     if unknown:  # reported by the sub-command's parser, which knows its flags and can suggest one
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
-    from foldertune.interrupt import TrainingInterrupted
+    from foldertune.training.interrupt import TrainingInterrupted
 
     speaks = os.environ.get("RANK", "0") == "0"  # under torchrun, one process reports for all
     try:
@@ -182,7 +182,7 @@ def run_train(args: argparse.Namespace) -> None:
     from foldertune.config import ALIASES, RunConfig, flag
     from foldertune.data import sample_data_path
     from foldertune.data.prepare import prepare_data
-    from foldertune.runfolder import check_new_run
+    from foldertune.runs.folder import check_new_run
 
     given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
     quiet = given.pop("quiet", False)
@@ -191,7 +191,7 @@ def run_train(args: argparse.Namespace) -> None:
         if extra:
             names = ", ".join(flag(ALIASES.get(key, key)) for key in extra)
             raise UserError(f"{names} cannot change when resuming (the run keeps its config.json); drop them.")
-        from foldertune.training import resume
+        from foldertune.training.fit import resume
 
         resume(
             given["resume"],
@@ -205,14 +205,14 @@ def run_train(args: argparse.Namespace) -> None:
         given["data"] = str(sample_data_path())
         print(f"no DATA given: training on the bundled sample photos in {given['data']}")
     cfg = RunConfig.from_flat(**given)
-    from foldertune.trackers import require_trackers
+    from foldertune.training.trackers import require_trackers
 
     require_trackers(cfg)
     data = None
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # under torchrun, rank 0 alone prepares the data, in fit
         check_new_run(cfg)
         data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)  # data mistakes show before torch loads
-    from foldertune.training import fit
+    from foldertune.training.fit import fit
 
     fit(cfg, data=data, quiet=quiet)
 
@@ -240,7 +240,7 @@ def run_split(args: argparse.Namespace) -> None:
     from foldertune.config import DataConfig
     from foldertune.data.scan import scan_folder
     from foldertune.data.split import assign_splits, format_counts, materialize, split_counts, write_manifest
-    from foldertune.tables import write_table
+    from foldertune.runs.tables import write_table
 
     DataConfig(root=args.data, val_fraction=args.val, test_fraction=args.test)  # validates the fractions
     if args.seed < 0:
@@ -302,7 +302,7 @@ def run_check(args: argparse.Namespace) -> None:
 
     from foldertune.data.check import CHECK_COLUMNS, check_source
     from foldertune.data.scan import is_inside
-    from foldertune.tables import write_table
+    from foldertune.runs.tables import write_table
 
     if args.restore:
         if args.data or args.quarantine:
@@ -416,11 +416,11 @@ def run_predict(args: argparse.Namespace) -> None:
     if not videos and args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out '{args.out}' must end in .csv or .json.")
     if Path(args.source).suffix.lower() == ".onnx":  # ONNX Runtime, numpy and Pillow: torch is never imported
-        from foldertune.deploy.onnx_predictor import OnnxClassifier
+        from foldertune.deploy.onnx_classifier import OnnxClassifier
 
         classifier = OnnxClassifier(args.source)
     else:
-        from foldertune.predict import Classifier
+        from foldertune.inference.classifier import Classifier
 
         classifier = Classifier.from_path(args.source, device=args.device)
     if args.camera is not None or videos:
@@ -545,7 +545,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from foldertune.evaluation import evaluate
+    from foldertune.analysis.evaluation import evaluate
 
     evaluate(args.source, args.data, split=args.split, out=args.out, device=args.device, figures=args.figures,
              fmt=args.fmt, progress=not args.quiet)  # fmt: skip
@@ -564,7 +564,7 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> None:
-    from foldertune.gradcam import explain_files
+    from foldertune.inference.gradcam import explain_files
 
     explain_files(args.source, args.paths, out=args.out, class_name=args.class_name, device=args.device, fmt=args.fmt)
 
@@ -578,7 +578,7 @@ def add_plot_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> None:
-    from foldertune.plots import plot_run
+    from foldertune.reporting.plots import plot_run
 
     for path in plot_run(args.run, fmt=args.fmt):
         print(path)
@@ -594,7 +594,7 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from foldertune.comparison import compare
+    from foldertune.analysis.comparison import compare
 
     compare(args.runs, out=args.out, fmt=args.fmt)
 
@@ -607,7 +607,7 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> None:
-    from foldertune.html_report import write_report
+    from foldertune.reporting.html_report import write_report
 
     write_report(args.run)
 

@@ -15,12 +15,12 @@ from PIL import Image
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is part of the dev install")
 
-from foldertune.checkpoint import load_checkpoint, save_checkpoint
 from foldertune.data.images import open_image
 from foldertune.data.readers import EvalReader
 from foldertune.deploy.exporting import ParityError, export_model
-from foldertune.deploy.onnx_predictor import OnnxClassifier, eval_pixels
+from foldertune.deploy.onnx_classifier import OnnxClassifier, eval_pixels
 from foldertune.preprocessing import Preprocessing
+from foldertune.runs.checkpoint import load_checkpoint, save_checkpoint
 
 
 def read_csv(path):

@@ -20,7 +20,7 @@ from PIL import Image
 
 pytest.importorskip("fastapi", reason="the serve extra is part of the dev install")
 
-from foldertune.predict import Classifier
+from foldertune.inference.classifier import Classifier
 
 
 def free_port() -> int:

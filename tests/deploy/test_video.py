@@ -10,8 +10,8 @@ from PIL import Image, ImageFont
 cv2 = pytest.importorskip("cv2", reason="the video extra is part of the dev install")
 
 from foldertune.deploy.video import LabelDrawer  # noqa: E402
-from foldertune.plots.fonts import font_file_for  # noqa: E402
-from foldertune.predict import Classifier  # noqa: E402
+from foldertune.inference.classifier import Classifier  # noqa: E402
+from foldertune.reporting.plots.fonts import font_file_for  # noqa: E402
 
 
 def frames_of(path):

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from foldertune.cache import file_digest
 from foldertune.data.images import GREY_MODES, ImageInfo
 from foldertune.data.scan import SPLITS, ImageRecord, SkippedFile
 from foldertune.data.split import format_counts, split_counts
-from foldertune.tables import read_table
+from foldertune.runs.cache import file_digest
+from foldertune.runs.tables import read_table
 
 TINY_SIDE = 32  # pixels on the shorter side below which a picture holds too little to learn from
 MAX_ASPECT = 3.0  # longer / shorter side beyond which the centre crop sees less than a third of the picture

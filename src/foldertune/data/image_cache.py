@@ -26,10 +26,10 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from foldertune.cache import ArrayStore, file_digest
 from foldertune.config import DEFAULT_MAX_PIXELS
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.errors import UserError
+from foldertune.runs.cache import ArrayStore, file_digest
 
 MEMORY_SHARE = 0.8  # --cache ram may use at most this share of the memory available when it starts
 

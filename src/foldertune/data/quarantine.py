@@ -18,7 +18,7 @@ from pathlib import Path
 
 from foldertune.data.scan import SkippedFile, is_inside
 from foldertune.errors import UserError
-from foldertune.tables import read_table, write_table
+from foldertune.runs.tables import read_table, write_table
 
 MANIFEST = "quarantine.csv"
 COLUMNS = ["original", "moved_to", "reason", "bytes", "time"]

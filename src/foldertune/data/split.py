@@ -25,7 +25,7 @@ import numpy as np
 
 from foldertune.data.scan import SPLITS, ImageRecord, is_inside
 from foldertune.errors import UserError
-from foldertune.tables import write_table
+from foldertune.runs.tables import write_table
 
 MANIFEST_COLUMNS = ("path", "class", "split")
 

@@ -27,15 +27,15 @@ import numpy as np
 import torch
 
 from foldertune import __version__
-from foldertune.checkpoint import load_checkpoint, model_from_checkpoint
 from foldertune.data import sample_data_path
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import normalize_batch
 from foldertune.deploy import HALF_MIN_AGREEMENT
-from foldertune.deploy.onnx_predictor import METADATA_KEY
+from foldertune.deploy.onnx_classifier import METADATA_KEY
 from foldertune.errors import UserError
 from foldertune.preprocessing import EVAL_MAX_ASPECT, Preprocessing
-from foldertune.tables import read_table
+from foldertune.runs.checkpoint import load_checkpoint, model_from_checkpoint
+from foldertune.runs.tables import read_table
 
 FORMATS = ("onnx", "torchscript")
 MAX_CHECK_IMAGES = 64  # validation images the parity check runs through both sides
@@ -186,8 +186,8 @@ def _export_torchscript(model, pre: Preprocessing, path: Path) -> None:
 
 def _onnx_parity(checkpoint: dict, path: Path, files: list[Path]) -> dict:
     """PyTorch (checkpoint, torch readers) against ONNX Runtime (the torch-free reader), on the same files."""
-    from foldertune.deploy.onnx_predictor import OnnxClassifier
-    from foldertune.predict import Classifier
+    from foldertune.deploy.onnx_classifier import OnnxClassifier
+    from foldertune.inference.classifier import Classifier
 
     reference = _torch_probabilities(Classifier(checkpoint, device="cpu", precision="fp32"), files)
     exported = OnnxClassifier(path)
@@ -196,7 +196,7 @@ def _onnx_parity(checkpoint: dict, path: Path, files: list[Path]) -> dict:
 
 
 def _torchscript_parity(checkpoint: dict, path: Path, files: list[Path]) -> dict:
-    from foldertune.predict import Classifier
+    from foldertune.inference.classifier import Classifier
 
     classifier = Classifier(checkpoint, device="cpu", precision="fp32")
     reference = _torch_probabilities(classifier, files)

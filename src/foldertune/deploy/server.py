@@ -25,7 +25,7 @@ from PIL import Image
 
 from foldertune.data.images import open_image
 from foldertune.errors import UserError
-from foldertune.prediction import Prediction
+from foldertune.inference.prediction import Prediction
 
 DEFAULT_MAX_UPLOAD_MB = 10  # per request; photos from phones are 2-8 MB
 MAX_FILES = 16  # images per request
@@ -40,13 +40,13 @@ class Model:
         self.lock = threading.Lock()  # one forward pass at a time: the PyTorch classifier hooks its network
         self.explainer = None
         if self.source.suffix.lower() == ".onnx":
-            from foldertune.deploy.onnx_predictor import OnnxClassifier
+            from foldertune.deploy.onnx_classifier import OnnxClassifier
 
             self.classifier = OnnxClassifier(self.source)
             self.kind = "onnx"
         else:
-            from foldertune.gradcam import Explainer, cam_available
-            from foldertune.predict import Classifier
+            from foldertune.inference.classifier import Classifier
+            from foldertune.inference.gradcam import Explainer, cam_available
 
             self.classifier = Classifier.from_path(self.source)
             self.kind = "checkpoint"

@@ -107,7 +107,7 @@ class LabelDrawer:
     """Draws "label 97.3%" on a dark band at the top of a frame, in a font that has the labels' characters."""
 
     def __init__(self, classes: list[str], height: int) -> None:
-        from foldertune.plots.fonts import font_file_for  # matplotlib's font list: only when drawing
+        from foldertune.reporting.plots.fonts import font_file_for  # matplotlib's font list: only when drawing
 
         self.size = max(14, height // 18)
         self.font = ImageFont.truetype(font_file_for(classes), self.size)

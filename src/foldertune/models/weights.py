@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from foldertune.checkpoint import FORMAT, safe_load
 from foldertune.errors import UserError
 from foldertune.models.registry import Backbone
+from foldertune.runs.checkpoint import FORMAT, safe_load
 
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub's convention: name-<sha256 prefix>.pth
 PIP_TIMEOUT_S = 300

@@ -1,0 +1,1 @@
+"""Numbers about trained runs: evaluation, metrics, comparison of runs."""

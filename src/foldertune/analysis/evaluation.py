@@ -1,0 +1,271 @@
+"""Evaluate a checkpoint on a split of its run, or on another folder, and keep everything for plots and report.
+
+    out = evaluate("runs/mobilenet_v2-finetune")                     # best.pt on the run's val split
+    out = evaluate("runs/x/best.pt", "new_photos/", split="test")    # on another folder (its test/ if it is split)
+
+The evaluation folder (default: <run>/eval/<split>; for another folder <run>/eval/<folder>-<split>, or
+<folder>-all when that folder is not split) holds what an earlier evaluation there wrote, replaced:
+
+    metrics.json         overall figures (accuracy, balanced accuracy, top-k, macro and weighted P/R/F1, loss,
+                         macro AP and ROC AUC), the most-confused pairs, classes, preprocessing, unreadable files
+    per_class.csv        class, precision, recall, f1, support, average_precision, roc_auc
+    predictions.csv      path, true, predicted, confidence, correct, loss, top1, p1, ... (unreadable: error)
+    confused_pairs.csv   true, predicted, count, share_of_true
+    scores.npy           (images, classes) float32 probabilities, in the order of predictions.csv's readable rows
+    embedding.csv        path, true, predicted, x, y, method: the 2-D map of the penultimate features
+    cams/                Grad-CAM overlays of the surest right and the worst wrong predictions, and cams.csv
+    *.png                the figures drawn from the files above (see foldertune.reporting.plots)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from foldertune.analysis.metrics import evaluation_report, sample_losses
+from foldertune.data.images import ImageReadError, open_image
+from foldertune.data.scan import SPLITS, scan_folder
+from foldertune.data.split import read_manifest
+from foldertune.data.transforms import decode_min_side
+from foldertune.errors import UserError
+from foldertune.inference.classifier import Classifier
+from foldertune.reporting.plots.common import FORMATS
+from foldertune.reporting.plots.feature_map import embed, sample_for_map
+from foldertune.runs.checkpoint import load_checkpoint
+from foldertune.runs.tables import write_table
+
+CAMS_PER_KIND = 4  # right and wrong predictions explained in the report
+OWNED_FILES = {"metrics.json", "per_class.csv", "predictions.csv", "confused_pairs.csv", "scores.npy", "embedding.csv"}
+OWNED_FIGURES = {"confusion_matrix", "confusion_matrix_normalized", "per_class", "pr_curves", "roc_curves",
+                 "predictions", "top_losses", "cam_gallery", "feature_map"}  # fmt: skip
+
+
+def evaluate(
+    source: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    *,
+    split: str = "val",
+    out: str | os.PathLike | None = None,
+    device: str = "auto",
+    figures: bool = True,
+    fmt: str = "png",
+    progress: bool = True,
+    log=print,
+) -> Path:
+    """Evaluate `source` (a run folder's best.pt or a checkpoint) and write the evaluation folder; returns it.
+
+    With `figures` False, only the numbers are written (no feature map, Grad-CAM maps or figures): fast.
+    """
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}.")
+    checkpoint = load_checkpoint(source)
+    run = Path(source) if Path(source).is_dir() else Path(source).parent
+    records, name = _records(run, checkpoint["classes"], data, split, log)
+    out = Path(out) if out else run / "eval" / name
+    if out.resolve() == run.resolve():
+        raise UserError(
+            f"--out '{out}' is the run folder itself; pass a folder of its own, e.g. {run / 'eval' / name}."
+        )
+    _clear(out)
+    classifier = Classifier(checkpoint, device=device)
+    classes = classifier.classes
+
+    index = {label: i for i, label in enumerate(classes)}
+    probabilities, features, kept, unreadable = [], [], [], {}
+    paths = [Path(path) for path, _ in records]
+    for chunk, errors, images in classifier.load_batches(paths, batch_size=64, progress=progress):
+        if images is not None:
+            scores, penultimate = classifier.probabilities_and_features(images)
+            probabilities.append(scores)
+            features.append(penultimate)
+        for path, error in zip(chunk, errors, strict=True):
+            if error is None:
+                kept.append(str(path))
+            else:
+                unreadable[str(path)] = error
+    if not kept:
+        raise UserError(f"none of the {len(records)} images to evaluate could be read (first: {records[0][0]}).")
+    label_of = dict(records)
+    result = _Result(
+        kept=kept,
+        targets=np.array([index[label_of[path]] for path in kept]),
+        probabilities=np.concatenate(probabilities).astype(np.float32),
+        classes=classes,
+    )
+    report = evaluation_report(result.targets, result.probabilities, classes)
+
+    np.save(out / "scores.npy", result.probabilities)
+    _write_predictions(out, result, unreadable, label_of)
+    write_table(out / "per_class.csv", list(report["per_class"][0]), report["per_class"])
+    write_table(out / "confused_pairs.csv", ["true", "predicted", "count", "share_of_true"], report["confused_pairs"])
+    method = _write_embedding(out, result, np.concatenate(features)) if figures else None
+    cams = _write_cams(out, classifier, result, log) if figures else "not asked for"
+    metrics = {
+        "source": str(Path(source).absolute()),
+        "epoch": checkpoint["epoch"],
+        "backbone": checkpoint["backbone"],
+        "split": split,
+        "data": str(Path(data).absolute()) if data else str((run / "split.csv").absolute()),
+        "classes": classes,
+        "preprocessing": checkpoint["preprocessing"],
+        "overall": report["overall"],
+        "per_class": report["per_class"],
+        "confused_pairs": report["confused_pairs"],
+        "unreadable": unreadable,
+        "figures": figures,
+        "feature_map": method,
+        "cams": cams,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if figures:
+        from foldertune.reporting.plots import plot_evaluation
+
+        plot_evaluation(out, fmt=fmt)
+    _log_summary(log, out, report, unreadable)
+    return out
+
+
+@dataclass
+class _Result:
+    """What the network said about the readable images, computed once for every file written."""
+
+    kept: list[str]  # paths, in order
+    targets: np.ndarray  # (N,) true class indices
+    probabilities: np.ndarray  # (N, classes)
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        self.predicted = self.probabilities.argmax(axis=1)
+        self.confidence = self.probabilities.max(axis=1)
+        self.losses = sample_losses(self.targets, self.probabilities)
+
+
+def _clear(out: Path) -> None:
+    """Remove what an earlier evaluation wrote here, so that no figure outlives the numbers it showed."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in out.iterdir():
+        if path.name in OWNED_FILES or (path.stem in OWNED_FIGURES and path.suffix.lstrip(".") in FORMATS):
+            path.unlink()
+    if (out / "cams").is_dir():
+        shutil.rmtree(out / "cams")
+
+
+def _records(run: Path, classes: list[str], data, split: str, log) -> tuple[list[tuple[str, str]], str]:
+    """(path, class) pairs to evaluate and the evaluation's folder name."""
+    if data is None:
+        if not (run / "split.csv").is_file():
+            raise UserError(f"'{run}' has no split.csv to take the {split} images from; pass DATA as well.")
+        records = [(r.path, r.label) for r in read_manifest(run / "split.csv") if r.split == split]
+        if not records:
+            raise UserError(f"run '{run}' has no {split} images; use --split val, or pass DATA.")
+        return records, split
+    scan = scan_folder(data, verify=False, progress=False)  # unreadable files show up in predictions.csv
+    images = [r for r in scan.images if r.split == split] if scan.presplit else scan.images
+    if not images:
+        raise UserError(f"'{data}' has no {split}/ images to evaluate.")
+    unknown = sorted({r.label for r in images} - set(classes))
+    if unknown:
+        raise UserError(
+            f"'{data}' has classes the model does not know ({', '.join(unknown[:5])}); it knows {', '.join(classes)}."
+        )
+    if _trained_on(run, scan.root):
+        log("note: DATA is the folder this run was trained on, so its training images are included; "
+            "`foldertune evaluate RUN` evaluates on the held-out split only.")  # fmt: skip
+    folder = scan.root.resolve().name or "data"
+    return [(r.path, r.label) for r in images], f"{folder}-{split if scan.presplit else 'all'}"
+
+
+def _trained_on(run: Path, root: Path) -> bool:
+    try:
+        source = json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]["source"]
+    except (OSError, KeyError, ValueError):
+        return False
+    return Path(source).resolve() == root.resolve()
+
+
+def _write_predictions(out: Path, result: _Result, unreadable: dict[str, str], label_of: dict[str, str]) -> None:
+    classes = result.classes
+    k = min(5, len(classes))
+    columns = ["path", "true", "predicted", "confidence", "correct", "loss"]
+    columns += [name for rank in range(1, k + 1) for name in (f"top{rank}", f"p{rank}")] + ["error"]
+    rows = []
+    for i, path in enumerate(result.kept):
+        row = result.probabilities[i]
+        order = np.argsort(-row, kind="stable")[:k]  # the first of equal scores first, as argmax picks
+        record = {
+            "path": path,
+            "true": classes[result.targets[i]],
+            "predicted": classes[result.predicted[i]],
+            "confidence": f"{result.confidence[i]:.6f}",
+            "correct": int(result.predicted[i] == result.targets[i]),
+            "loss": f"{result.losses[i]:.6f}",
+        }
+        for rank, j in enumerate(order, start=1):
+            record[f"top{rank}"], record[f"p{rank}"] = classes[j], f"{row[j]:.6f}"
+        rows.append(record)
+    rows += [{"path": path, "true": label_of[path], "error": error} for path, error in unreadable.items()]
+    write_table(out / "predictions.csv", columns, rows)
+
+
+def _write_embedding(out: Path, result: _Result, features: np.ndarray) -> str | None:
+    chosen = sample_for_map(result.targets)
+    if len(chosen) < 5:
+        return None
+    coordinates, method = embed(features[chosen])
+    classes = result.classes
+    rows = [
+        {"path": result.kept[i], "true": classes[result.targets[i]], "predicted": classes[result.predicted[i]],
+         "x": f"{x:.4f}", "y": f"{y:.4f}", "method": method}
+        for i, (x, y) in zip(chosen, coordinates, strict=True)
+    ]  # fmt: skip
+    write_table(out / "embedding.csv", ["path", "true", "predicted", "x", "y", "method"], rows)
+    return method
+
+
+def _write_cams(out: Path, classifier: Classifier, result: _Result, log) -> str:
+    """Grad-CAM overlays for the surest right and the worst wrong predictions; returns what was done, in words."""
+    from foldertune.inference.gradcam import INSTALL, Explainer, cam_available
+
+    if not cam_available():
+        log(f"note: no Grad-CAM maps (the grad-cam package is not installed: {INSTALL})")
+        return f"not made: {INSTALL}"
+    right = [i for i in np.argsort(-result.confidence) if result.predicted[i] == result.targets[i]][:CAMS_PER_KIND]
+    wrong = [i for i in np.argsort(-result.losses) if result.predicted[i] != result.targets[i]][:CAMS_PER_KIND]
+    folder = out / "cams"
+    folder.mkdir(exist_ok=True)
+    explainer = Explainer(classifier)
+    min_side = decode_min_side(classifier.preprocessing)
+    rows = []
+    for kind, chosen in (("right", right), ("wrong", wrong)):
+        for rank, i in enumerate(chosen, start=1):
+            try:
+                image = open_image(result.kept[i], min_side=min_side)
+            except ImageReadError:
+                continue
+            explanation = explainer.explain([image])[0]
+            file = f"{kind}_{rank}.png"
+            Image.fromarray(explanation.overlay).save(folder / file)
+            rows.append({"file": file, "path": result.kept[i], "true": result.classes[result.targets[i]],
+                         "predicted": result.classes[result.predicted[i]],
+                         "confidence": f"{result.confidence[i]:.6f}"})  # fmt: skip
+    write_table(folder / "cams.csv", ["file", "path", "true", "predicted", "confidence"], rows)
+    return f"{len(rows)} maps"
+
+
+def _log_summary(log, out: Path, report: dict, unreadable: dict) -> None:
+    overall = report["overall"]
+    parts = [f"{key} {overall[key]:.4f}" for key in ("accuracy", "balanced_accuracy", "macro_f1", "loss")]
+    if "top5_accuracy" in overall:
+        parts.append(f"top5 {overall['top5_accuracy']:.4f}")
+    log(f"evaluated {overall['images']} images: " + "  ".join(parts))
+    for pair in report["confused_pairs"][:3]:
+        log(f"  often confused: {pair['true']} -> {pair['predicted']} ({pair['count']}x)")
+    if unreadable:
+        log(f"  {len(unreadable)} image(s) could not be read (listed in predictions.csv)")
+    log(f"evaluation folder: {out}")

@@ -1,0 +1,132 @@
+"""Predict with a trained checkpoint, using exactly the preprocessing stored in it.
+
+    clf = Classifier.from_path("runs/mobilenet_v2-finetune")     # a run folder (its best.pt) or a .pt file
+    clf.predict("photo.jpg")          # Prediction(label='fishes', probability=0.97, topk=[('fishes', 0.97), ...])
+    clf.predict(["a.jpg", pil_image]) # a list in, a list out; a folder in, a list out (recursively)
+
+An unreadable file gives a Prediction with `error` set instead of stopping the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from foldertune.data.images import ImageReadError, to_rgb
+from foldertune.data.readers import EvalReader
+from foldertune.data.scan import list_image_files
+from foldertune.data.transforms import build_eval_transform, model_input
+from foldertune.device import choose_runtime
+from foldertune.inference.prediction import Prediction, ranked
+from foldertune.models.build import capture_head_input, fuse_for_inference
+from foldertune.preprocessing import Preprocessing
+from foldertune.runs.checkpoint import load_checkpoint, model_from_checkpoint
+
+
+class Classifier:
+    """A trained network with its class names and preprocessing, ready to predict."""
+
+    def __init__(self, checkpoint: dict, *, device: str = "auto", precision: str = "fp32") -> None:
+        self.classes: list[str] = list(checkpoint["classes"])
+        self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
+        self.backbone: str = checkpoint["backbone"]
+        self.runtime = choose_runtime(device, precision)
+        layout = torch.channels_last if self.runtime.channels_last else torch.preserve_format
+        self.model = model_from_checkpoint(checkpoint).to(self.runtime.device, memory_format=layout)  # for Grad-CAM
+        self.fused = fuse_for_inference(self.model).to(memory_format=layout)  # for predictions: faster, same result
+        self.transform = build_eval_transform(self.preprocessing)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, **kwargs) -> Classifier:
+        return cls(load_checkpoint(path), **kwargs)
+
+    def predict(self, inputs, *, topk: int = 5, batch_size: int = 64):
+        """Predictions for a path, a PIL image, or a list of them; a folder or a list gives a list."""
+        if isinstance(inputs, Image.Image):
+            return self._predict_images([inputs], topk)[0]
+        if isinstance(inputs, (str, os.PathLike)):
+            results = self.predict_files([inputs], topk=topk, batch_size=batch_size, progress=False)
+            return results if Path(inputs).is_dir() else results[0]
+        items = list(inputs)
+        if all(isinstance(item, (str, os.PathLike)) for item in items):
+            return self.predict_files(items, topk=topk, batch_size=batch_size, progress=False)
+        if all(isinstance(item, Image.Image) for item in items):
+            return [
+                p
+                for i in range(0, len(items), batch_size)
+                for p in self._predict_images(items[i : i + batch_size], topk)
+            ]
+        results = []
+        for item in items:
+            result = self.predict(item, topk=topk, batch_size=batch_size)
+            results.extend(result if isinstance(result, list) else [result])
+        return results
+
+    def predict_files(
+        self, paths: Iterable[str | os.PathLike], *, topk: int = 5, batch_size: int = 64, progress: bool = True
+    ) -> list[Prediction]:
+        """Files and folders (searched recursively), in batches, decoded in parallel threads."""
+        files, _ = list_image_files(list(paths))
+        results: list[Prediction] = []
+        for chunk, errors, images in self.load_batches(files, batch_size=batch_size, progress=progress):
+            probabilities = iter(self.probabilities(images) if images is not None else [])
+            for path, error in zip(chunk, errors, strict=True):
+                if error is None:
+                    results.append(self._to_prediction(next(probabilities), topk, str(path)))
+                else:
+                    results.append(Prediction(None, None, [], str(path), error))
+        return results
+
+    def load_batches(
+        self, files: list[Path], *, batch_size: int = 64, progress: bool = True
+    ) -> Iterator[tuple[list[Path], list[str | None], torch.Tensor | None]]:
+        """(files, error or None per file, uint8 batch of the readable ones) for each chunk of `files`."""
+        read = EvalReader(self.preprocessing)
+
+        def load(path: Path):
+            try:
+                return read(path), None
+            except ImageReadError as error:
+                return None, str(error)
+
+        bar = tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True, leave=False)
+        chunks = [files[start : start + batch_size] for start in range(0, len(files), batch_size)]
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            pending = [pool.submit(load, path) for path in chunks[0]] if chunks else []
+            for number, chunk in enumerate(chunks):
+                loaded = [future.result() for future in pending]
+                if number + 1 < len(chunks):  # decode the next chunk while the caller runs the network on this one
+                    pending = [pool.submit(load, path) for path in chunks[number + 1]]
+                tensors = [tensor for tensor, _ in loaded if tensor is not None]
+                yield chunk, [error for _, error in loaded], torch.stack(tensors) if tensors else None
+                bar.update(len(chunk))
+        bar.close()
+
+    @torch.inference_mode()
+    def probabilities(self, images: torch.Tensor) -> np.ndarray:
+        """(N, 3, H, W) uint8 tensors from the eval transform -> (N, classes) softmax probabilities."""
+        return self.probabilities_and_features(images)[0]
+
+    @torch.inference_mode()
+    def probabilities_and_features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Softmax probabilities (N, classes) and the penultimate features the head receives (N, features)."""
+        inputs = model_input(images, self.preprocessing, device=self.runtime.device,
+                             channels_last=self.runtime.channels_last)  # fmt: skip
+        with capture_head_input(self.fused, self.backbone) as captured, self.runtime.autocast():
+            logits = self.fused(inputs).float()
+        features = captured[0].float().flatten(1).cpu().numpy()
+        return torch.softmax(logits, dim=1).cpu().numpy(), features
+
+    def _predict_images(self, images: list[Image.Image], topk: int) -> list[Prediction]:
+        tensors = torch.stack([self.transform(to_rgb(image)) for image in images])
+        return [self._to_prediction(row, topk, None) for row in self.probabilities(tensors)]
+
+    def _to_prediction(self, probabilities: np.ndarray, topk: int, path: str | None) -> Prediction:
+        return ranked(probabilities, self.classes, topk=topk, path=path)

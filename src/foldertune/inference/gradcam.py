@@ -1,0 +1,134 @@
+"""Grad-CAM heat maps: where the network looked when it chose a class.
+
+    explainer = Explainer(Classifier.from_path("runs/mobilenet_v2-finetune"))
+    cams = explainer.explain(["photo.jpg"])         # [Explanation(image=..., heatmap=..., overlay=..., label=...)]
+    explain_files("runs/mobilenet_v2-finetune", ["photo.jpg"], out="cams/")   # PNGs: photo | overlay
+
+The maps come from the maintained pytorch-grad-cam library (PyPI: grad-cam, the extra `foldertune[explain]`)
+applied to the backbone's last convolutional stage (declared per backbone in the registry), on the same
+center crop the network sees.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from foldertune.data.images import ImageReadError, open_image
+from foldertune.data.transforms import decode_min_side, normalize_batch
+from foldertune.errors import UserError
+from foldertune.inference.classifier import Classifier
+from foldertune.models.registry import get_backbone
+
+INSTALL = "pip install 'foldertune[explain]'"
+
+
+@dataclass
+class Explanation:
+    image: np.ndarray  # (H, W, 3) uint8: the crop the network saw
+    heatmap: np.ndarray  # (H, W) float in 0..1: Grad-CAM for `label`
+    overlay: np.ndarray  # (H, W, 3) uint8: heat map over the image
+    label: str  # the class explained (the predicted one unless asked otherwise)
+    probability: float  # the network's probability for that class
+    predicted: str  # the top-1 class
+
+
+def cam_available() -> bool:
+    try:
+        import pytorch_grad_cam  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Explainer:
+    """Grad-CAM over a Classifier's network, in fp32 on its device."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        if not cam_available():
+            raise UserError(f"class-activation maps need the grad-cam package: {INSTALL}.")
+        self.classifier = classifier
+        self.layer = classifier.model.get_submodule(get_backbone(classifier.backbone).cam_layer)
+
+    def explain(self, images: list[Image.Image], class_names: list[str] | None = None) -> list[Explanation]:
+        """One explanation per RGB image, for the named class or, where None, the predicted one."""
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.image import show_cam_on_image
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        classifier = self.classifier
+        crops = torch.stack([classifier.transform(image) for image in images])
+        probabilities = classifier.probabilities(crops)
+        predicted = probabilities.argmax(axis=1)
+        wanted = [
+            self._index(name) if name else int(p)
+            for name, p in zip(class_names or [None] * len(images), predicted, strict=True)
+        ]
+        inputs = normalize_batch(crops.to(classifier.runtime.device), classifier.preprocessing)
+        # hooks on the network only while the maps are made: they would slow and grow every later prediction
+        with torch.enable_grad(), GradCAM(model=classifier.model, target_layers=[self.layer]) as cam:
+            heatmaps = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(i) for i in wanted])
+        explanations = []
+        for crop, heatmap, index, row, top in zip(crops, heatmaps, wanted, probabilities, predicted, strict=True):
+            picture = crop.permute(1, 2, 0).numpy()
+            overlay = show_cam_on_image(picture.astype(np.float32) / 255, heatmap, use_rgb=True, image_weight=0.55)
+            explanations.append(Explanation(picture, heatmap, overlay, classifier.classes[index], float(row[index]),
+                                            classifier.classes[int(top)]))  # fmt: skip
+        return explanations
+
+    def _index(self, name: str) -> int:
+        try:
+            return self.classifier.classes.index(name)
+        except ValueError:
+            choices = ", ".join(self.classifier.classes)
+            raise UserError(f"--class {name!r} is not one of the model's classes: {choices}.") from None
+
+
+def explain_files(
+    source: str | os.PathLike,
+    paths: list[str | os.PathLike],
+    *,
+    out: str | os.PathLike | None = None,
+    class_name: str | None = None,
+    device: str = "auto",
+    fmt: str = "png",
+    log=print,
+) -> list[Path]:
+    """For each image file: `<out>/<name>_cam.<fmt>`, the crop beside its Grad-CAM overlay; returns the files.
+
+    Files with the same name in different folders get their folder's name in front (`tools_1_cam.png`).
+    """
+    from foldertune.data.scan import list_image_files
+    from foldertune.reporting.plots.gallery import save_explanation
+
+    classifier = Classifier.from_path(source, device=device)
+    explainer = Explainer(classifier)
+    files, _ = list_image_files(list(paths))
+    if not files:
+        raise UserError("no image files among the paths given.")
+    out = Path(out) if out else Path("cams")
+    out.mkdir(parents=True, exist_ok=True)
+    min_side = decode_min_side(classifier.preprocessing)
+    written: list[Path] = []
+    for path in files:
+        try:
+            image = open_image(path, min_side=min_side)
+        except ImageReadError as error:
+            log(f"skipped {path}: {error}")
+            continue
+        explanation = explainer.explain([image], [class_name] if class_name else None)[0]
+        target = out / f"{path.stem}_cam.{fmt}"
+        if target in written:
+            target = out / f"{path.parent.name}_{path.stem}_cam.{fmt}"
+        number = 2
+        while target in written:
+            target, number = out / f"{path.parent.name}_{path.stem}_{number}_cam.{fmt}", number + 1
+        written.append(save_explanation(explanation, target, title=path.name))
+        log(f"{path}: predicted {explanation.predicted}; map for {explanation.label} "
+            f"({explanation.probability:.3f}) -> {target}")  # fmt: skip
+    return written

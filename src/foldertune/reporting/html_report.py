@@ -1,0 +1,251 @@
+"""report.html: one self-contained page per run (images embedded, no scripts, no network), readable from disk.
+
+    path = write_report("runs/mobilenet_v2-finetune")   # evaluates and plots first where the run lacks them
+
+Sections: the run at a glance, the data (class counts, files left out), training curves and augmented samples,
+then for each evaluated split its metrics, per-class table, most-confused pairs and every figure (confusion
+matrices, per-class bars, PR / ROC curves, prediction and top-loss grids, Grad-CAM maps, feature map), and
+finally every setting and library version.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from html import escape
+from pathlib import Path
+
+from foldertune.errors import UserError
+from foldertune.runs.atomic import atomic_open
+from foldertune.runs.tables import read_table
+
+MAX_SKIPPED_ROWS = 50
+EVAL_FIGURES = (
+    ("confusion_matrix.png", "Confusion matrix"),
+    ("confusion_matrix_normalized.png", "Confusion matrix, normalised per true class"),
+    ("per_class.png", "Per-class precision, recall and F1"),
+    ("pr_curves.png", "Precision-recall curves"),
+    ("roc_curves.png", "ROC curves"),
+    ("predictions.png", "Sample predictions"),
+    ("top_losses.png", "Most confidently wrong: check these for wrong labels"),
+    ("cam_gallery.png", "Grad-CAM: where the network looked"),
+    ("feature_map.png", "Map of the learned features"),
+)
+OVERALL_NAMES = {
+    "images": "images",
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "top3_accuracy": "top-3 accuracy",
+    "top5_accuracy": "top-5 accuracy",
+    "macro_precision": "precision (macro)",
+    "macro_recall": "recall (macro)",
+    "macro_f1": "F1 (macro)",
+    "weighted_precision": "precision (weighted)",
+    "weighted_recall": "recall (weighted)",
+    "weighted_f1": "F1 (weighted)",
+    "macro_average_precision": "average precision (macro)",
+    "macro_roc_auc": "ROC AUC (macro)",
+    "loss": "cross-entropy loss",
+}
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans", "Noto Sans CJK SC", "PingFang SC",
+       "Microsoft YaHei", sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2rem; margin-top: 2.2rem; }
+.cards { display: flex; flex-wrap: wrap; gap: 0.8rem; margin: 1rem 0; }
+.card { border: 1px solid #ddd; border-radius: 8px; padding: 0.6rem 1rem; min-width: 9rem; }
+.card b { display: block; font-size: 1.6rem; }
+table { border-collapse: collapse; margin: 0.6rem 0 1rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9rem; } .muted { color: #777; }
+"""
+
+
+def write_report(run: str | os.PathLike, *, log=print) -> Path:
+    """Write run/report.html (evaluating and plotting first where the run folder lacks it); returns its path."""
+    run = Path(run)
+    if not (run / "config.json").is_file() or not (run / "epochs.csv").is_file():
+        raise UserError(f"'{run}' is not a finished foldertune run folder (config.json or epochs.csv missing).")
+    _ensure_evaluated(run, log)
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    parts = [_overview(run, config), _data(run, config), _training(run)]
+    for eval_dir in sorted((run / "eval").glob("*/metrics.json")):
+        parts.append(_evaluation(eval_dir.parent))
+    parts.append(_settings(config))
+    title = f"foldertune report: {run.name}"
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
+        f"<body>{''.join(parts)}</body></html>\n"
+    )
+    path = run / "report.html"
+    with atomic_open(path) as handle:
+        handle.write(page)
+    log(f"report: {path}")
+    return path
+
+
+def _ensure_evaluated(run: Path, log) -> None:
+    from foldertune.analysis.evaluation import evaluate
+    from foldertune.reporting.plots import plot_run
+
+    splits = {row["split"] for row in read_table(run / "split.csv")} if (run / "split.csv").exists() else set()
+    for split in ("val", "test"):
+        metrics = run / "eval" / split / "metrics.json"
+        with_figures = metrics.exists() and json.loads(metrics.read_text(encoding="utf-8")).get("figures")
+        if split in splits and not with_figures:  # missing, or numbers only (a run trained with --no-report)
+            evaluate(run, split=split, progress=False, log=log)
+    if not (run / "plots" / "loss.png").exists():
+        plot_run(run)
+
+
+def _overview(run: Path, config: dict) -> str:
+    settings, resolved = config["settings"], config["resolved"]
+    epochs = read_table(run / "epochs.csv")
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8")) if (run / "metrics.json").exists() else {}
+    seconds = sum(float(row["seconds"]) for row in epochs)
+    cards = [("epochs trained", str(len(epochs))), ("best epoch", str(metrics.get("best_epoch", "?"))),
+             ("training time", f"{seconds / 60:.1f} min")]  # fmt: skip
+    for split in ("val", "test"):
+        if split in metrics:
+            cards.append((f"{split} accuracy", f"{metrics[split]['accuracy']:.3f}"))
+            cards.append((f"{split} F1 (macro)", f"{metrics[split]['f1']:.3f}"))
+    card_html = "".join(f'<div class="card">{escape(name)}<b>{escape(value)}</b></div>' for name, value in cards)
+    line = (
+        f"{settings['model']['backbone']} · {settings['train']['mode']} · {resolved['device']} · "
+        f"{resolved['precision']} · {resolved['preprocessing']['crop_size']} px · weights: {resolved['weights']}"
+    )
+    return (
+        f"<h1>{escape(run.name)}</h1><p class='muted'>{escape(line)}<br>started {escape(config['started'])} · "
+        f"<code>{escape(config['command'])}</code></p><div class='cards'>{card_html}</div>"
+    )
+
+
+def _data(run: Path, config: dict) -> str:
+    counts = config["data"]["counts"]
+    columns = ["class", "train", "val", "test", "total"]
+    html = f"<h2>Data</h2><p>{escape(config['data']['source'])}</p>" + _table(counts, columns)
+    skipped = read_table(run / "data_report.csv") if (run / "data_report.csv").exists() else []
+    if skipped:
+        more = len(skipped) - MAX_SKIPPED_ROWS
+        html += f"<h3>Left out ({len(skipped)})</h3>" + _table(
+            skipped[:MAX_SKIPPED_ROWS], ["path", "class", "problem", "reason"]
+        )
+        if more > 0:
+            html += f"<p class='muted'>... and {more} more in data_report.csv</p>"
+    else:
+        html += "<p class='muted'>No file was left out.</p>"
+    if (run / "data_check.csv").exists():
+        html += _data_check(read_table(run / "data_check.csv"))
+    return html
+
+
+def _data_check(rows: list[dict[str, str]]) -> str:
+    """What the data doctor found in the images used: counts per kind, then every warning row (up to a limit)."""
+    from foldertune.data.check import KINDS
+
+    used = [row for row in rows if row["status"] not in ("error", "skipped")]
+    counts = {kind: sum(kind in row["findings"].split(";") for row in used) for kind in KINDS if kind != "unreadable"}
+    found = [{"finding": kind, "severity": KINDS[kind][0], "images": n, "meaning": KINDS[kind][1]}
+             for kind, n in counts.items() if n]  # fmt: skip
+    html = "<h3>Data check</h3>"
+    if not found:
+        return html + "<p class='muted'>No duplicates, leaks, tiny, elongated or unusual images.</p>"
+    html += _table(found, ["finding", "severity", "images", "meaning"])
+    warned = [row for row in used if row["status"] == "warning"]
+    if warned:
+        html += _table(warned[:MAX_SKIPPED_ROWS], ["path", "class", "split", "findings", "detail"])
+        if len(warned) > MAX_SKIPPED_ROWS:
+            html += f"<p class='muted'>... and {len(warned) - MAX_SKIPPED_ROWS} more in data_check.csv</p>"
+    return html
+
+
+def _training(run: Path) -> str:
+    html = "<h2>Training</h2>"
+    for file, caption in (("loss.png", "Loss and learning rate"), ("metrics.png", "Validation metrics per epoch"),
+                          ("train_batch.png", "Training images after augmentation")):  # fmt: skip
+        html += _figure(run / "plots" / file, caption)
+    return html
+
+
+def _evaluation(eval_dir: Path) -> str:
+    metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
+    overall = metrics["overall"]
+    rows = [
+        {"metric": OVERALL_NAMES[key], "value": overall[key] if key == "images" else _number(overall[key])}
+        for key in OVERALL_NAMES
+        if overall.get(key) is not None
+    ]
+    html = f"<h2>Evaluation: {escape(eval_dir.name)}</h2>"
+    html += f"<p class='muted'>best.pt (epoch {metrics['epoch']}) on {escape(metrics['data'])}</p>"
+    html += _table(rows, ["metric", "value"])
+    per_class = read_table(eval_dir / "per_class.csv")
+    html += "<h3>Per class</h3>" + _table(
+        per_class,
+        ["class", "precision", "recall", "f1", "support", "average_precision", "roc_auc"],
+        decimals=("precision", "recall", "f1", "average_precision", "roc_auc"),
+    )
+    if metrics["confused_pairs"]:
+        html += "<h3>Most confused</h3>" + _table(
+            metrics["confused_pairs"][:10], ["true", "predicted", "count", "share_of_true"], decimals=("share_of_true",)
+        )
+    if metrics["unreadable"]:
+        html += f"<p>{len(metrics['unreadable'])} image(s) could not be read: see predictions.csv.</p>"
+    for file, caption in EVAL_FIGURES:
+        html += _figure(eval_dir / file, caption)
+    if not (eval_dir / "cam_gallery.png").exists():
+        html += f"<p class='muted'>Grad-CAM maps: {escape(str(metrics.get('cams')))}</p>"
+    return html
+
+
+def _settings(config: dict) -> str:
+    rows = [{"setting": f"{section}.{key}", "value": value}
+            for section, values in config["settings"].items() if isinstance(values, dict)
+            for key, value in values.items()]  # fmt: skip
+    rows += [
+        {"setting": key, "value": value} for key, value in config["settings"].items() if not isinstance(value, dict)
+    ]
+    versions = [{"library": name, "version": version} for name, version in config["versions"].items()]
+    machine = [{"machine": key, "value": value} for key, value in config["machine"].items()]
+    return (
+        "<h2>Settings</h2>"
+        + _table(rows, ["setting", "value"])
+        + _table(versions, ["library", "version"])
+        + _table(machine, ["machine", "value"])
+    )
+
+
+def _figure(path: Path, caption: str) -> str:
+    if not path.exists():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
+            f"<figcaption>{escape(caption)}</figcaption></figure>")  # fmt: skip
+
+
+def _table(rows: list[dict], columns: list[str], *, decimals: tuple[str, ...] = ()) -> str:
+    """An HTML table; columns named in `decimals` show four decimals, every other cell exactly as it is."""
+    head = "".join(f"<th>{escape(column)}</th>" for column in columns)
+    body = ""
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column, "")
+            text = _number(value) if column in decimals else "" if value is None else str(value)
+            numeric = column in decimals or (isinstance(value, (int, float)) and not isinstance(value, bool))
+            css = ' class="n"' if numeric else ""
+            cells.append(f"<td{css}>{escape(text)}</td>")
+        body += f"<tr>{''.join(cells)}</tr>"
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _number(value) -> str:
+    """A float (also as a string from a CSV file) with four decimals; an empty cell stays empty."""
+    if value is None or value == "":
+        return ""
+    try:
+        return f"{float(value):.4f}"
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,1 @@
+"""The run folder and what it is made of: checkpoints, CSV tables, atomic writes, the cache folder."""

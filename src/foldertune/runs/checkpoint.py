@@ -1,0 +1,120 @@
+"""Checkpoints: plain dicts of tensors and primitives, loadable with `torch.load(weights_only=True)`.
+
+    save_checkpoint(run / "best.pt", make_checkpoint(model, ...))   # temp file + rename: never half-written
+    checkpoint = load_checkpoint("runs/x/best.pt")                   # validated, UserError when it is not ours
+    model = model_from_checkpoint(checkpoint)                        # eval mode, on the CPU
+
+Keys: format, format_version, versions, backbone, classes, preprocessing, config, epoch, metrics, model (the
+state_dict); last.pt adds training (optimizer, scheduler, scaler, best-so-far and patience state) for --resume.
+Never a pickled model: that breaks across versions and runs code when loaded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from foldertune import __version__
+from foldertune.errors import UserError
+from foldertune.preprocessing import Preprocessing
+from foldertune.runs.atomic import atomic_open
+
+FORMAT = "foldertune.checkpoint"
+FORMAT_VERSION = 1
+
+
+def versions() -> dict[str, str]:
+    return {
+        "foldertune": __version__,
+        "torch": str(torch.__version__),  # a TorchVersion object would need unpickling
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
+
+
+def make_checkpoint(
+    model: nn.Module,
+    *,
+    backbone: str,
+    classes: list[str],
+    preprocessing: Preprocessing,
+    config: dict[str, Any],
+    epoch: int,
+    metrics: dict[str, float],
+    training: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint dict; `training` (optimizer, scheduler, ...) only for last.pt."""
+    checkpoint = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": versions(),
+        "backbone": backbone,
+        "classes": list(classes),
+        "preprocessing": preprocessing.to_dict(),
+        "config": config,
+        "epoch": epoch,
+        "metrics": dict(metrics),
+        "model": {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()},
+    }
+    if training is not None:
+        checkpoint["training"] = training
+    return checkpoint
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
+    buffer = io.BytesIO()  # torch.save would turn a full disk into an unhelpful RuntimeError; a plain write will not
+    torch.save(checkpoint, buffer)
+    with atomic_open(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A foldertune checkpoint (a run folder means its best.pt), loaded safely and checked."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / "best.pt"
+        if not path.is_file():
+            raise UserError(f"run folder '{path.parent}' has no best.pt yet; pass a checkpoint file or a finished run.")
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' does not exist; pass a run folder or a .pt file written by foldertune.")
+    checkpoint = safe_load(path)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise UserError(f"'{path}' is not a foldertune checkpoint; use --weights to start training from other weights.")
+    saved = checkpoint.get("format_version")
+    if saved != FORMAT_VERSION:
+        written_by = checkpoint.get("versions", {}).get("foldertune", "an unknown version")
+        raise UserError(
+            f"'{path}' uses checkpoint format {saved} (written by foldertune {written_by}); this foldertune "
+            f"{__version__} reads format {FORMAT_VERSION}."
+        )
+    return checkpoint
+
+
+def safe_load(path: Path) -> Any:
+    """torch.load with weights_only=True: tensors and plain data only, a UserError for anything else."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise UserError(
+                f"'{path}' holds pickled Python objects, not only tensors and plain data; foldertune loads files with "
+                "weights_only=True and will not run code from a file: save a state_dict instead."
+            ) from None
+        raise UserError(f"'{path}' is not a PyTorch file (torch.load cannot read it).") from None
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
+    """The trained network in eval mode on the CPU."""
+    from foldertune.models.build import build_model
+
+    model = build_model(checkpoint["backbone"], num_classes=len(checkpoint["classes"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()

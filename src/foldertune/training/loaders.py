@@ -1,0 +1,118 @@
+"""Data loaders for training: images (optionally through --cache) or, in linear mode, the backbone's features.
+
+    loaders = build_loaders(data, pre, cfg, runtime)                 # {"train": DataLoader, "val": DataLoader}
+    loaders = build_feature_loaders(model, data, pre, cfg, runtime, dist, quiet=True, log=print)
+
+Each split has an EpochBatchSampler: seeded per epoch, and sharded between processes under torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from foldertune.config import RunConfig
+from foldertune.data.dataset import EpochBatchSampler, ImageDataset
+from foldertune.data.image_cache import ImageCache
+from foldertune.data.images import open_image
+from foldertune.data.prepare import PreparedData
+from foldertune.data.readers import EvalReader, TrainReader
+from foldertune.device import Runtime
+from foldertune.preprocessing import Preprocessing
+from foldertune.runs.cache import cache_root
+from foldertune.training.distributed import Distributed, shard, unshard
+from foldertune.training.frozen_features import FeatureBatches, extract_features, feature_store
+
+
+def build_loaders(
+    data: PreparedData,
+    pre: Preprocessing,
+    cfg: RunConfig,
+    runtime: Runtime,
+    dist: Distributed | None = None,
+    *,
+    progress: bool = False,
+) -> dict[str, DataLoader]:
+    """A shuffled, augmented train loader and an in-order val loader with twice the batch size (each process's
+    share of them, with `dist`).
+
+    With --cache, every image is decoded once here, before the loader workers start (see data/image_cache.py).
+    """
+    workers = default_workers() if cfg.data.workers is None else cfg.data.workers
+    loaders = {}
+    for split in ("train", "val"):
+        samples = data.samples(split)
+        if not samples:
+            continue
+        train = split == "train"
+        opener = open_image
+        if cfg.data.cache != "off":
+            side = 2 * pre.crop_size if train else pre.resize_size  # what each reader needs (see image_cache.py)
+            cache = ImageCache(cfg.data.cache, side=side, root=cache_root(cfg.data.cache_dir),
+                               max_pixels=cfg.data.max_pixels)  # fmt: skip
+            cache.fill([path for path, _ in samples], progress=progress, desc=f"caching {split} images")
+            opener = cache.open
+        reader = (TrainReader if train else EvalReader)(pre, max_pixels=cfg.data.max_pixels, opener=opener)
+        dataset = ImageDataset(samples, reader, seed=cfg.train.seed, augment=train)
+        batch_size = cfg.train.batch_size if train else 2 * cfg.train.batch_size  # no gradients: twice fits
+        dist = dist or Distributed()
+        sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=train, seed=cfg.train.seed, rank=dist.rank,
+                                    world_size=dist.world_size)  # fmt: skip
+        loaders[split] = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=runtime.device.type == "cuda",
+            generator=torch.Generator(),  # its worker seeds are unused; drawing them must not move the global RNG
+        )
+    return loaders
+
+
+def build_feature_loaders(
+    model: nn.Module,
+    data: PreparedData,
+    pre: Preprocessing,
+    cfg: RunConfig,
+    runtime: Runtime,
+    dist: Distributed,
+    *,
+    quiet: bool,
+    log,
+) -> dict[str, FeatureBatches]:
+    """Linear mode: the frozen backbone's features of every train and val image, computed once (or read from the
+    cache folder), served in batches like the image loaders. With several processes, each computes a share of the
+    features and every process gets them all."""
+    tc = cfg.train
+    root = cache_root(cfg.data.cache_dir) if tc.feature_cache == "disk" else None
+    store = feature_store(model, cfg.model.backbone, pre, precision=runtime.precision, root=root)
+    workers = default_workers() if cfg.data.workers is None else cfg.data.workers
+    loaders, computed, total = {}, 0, 0
+    for split in ("train", "val"):
+        samples = data.samples(split)
+        if not samples:
+            continue
+        train = split == "train"
+        features, new = extract_features(
+            model, cfg.model.backbone, shard([path for path, _ in samples], dist.rank, dist.world_size), pre,
+            runtime, store=store, views=tc.feature_views if train else 1, batch_size=2 * tc.batch_size,
+            workers=workers, max_pixels=cfg.data.max_pixels, progress=not quiet, desc=f"features ({split})",
+        )  # fmt: skip
+        if dist.enabled:
+            features, new = unshard(dist.gather(features)), int(dist.sum([new])[0])
+        computed, total = computed + new, total + features.shape[0] * features.shape[1]
+        sampler = EpochBatchSampler(len(samples), tc.batch_size if train else 2 * tc.batch_size, shuffle=train,
+                                    seed=tc.seed, rank=dist.rank, world_size=dist.world_size)  # fmt: skip
+        loaders[split] = FeatureBatches(features, [label for _, label in samples], sampler, seed=tc.seed)
+    where = f"cache {store.folder}" if store else "kept in memory"
+    log(f"features: {total} image view(s), {computed} computed by the frozen backbone, {total - computed} from the "
+        f"cache ({where})")  # fmt: skip
+    return loaders
+
+
+def default_workers() -> int:
+    """Loader processes: the cores beyond the one that runs the model, at least one, at most eight."""
+    return max(1, min(8, (os.cpu_count() or 1) - 1))

@@ -1,0 +1,120 @@
+"""Experiment trackers, both optional: Weights & Biases (`--wandb [PROJECT]`) and TensorBoard (`--tensorboard`).
+
+    require_trackers(cfg)                        # a missing package is one sentence naming the extra to install
+    trackers = Trackers.start(run, cfg, record)  # does nothing when neither is asked for
+    trackers.log_steps(rows)                     # rows of batches.csv: train/loss, train/accuracy, lr per step
+    trackers.log_epoch(row, step)                # a row of epochs.csv: train/* and val/* per epoch
+    trackers.finish(run, steps_per_epoch)        # figures, confusion matrix, sample images, best.pt (W&B artifact)
+
+The CSV logs in the run folder stay the record; trackers get the same numbers, keyed by the global step. W&B
+writes into RUN/wandb/ (offline with WANDB_MODE=offline; `wandb sync` uploads it later); a resumed run continues
+the same W&B run. TensorBoard event files go to RUN/tb/ (`tensorboard --logdir runs/`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from foldertune.config import RunConfig
+from foldertune.errors import UserError
+
+EPOCH_KEYS = {"train_loss": "train/epoch_loss", "train_acc": "train/epoch_accuracy", "val_loss": "val/loss",
+              "val_acc": "val/accuracy", "val_precision": "val/precision", "val_recall": "val/recall",
+              "val_f1": "val/f1", "images_per_s": "speed/images_per_s"}  # fmt: skip
+FIGURES = ["plots/loss.png", "plots/metrics.png", "plots/train_batch.png", "eval/val/confusion_matrix.png",
+           "eval/val/per_class.png", "eval/val/predictions.png"]  # fmt: skip
+
+
+def require_trackers(cfg: RunConfig) -> None:
+    """Refuse before any work when a tracker was asked for but its package is missing."""
+    for wanted, module, extra, flag in ((cfg.wandb, "wandb", "wandb", "--wandb"),
+                                        (cfg.tensorboard, "tensorboard", "tensorboard", "--tensorboard")):  # fmt: skip
+        if wanted and importlib.util.find_spec(module) is None:
+            raise UserError(f"{flag} needs the {module} package: pip install 'foldertune[{extra}]' (or drop {flag}).")
+
+
+class Trackers:
+    def __init__(self, wandb_run: Any = None, writer: Any = None) -> None:
+        self.wandb_run = wandb_run
+        self.writer = writer
+
+    @classmethod
+    def start(cls, run: Path, cfg: RunConfig, record: dict) -> Trackers:
+        """Open the trackers `cfg` asks for; `record` (config.json) keeps the W&B run id, for --resume."""
+        wandb_run = writer = None
+        if cfg.wandb:
+            import wandb
+
+            wandb_run = wandb.init(
+                project=cfg.wandb, name=run.name, dir=str(run), config={**cfg.to_dict(), **record["resolved"]},
+                id=record.get("wandb_id"), resume="allow",
+            )  # fmt: skip
+            record["wandb_id"] = wandb_run.id
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(log_dir=str(run / "tb"))
+        return cls(wandb_run, writer)
+
+    def log_steps(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            values = {"train/loss": row["loss"], "train/accuracy": row["accuracy"], "lr": row["lr"]}
+            self._log(values, row["step"])
+
+    def log_epoch(self, row: dict[str, Any], step: int) -> None:
+        values = {name: row[key] for key, name in EPOCH_KEYS.items()}
+        self._log({**values, "epoch": row["epoch"]}, step)
+
+    def finish(self, run: Path, best: dict[str, Any], step: int) -> None:
+        """The figures the run drew, the confusion matrix and sample images; best.pt as a W&B model artifact."""
+        if self.writer is None and self.wandb_run is None:
+            return
+        from foldertune.reporting.plots.classification import plot_confusion
+        from foldertune.reporting.plots.gallery import plot_train_batch
+
+        eval_dir = run / "eval" / "val"
+        if (eval_dir / "metrics.json").exists() and not (eval_dir / "confusion_matrix.png").exists():
+            plot_confusion(eval_dir)  # drawn even with --no-report: TensorBoard shows it
+        if not (run / "plots" / "train_batch.png").exists():
+            plot_train_batch(run)
+        figures = {name: run / name for name in FIGURES if (run / name).exists()}
+        if self.writer is not None:
+            for name, path in figures.items():
+                tag = "val/confusion_matrix" if "confusion" in name else f"figures/{Path(name).stem}"
+                self.writer.add_image(tag, np.asarray(Image.open(path).convert("RGB")), step, dataformats="HWC")
+            self.writer.close()
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({f"figures/{Path(name).stem}": wandb.Image(str(path)) for name, path in figures.items()},
+                               step=step)  # fmt: skip
+            artifact = wandb.Artifact(f"{run.name}-best", type="model", metadata=best)
+            artifact.add_file(str(run / "best.pt"))
+            self.wandb_run.log_artifact(artifact)
+            self.wandb_run.finish()
+
+    @contextlib.contextmanager
+    def closed_on_error(self) -> Iterator[None]:
+        """An interruption or an error still flushes what was logged; --resume continues the same trackers."""
+        try:
+            yield
+        except BaseException:
+            if self.writer is not None:
+                self.writer.close()
+            if self.wandb_run is not None:
+                self.wandb_run.finish(exit_code=1)
+            raise
+
+    def _log(self, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log(values, step=step)
