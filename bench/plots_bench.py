@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from foldertune.analysis.embedding import embed, sample_for_map
 from foldertune.analysis.metrics import evaluation_report, sample_losses
 from foldertune.data import sample_data_path
 from foldertune.preprocessing import Preprocessing
 from foldertune.reporting.plots.classification import plot_confusion, plot_per_class, plot_pr_roc
-from foldertune.reporting.plots.feature_map import embed, plot_feature_map, sample_for_map
+from foldertune.reporting.plots.feature_map import plot_feature_map
 from foldertune.reporting.plots.gallery import plot_predictions, plot_top_losses
 from foldertune.runs.tables import write_table
 

@@ -329,10 +329,10 @@ def measure_predict(run: str, data: str) -> dict:
 
 def measure_loading(data: str, workers: str) -> dict:
     from foldertune.config import RunConfig
-    from foldertune.data.prepare import prepare_data
     from foldertune.device import choose_runtime
     from foldertune.models.registry import get_backbone
     from foldertune.training.loaders import build_loaders
+    from foldertune.training.prepare import prepare_data
 
     cfg = RunConfig.from_flat(data=data, workers=int(workers), batch_size=32)
     prepared = prepare_data(cfg.data, seed=0, progress=False)

@@ -46,11 +46,23 @@ def load(path: str | os.PathLike, *, device: str = "auto"):
     return Classifier.from_path(path, device=device)
 
 
-def evaluate(source: str | os.PathLike, data: str | os.PathLike | None = None, **options: Any) -> Path:
-    """Evaluate a run's best.pt (or a checkpoint) on a split or another folder; returns the evaluation folder."""
+def evaluate(
+    source: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    *,
+    figures: bool = True,
+    fmt: str = "png",
+    **options: Any,
+) -> Path:
+    """Evaluate a run's best.pt (or a checkpoint) on a split or another folder, and draw its figures (unless
+    `figures` is False); returns the evaluation folder. Options: split, out, device, progress, log."""
     from foldertune.analysis.evaluation import evaluate as evaluate_checkpoint
+    from foldertune.reporting.plots import plot_evaluation
 
-    return evaluate_checkpoint(source, data, **options)
+    out = evaluate_checkpoint(source, data, figures=figures, **options)
+    if figures:
+        plot_evaluation(out, fmt=fmt)
+    return out
 
 
 def explain(source: str | os.PathLike, paths, **options: Any) -> list[Path]:
@@ -70,8 +82,12 @@ def plot(run: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
 def compare(runs, *, out: str | os.PathLike | None = None, fmt: str = "png", log=print) -> Path:
     """Overlay the validation curves of several runs and tabulate their best metrics; returns the output folder."""
     from foldertune.analysis.comparison import compare as compare_runs
+    from foldertune.reporting.plots.curves import plot_compare
 
-    return compare_runs(list(runs), out=out, fmt=fmt, log=log)
+    runs = list(runs)
+    out = compare_runs(runs, out=out, log=log)
+    plot_compare([Path(run) for run in runs], out, fmt=fmt)
+    return out
 
 
 def report(run: str | os.PathLike) -> Path:

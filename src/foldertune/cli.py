@@ -181,8 +181,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> None:
     from foldertune.config import ALIASES, RunConfig, flag
     from foldertune.data import sample_data_path
-    from foldertune.data.prepare import prepare_data
     from foldertune.runs.folder import check_new_run
+    from foldertune.training.prepare import prepare_data
 
     given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
     quiet = given.pop("quiet", False)
@@ -301,7 +301,8 @@ def run_check(args: argparse.Namespace) -> None:
     import time
 
     from foldertune.data.check import CHECK_COLUMNS, check_source
-    from foldertune.data.scan import is_inside
+    from foldertune.runs.atomic import is_inside
+    from foldertune.runs.folder import RunFolder
     from foldertune.runs.tables import write_table
 
     if args.restore:
@@ -318,7 +319,7 @@ def run_check(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1; got {args.workers}.")
     data = Path(args.data).expanduser()
-    is_run = (data / "config.json").is_file()
+    is_run = RunFolder(data).is_run()
     out = Path(args.out or "check.csv")  # never RUN/data_check.csv: --resume compares the data with that one
     if not is_run and data.is_dir() and is_inside(out, data):
         raise UserError(f"--out '{out}' is inside the data folder; check never writes there: pick a path outside it.")
@@ -545,7 +546,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from foldertune.analysis.evaluation import evaluate
+    from foldertune.api import evaluate
 
     evaluate(args.source, args.data, split=args.split, out=args.out, device=args.device, figures=args.figures,
              fmt=args.fmt, progress=not args.quiet)  # fmt: skip
@@ -594,7 +595,7 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from foldertune.analysis.comparison import compare
+    from foldertune.api import compare
 
     compare(args.runs, out=args.out, fmt=args.fmt)
 

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from foldertune.data import DEFAULT_MAX_PIXELS
 from foldertune.errors import UserError
 
 MODES = ("linear", "finetune", "scratch")
@@ -31,9 +32,6 @@ IMAGE_CACHES = ("off", "ram", "disk")
 DEFAULT_LR = {"linear": 3e-3, "finetune": 5e-4, "scratch": 1e-3}
 
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "adam": 0.0, "sgd": 1e-4}  # AdamW decays decoupled; Adam and SGD use L2
-
-# PIL refuses images above twice its MAX_IMAGE_PIXELS; we use the same limit, checked before decoding.
-DEFAULT_MAX_PIXELS = 178_956_970
 
 # Settings whose command-line flag is not simply "--" + the field name with dashes.
 FLAGS = {

@@ -1,52 +1,48 @@
-"""Compare runs side by side: validation curves overlaid and a table of their best metrics and training time.
+"""Compare runs side by side: a table of their best metrics and training time.
 
     out = compare(["runs/resnet18-linear", "runs/resnet18-finetune", "runs/resnet18-scratch"])
-    # out/compare.png, out/compare.csv; the table is printed as well
+    # out/compare.csv; the table is printed as well
 
-Typical use: the three transfer modes, or several backbones, on one dataset.
+Typical use: the three transfer modes, or several backbones, on one dataset. The overlaid validation curves
+(compare.png) are drawn by reporting/plots/curves.py; `foldertune compare` and `ft.compare` do both.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from foldertune.errors import UserError
-from foldertune.runs.tables import read_table, write_table
+from foldertune.runs.folder import RunFolder
+from foldertune.runs.tables import write_table
 
 COLUMNS = ["run", "backbone", "mode", "epochs", "best_epoch", "best_val_acc", "best_val_f1", "last_val_acc",
            "train_seconds", "images_per_s"]  # fmt: skip
 
 
-def compare(
-    runs: list[str | os.PathLike], *, out: str | os.PathLike | None = None, fmt: str = "png", log=print
-) -> Path:
-    """Write compare.png and compare.csv into `out` (default: compare/ beside the first run); returns `out`."""
-    from foldertune.reporting.plots.curves import plot_compare
-
-    folders = [Path(run) for run in runs]
+def compare(runs: list[str | os.PathLike], *, out: str | os.PathLike | None = None, log=print) -> Path:
+    """Write compare.csv into `out` (default: compare/ beside the first run) and print it; returns `out`."""
+    folders = [RunFolder(run) for run in runs]
     if len(folders) < 2:
         raise UserError("compare needs at least two run folders.")
     for folder in folders:
-        if not (folder / "epochs.csv").is_file() or not (folder / "config.json").is_file():
-            raise UserError(f"'{folder}' is not a foldertune run folder with training logs (no epochs.csv).")
-    out = Path(out) if out else folders[0].parent / "compare"
+        if not folder.has_training_logs():
+            raise UserError(f"'{folder.path}' is not a foldertune run folder with training logs (no epochs.csv).")
+    out = Path(out) if out else folders[0].path.parent / "compare"
     out.mkdir(parents=True, exist_ok=True)
     rows = [summarize(folder) for folder in folders]
     write_table(out / "compare.csv", COLUMNS, rows)
-    plot_compare(folders, out, fmt=fmt)
     log(format_table(rows))
     log(f"comparison: {out}")
     return out
 
 
-def summarize(run: Path) -> dict[str, object]:
+def summarize(run: RunFolder) -> dict[str, object]:
     """One row of the comparison: what the run is, its best epoch (by the run's --best-metric) and what it cost."""
-    epochs = read_table(run / "epochs.csv")
+    epochs = run.epochs()
     if not epochs:
-        raise UserError(f"run '{run}' has no finished epoch to compare yet.")
-    settings = json.loads((run / "config.json").read_text(encoding="utf-8"))["settings"]
+        raise UserError(f"run '{run.path}' has no finished epoch to compare yet.")
+    settings = run.config()["settings"]
     metric = "val_acc" if settings["train"]["best_metric"] == "accuracy" else "val_f1"
     best = max(epochs, key=lambda row: float(row[metric]))  # the first of equals, as best.pt keeps it
     seconds = sum(float(row["seconds"]) for row in epochs)

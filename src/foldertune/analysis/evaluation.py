@@ -14,20 +14,21 @@ The evaluation folder (default: <run>/eval/<split>; for another folder <run>/eva
     scores.npy           (images, classes) float32 probabilities, in the order of predictions.csv's readable rows
     embedding.csv        path, true, predicted, x, y, method: the 2-D map of the penultimate features
     cams/                Grad-CAM overlays of the surest right and the worst wrong predictions, and cams.csv
-    *.png                the figures drawn from the files above (see foldertune.reporting.plots)
+
+The figures are drawn from these files by foldertune.reporting.plots (`plot_evaluation`); `foldertune evaluate`
+and `ft.evaluate` do both.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from foldertune.analysis.embedding import embed, sample_for_map
 from foldertune.analysis.metrics import evaluation_report, sample_losses
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.data.scan import SPLITS, scan_folder
@@ -35,15 +36,11 @@ from foldertune.data.split import read_manifest
 from foldertune.data.transforms import decode_min_side
 from foldertune.errors import UserError
 from foldertune.inference.classifier import Classifier
-from foldertune.reporting.plots.common import FORMATS
-from foldertune.reporting.plots.feature_map import embed, sample_for_map
 from foldertune.runs.checkpoint import load_checkpoint
+from foldertune.runs.folder import EvalFolder, RunFolder, locate_checkpoint
 from foldertune.runs.tables import write_table
 
 CAMS_PER_KIND = 4  # right and wrong predictions explained in the report
-OWNED_FILES = {"metrics.json", "per_class.csv", "predictions.csv", "confused_pairs.csv", "scores.npy", "embedding.csv"}
-OWNED_FIGURES = {"confusion_matrix", "confusion_matrix_normalized", "per_class", "pr_curves", "roc_curves",
-                 "predictions", "top_losses", "cam_gallery", "feature_map"}  # fmt: skip
 
 
 def evaluate(
@@ -54,25 +51,26 @@ def evaluate(
     out: str | os.PathLike | None = None,
     device: str = "auto",
     figures: bool = True,
-    fmt: str = "png",
     progress: bool = True,
     log=print,
 ) -> Path:
     """Evaluate `source` (a run folder's best.pt or a checkpoint) and write the evaluation folder; returns it.
 
-    With `figures` False, only the numbers are written (no feature map, Grad-CAM maps or figures): fast.
+    With `figures` False, only the numbers are written, not what the figures need besides (the feature map's
+    embedding, Grad-CAM maps): fast.
     """
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}.")
-    checkpoint = load_checkpoint(source)
-    run = Path(source) if Path(source).is_dir() else Path(source).parent
+    checkpoint_file, run = locate_checkpoint(source)
+    checkpoint = load_checkpoint(checkpoint_file)
     records, name = _records(run, checkpoint["classes"], data, split, log)
-    out = Path(out) if out else run / "eval" / name
-    if out.resolve() == run.resolve():
+    folder = EvalFolder(out) if out else run.evaluation(name)
+    if folder.path.resolve() == run.path.resolve():
         raise UserError(
-            f"--out '{out}' is the run folder itself; pass a folder of its own, e.g. {run / 'eval' / name}."
+            f"--out '{out}' is the run folder itself; pass a folder of its own, e.g. {run.evaluation(name).path}."
         )
-    _clear(out)
+    folder.clear()
+    out = folder.path
     classifier = Classifier(checkpoint, device=device)
     classes = classifier.classes
 
@@ -100,18 +98,18 @@ def evaluate(
     )
     report = evaluation_report(result.targets, result.probabilities, classes)
 
-    np.save(out / "scores.npy", result.probabilities)
-    _write_predictions(out, result, unreadable, label_of)
-    write_table(out / "per_class.csv", list(report["per_class"][0]), report["per_class"])
-    write_table(out / "confused_pairs.csv", ["true", "predicted", "count", "share_of_true"], report["confused_pairs"])
-    method = _write_embedding(out, result, np.concatenate(features)) if figures else None
-    cams = _write_cams(out, classifier, result, log) if figures else "not asked for"
+    np.save(folder.scores_file, result.probabilities)
+    _write_predictions(folder, result, unreadable, label_of)
+    write_table(folder.per_class_file, list(report["per_class"][0]), report["per_class"])
+    write_table(folder.confused_pairs_file, ["true", "predicted", "count", "share_of_true"], report["confused_pairs"])
+    method = _write_embedding(folder, result, np.concatenate(features)) if figures else None
+    cams = _write_cams(folder, classifier, result, log) if figures else "not asked for"
     metrics = {
         "source": str(Path(source).absolute()),
         "epoch": checkpoint["epoch"],
         "backbone": checkpoint["backbone"],
         "split": split,
-        "data": str(Path(data).absolute()) if data else str((run / "split.csv").absolute()),
+        "data": str(Path(data).absolute()) if data else str(run.split_file.absolute()),
         "classes": classes,
         "preprocessing": checkpoint["preprocessing"],
         "overall": report["overall"],
@@ -122,11 +120,7 @@ def evaluate(
         "feature_map": method,
         "cams": cams,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    if figures:
-        from foldertune.reporting.plots import plot_evaluation
-
-        plot_evaluation(out, fmt=fmt)
+    folder.write_metrics(metrics)
     _log_summary(log, out, report, unreadable)
     return out
 
@@ -146,24 +140,14 @@ class _Result:
         self.losses = sample_losses(self.targets, self.probabilities)
 
 
-def _clear(out: Path) -> None:
-    """Remove what an earlier evaluation wrote here, so that no figure outlives the numbers it showed."""
-    out.mkdir(parents=True, exist_ok=True)
-    for path in out.iterdir():
-        if path.name in OWNED_FILES or (path.stem in OWNED_FIGURES and path.suffix.lstrip(".") in FORMATS):
-            path.unlink()
-    if (out / "cams").is_dir():
-        shutil.rmtree(out / "cams")
-
-
-def _records(run: Path, classes: list[str], data, split: str, log) -> tuple[list[tuple[str, str]], str]:
+def _records(run: RunFolder, classes: list[str], data, split: str, log) -> tuple[list[tuple[str, str]], str]:
     """(path, class) pairs to evaluate and the evaluation's folder name."""
     if data is None:
-        if not (run / "split.csv").is_file():
-            raise UserError(f"'{run}' has no split.csv to take the {split} images from; pass DATA as well.")
-        records = [(r.path, r.label) for r in read_manifest(run / "split.csv") if r.split == split]
+        if not run.split_file.is_file():
+            raise UserError(f"'{run.path}' has no split.csv to take the {split} images from; pass DATA as well.")
+        records = [(r.path, r.label) for r in read_manifest(run.split_file) if r.split == split]
         if not records:
-            raise UserError(f"run '{run}' has no {split} images; use --split val, or pass DATA.")
+            raise UserError(f"run '{run.path}' has no {split} images; use --split val, or pass DATA.")
         return records, split
     scan = scan_folder(data, verify=False, progress=False)  # unreadable files show up in predictions.csv
     images = [r for r in scan.images if r.split == split] if scan.presplit else scan.images
@@ -181,15 +165,17 @@ def _records(run: Path, classes: list[str], data, split: str, log) -> tuple[list
     return [(r.path, r.label) for r in images], f"{folder}-{split if scan.presplit else 'all'}"
 
 
-def _trained_on(run: Path, root: Path) -> bool:
+def _trained_on(run: RunFolder, root: Path) -> bool:
     try:
-        source = json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]["source"]
+        source = run.config()["data"]["source"]
     except (OSError, KeyError, ValueError):
         return False
     return Path(source).resolve() == root.resolve()
 
 
-def _write_predictions(out: Path, result: _Result, unreadable: dict[str, str], label_of: dict[str, str]) -> None:
+def _write_predictions(
+    folder: EvalFolder, result: _Result, unreadable: dict[str, str], label_of: dict[str, str]
+) -> None:
     classes = result.classes
     k = min(5, len(classes))
     columns = ["path", "true", "predicted", "confidence", "correct", "loss"]
@@ -210,10 +196,10 @@ def _write_predictions(out: Path, result: _Result, unreadable: dict[str, str], l
             record[f"top{rank}"], record[f"p{rank}"] = classes[j], f"{row[j]:.6f}"
         rows.append(record)
     rows += [{"path": path, "true": label_of[path], "error": error} for path, error in unreadable.items()]
-    write_table(out / "predictions.csv", columns, rows)
+    write_table(folder.predictions_file, columns, rows)
 
 
-def _write_embedding(out: Path, result: _Result, features: np.ndarray) -> str | None:
+def _write_embedding(folder: EvalFolder, result: _Result, features: np.ndarray) -> str | None:
     chosen = sample_for_map(result.targets)
     if len(chosen) < 5:
         return None
@@ -224,11 +210,11 @@ def _write_embedding(out: Path, result: _Result, features: np.ndarray) -> str | 
          "x": f"{x:.4f}", "y": f"{y:.4f}", "method": method}
         for i, (x, y) in zip(chosen, coordinates, strict=True)
     ]  # fmt: skip
-    write_table(out / "embedding.csv", ["path", "true", "predicted", "x", "y", "method"], rows)
+    write_table(folder.embedding_file, ["path", "true", "predicted", "x", "y", "method"], rows)
     return method
 
 
-def _write_cams(out: Path, classifier: Classifier, result: _Result, log) -> str:
+def _write_cams(out: EvalFolder, classifier: Classifier, result: _Result, log) -> str:
     """Grad-CAM overlays for the surest right and the worst wrong predictions; returns what was done, in words."""
     from foldertune.inference.gradcam import INSTALL, Explainer, cam_available
 
@@ -237,7 +223,7 @@ def _write_cams(out: Path, classifier: Classifier, result: _Result, log) -> str:
         return f"not made: {INSTALL}"
     right = [i for i in np.argsort(-result.confidence) if result.predicted[i] == result.targets[i]][:CAMS_PER_KIND]
     wrong = [i for i in np.argsort(-result.losses) if result.predicted[i] != result.targets[i]][:CAMS_PER_KIND]
-    folder = out / "cams"
+    folder = out.cams_dir
     folder.mkdir(exist_ok=True)
     explainer = Explainer(classifier)
     min_side = decode_min_side(classifier.preprocessing)

@@ -28,6 +28,7 @@ from foldertune.data.images import GREY_MODES, ImageInfo
 from foldertune.data.scan import SPLITS, ImageRecord, SkippedFile
 from foldertune.data.split import format_counts, split_counts
 from foldertune.runs.cache import file_digest
+from foldertune.runs.folder import RunFolder
 from foldertune.runs.tables import read_table
 
 TINY_SIDE = 32  # pixels on the shorter side below which a picture holds too little to learn from
@@ -327,14 +328,13 @@ def check_source(
     progress: bool = True,
 ) -> DataCheck:
     """Check a data folder, a split manifest (CSV), or a run folder (the split it trained on)."""
-    from foldertune.config import DEFAULT_MAX_PIXELS
+    from foldertune.data import DEFAULT_MAX_PIXELS
     from foldertune.data.scan import scan_folder, verify_records
     from foldertune.data.split import read_manifest
 
     path = Path(source).expanduser()
-    manifest = (
-        path / "split.csv" if (path / "config.json").is_file() else path if path.suffix.lower() == ".csv" else None
-    )
+    run = RunFolder(path)
+    manifest = run.split_file if run.is_run() else path if path.suffix.lower() == ".csv" else None
     if manifest is None:
         scan = scan_folder(path, decode=decode, workers=workers, progress=progress)
         records, info, skipped, root = scan.images, scan.info, scan.skipped, str(scan.root)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from foldertune.config import DEFAULT_MAX_PIXELS
+from foldertune.data import DEFAULT_MAX_PIXELS
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.errors import UserError
 from foldertune.runs.cache import ArrayStore, file_digest

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from foldertune.data.scan import SkippedFile, is_inside
+from foldertune.data.scan import SkippedFile
 from foldertune.errors import UserError
+from foldertune.runs.atomic import is_inside
 from foldertune.runs.tables import read_table, write_table
 
 MANIFEST = "quarantine.csv"

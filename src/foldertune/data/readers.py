@@ -21,7 +21,7 @@ from PIL import Image
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
-from foldertune.config import DEFAULT_MAX_PIXELS
+from foldertune.data import DEFAULT_MAX_PIXELS
 from foldertune.data.images import open_image
 from foldertune.data.transforms import RANDOM_CROP_MIN_SCALE, build_eval_transform
 from foldertune.preprocessing import Preprocessing

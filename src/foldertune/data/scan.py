@@ -23,9 +23,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from foldertune.config import DEFAULT_MAX_PIXELS
+from foldertune.data import DEFAULT_MAX_PIXELS
 from foldertune.data.images import IMAGE_EXTENSIONS, ImageInfo, ImageReadError, inspect_image
 from foldertune.errors import UserError
+from foldertune.runs.atomic import is_inside
 
 CLUTTER_NAMES = frozenset({"__macosx", "thumbs.db", "desktop.ini", "$recycle.bin", "system volume information"})
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -73,12 +74,6 @@ class ScanResult:
 def is_clutter(name: str) -> bool:
     """Hidden files and folders and the litter of macOS, Windows and archivers."""
     return name.startswith(".") or name.lower() in CLUTTER_NAMES
-
-
-def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """True when path is folder or lies below it, links and '..' resolved (for refusing writes into user data)."""
-    path, folder = Path(path).resolve(), Path(folder).resolve()
-    return path == folder or folder in path.parents
 
 
 def scan_folder(

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from foldertune.data.scan import SPLITS, ImageRecord, is_inside
+from foldertune.data.scan import SPLITS, ImageRecord
 from foldertune.errors import UserError
+from foldertune.runs.atomic import is_inside
 from foldertune.runs.tables import write_table
 
 MANIFEST_COLUMNS = ("path", "class", "split")

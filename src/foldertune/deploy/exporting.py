@@ -33,9 +33,11 @@ from foldertune.data.transforms import normalize_batch
 from foldertune.deploy import HALF_MIN_AGREEMENT
 from foldertune.deploy.onnx_classifier import METADATA_KEY
 from foldertune.errors import UserError
+from foldertune.models.build import model_from_checkpoint
 from foldertune.preprocessing import EVAL_MAX_ASPECT, Preprocessing
-from foldertune.runs.checkpoint import load_checkpoint, model_from_checkpoint
-from foldertune.runs.tables import read_table
+from foldertune.runs.atomic import write_json
+from foldertune.runs.checkpoint import load_checkpoint
+from foldertune.runs.folder import RunFolder, locate_checkpoint
 
 FORMATS = ("onnx", "torchscript")
 MAX_CHECK_IMAGES = 64  # validation images the parity check runs through both sides
@@ -70,10 +72,9 @@ def export_model(
         raise UserError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}.")
     if half and fmt != "onnx":
         raise UserError("--half is for --format onnx (TorchScript keeps the checkpoint's fp32 weights).")
-    source = Path(source).expanduser()
-    checkpoint = load_checkpoint(source)
-    run = source if source.is_dir() else source.parent
-    path = Path(out) if out else run / "export" / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
+    checkpoint_file, run = locate_checkpoint(source)
+    checkpoint = load_checkpoint(checkpoint_file)
+    path = Path(out) if out else run.export_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     if path.exists():
         raise UserError(f"'{path}' already exists; pass --out OTHER, or delete it first.")
     model = model_from_checkpoint(checkpoint).eval()
@@ -103,7 +104,7 @@ def export_model(
             _set_onnx_metadata(draft, metadata)
         os.replace(draft, path)
     metadata_path = path.with_suffix(".json")
-    metadata_path.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(metadata_path, metadata)
     return ExportResult(path, metadata_path, parity)
 
 
@@ -132,11 +133,11 @@ def _metadata(checkpoint: dict, pre: Preprocessing, *, fmt: str, dynamic_batch: 
     }
 
 
-def _check_images(run: Path, images: list[str] | None) -> list[Path]:
+def _check_images(run: RunFolder, images: list[str] | None) -> list[Path]:
+    rows = run.split_rows()
     if images:
         files, _ = list_image_files(images)
-    elif (run / "split.csv").is_file():
-        rows = read_table(run / "split.csv")
+    elif rows:
         files = [Path(row["path"]) for row in rows if row["split"] == "val"] or [Path(row["path"]) for row in rows]
     else:
         files, _ = list_image_files([sample_data_path()])

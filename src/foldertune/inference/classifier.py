@@ -25,9 +25,9 @@ from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, model_input
 from foldertune.device import choose_runtime
 from foldertune.inference.prediction import Prediction, ranked
-from foldertune.models.build import capture_head_input, fuse_for_inference
+from foldertune.models.build import capture_head_input, fuse_for_inference, model_from_checkpoint
 from foldertune.preprocessing import Preprocessing
-from foldertune.runs.checkpoint import load_checkpoint, model_from_checkpoint
+from foldertune.runs.checkpoint import load_checkpoint
 
 
 class Classifier:

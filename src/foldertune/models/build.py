@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -109,3 +110,10 @@ def _load_backbone_weights(
             f"the weights do not fit {name}: {len(missing)} missing and {len(unexpected)} unexpected parameter(s), "
             f"for example {example!r}; pass weights saved from a {name}."
         )
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
+    """The trained network of a checkpoint (see runs/checkpoint.py) in eval mode on the CPU."""
+    model = build_model(checkpoint["backbone"], num_classes=len(checkpoint["classes"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()

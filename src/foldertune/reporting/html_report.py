@@ -11,26 +11,26 @@ finally every setting and library version.
 from __future__ import annotations
 
 import base64
-import json
 import os
 from html import escape
 from pathlib import Path
 
 from foldertune.errors import UserError
 from foldertune.runs.atomic import atomic_open
+from foldertune.runs.folder import EvalFolder, RunFolder
 from foldertune.runs.tables import read_table
 
 MAX_SKIPPED_ROWS = 50
 EVAL_FIGURES = (
-    ("confusion_matrix.png", "Confusion matrix"),
-    ("confusion_matrix_normalized.png", "Confusion matrix, normalised per true class"),
-    ("per_class.png", "Per-class precision, recall and F1"),
-    ("pr_curves.png", "Precision-recall curves"),
-    ("roc_curves.png", "ROC curves"),
-    ("predictions.png", "Sample predictions"),
-    ("top_losses.png", "Most confidently wrong: check these for wrong labels"),
-    ("cam_gallery.png", "Grad-CAM: where the network looked"),
-    ("feature_map.png", "Map of the learned features"),
+    ("confusion_matrix", "Confusion matrix"),
+    ("confusion_matrix_normalized", "Confusion matrix, normalised per true class"),
+    ("per_class", "Per-class precision, recall and F1"),
+    ("pr_curves", "Precision-recall curves"),
+    ("roc_curves", "ROC curves"),
+    ("predictions", "Sample predictions"),
+    ("top_losses", "Most confidently wrong: check these for wrong labels"),
+    ("cam_gallery", "Grad-CAM: where the network looked"),
+    ("feature_map", "Map of the learned features"),
 )
 OVERALL_NAMES = {
     "images": "images",
@@ -65,14 +65,14 @@ figcaption { color: #555; font-size: 0.9rem; } .muted { color: #777; }
 
 def write_report(run: str | os.PathLike, *, log=print) -> Path:
     """Write run/report.html (evaluating and plotting first where the run folder lacks it); returns its path."""
-    run = Path(run)
-    if not (run / "config.json").is_file() or not (run / "epochs.csv").is_file():
-        raise UserError(f"'{run}' is not a finished foldertune run folder (config.json or epochs.csv missing).")
+    run = RunFolder(run)
+    if not run.has_training_logs():
+        raise UserError(f"'{run.path}' is not a finished foldertune run folder (config.json or epochs.csv missing).")
     _ensure_evaluated(run, log)
-    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    config = run.config()
     parts = [_overview(run, config), _data(run, config), _training(run)]
-    for eval_dir in sorted((run / "eval").glob("*/metrics.json")):
-        parts.append(_evaluation(eval_dir.parent))
+    for evaluation in run.evaluations():
+        parts.append(_evaluation(evaluation))
     parts.append(_settings(config))
     title = f"foldertune report: {run.name}"
     page = (
@@ -80,31 +80,29 @@ def write_report(run: str | os.PathLike, *, log=print) -> Path:
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
         f"<body>{''.join(parts)}</body></html>\n"
     )
-    path = run / "report.html"
+    path = run.report_file
     with atomic_open(path) as handle:
         handle.write(page)
     log(f"report: {path}")
     return path
 
 
-def _ensure_evaluated(run: Path, log) -> None:
+def _ensure_evaluated(run: RunFolder, log) -> None:
     from foldertune.analysis.evaluation import evaluate
-    from foldertune.reporting.plots import plot_run
+    from foldertune.reporting.plots import plot_evaluation, plot_run
 
-    splits = {row["split"] for row in read_table(run / "split.csv")} if (run / "split.csv").exists() else set()
+    splits = {row["split"] for row in run.split_rows()}
     for split in ("val", "test"):
-        metrics = run / "eval" / split / "metrics.json"
-        with_figures = metrics.exists() and json.loads(metrics.read_text(encoding="utf-8")).get("figures")
-        if split in splits and not with_figures:  # missing, or numbers only (a run trained with --no-report)
-            evaluate(run, split=split, progress=False, log=log)
-    if not (run / "plots" / "loss.png").exists():
-        plot_run(run)
+        if split in splits and not run.evaluation(split).has_figures():  # missing, or numbers only (--no-report)
+            plot_evaluation(evaluate(run.path, split=split, progress=False, log=log))
+    if not (run.plots_dir / "loss.png").exists():
+        plot_run(run.path)
 
 
-def _overview(run: Path, config: dict) -> str:
+def _overview(run: RunFolder, config: dict) -> str:
     settings, resolved = config["settings"], config["resolved"]
-    epochs = read_table(run / "epochs.csv")
-    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8")) if (run / "metrics.json").exists() else {}
+    epochs = run.epochs()
+    metrics = run.metrics() if run.metrics_file.exists() else {}
     seconds = sum(float(row["seconds"]) for row in epochs)
     cards = [("epochs trained", str(len(epochs))), ("best epoch", str(metrics.get("best_epoch", "?"))),
              ("training time", f"{seconds / 60:.1f} min")]  # fmt: skip
@@ -123,11 +121,11 @@ def _overview(run: Path, config: dict) -> str:
     )
 
 
-def _data(run: Path, config: dict) -> str:
+def _data(run: RunFolder, config: dict) -> str:
     counts = config["data"]["counts"]
     columns = ["class", "train", "val", "test", "total"]
     html = f"<h2>Data</h2><p>{escape(config['data']['source'])}</p>" + _table(counts, columns)
-    skipped = read_table(run / "data_report.csv") if (run / "data_report.csv").exists() else []
+    skipped = read_table(run.data_report_file) if run.data_report_file.exists() else []
     if skipped:
         more = len(skipped) - MAX_SKIPPED_ROWS
         html += f"<h3>Left out ({len(skipped)})</h3>" + _table(
@@ -137,8 +135,8 @@ def _data(run: Path, config: dict) -> str:
             html += f"<p class='muted'>... and {more} more in data_report.csv</p>"
     else:
         html += "<p class='muted'>No file was left out.</p>"
-    if (run / "data_check.csv").exists():
-        html += _data_check(read_table(run / "data_check.csv"))
+    if run.data_check_file.exists():
+        html += _data_check(read_table(run.data_check_file))
     return html
 
 
@@ -162,26 +160,26 @@ def _data_check(rows: list[dict[str, str]]) -> str:
     return html
 
 
-def _training(run: Path) -> str:
+def _training(run: RunFolder) -> str:
     html = "<h2>Training</h2>"
     for file, caption in (("loss.png", "Loss and learning rate"), ("metrics.png", "Validation metrics per epoch"),
                           ("train_batch.png", "Training images after augmentation")):  # fmt: skip
-        html += _figure(run / "plots" / file, caption)
+        html += _figure(run.plots_dir / file, caption)
     return html
 
 
-def _evaluation(eval_dir: Path) -> str:
-    metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
+def _evaluation(evaluation: EvalFolder) -> str:
+    metrics = evaluation.metrics()
     overall = metrics["overall"]
     rows = [
         {"metric": OVERALL_NAMES[key], "value": overall[key] if key == "images" else _number(overall[key])}
         for key in OVERALL_NAMES
         if overall.get(key) is not None
     ]
-    html = f"<h2>Evaluation: {escape(eval_dir.name)}</h2>"
+    html = f"<h2>Evaluation: {escape(evaluation.name)}</h2>"
     html += f"<p class='muted'>best.pt (epoch {metrics['epoch']}) on {escape(metrics['data'])}</p>"
     html += _table(rows, ["metric", "value"])
-    per_class = read_table(eval_dir / "per_class.csv")
+    per_class = read_table(evaluation.per_class_file)
     html += "<h3>Per class</h3>" + _table(
         per_class,
         ["class", "precision", "recall", "f1", "support", "average_precision", "roc_auc"],
@@ -193,9 +191,9 @@ def _evaluation(eval_dir: Path) -> str:
         )
     if metrics["unreadable"]:
         html += f"<p>{len(metrics['unreadable'])} image(s) could not be read: see predictions.csv.</p>"
-    for file, caption in EVAL_FIGURES:
-        html += _figure(eval_dir / file, caption)
-    if not (eval_dir / "cam_gallery.png").exists():
+    for stem, caption in EVAL_FIGURES:
+        html += _figure(evaluation.figure(stem), caption)
+    if not evaluation.figure("cam_gallery").exists():
         html += f"<p class='muted'>Grad-CAM maps: {escape(str(metrics.get('cams')))}</p>"
     return html
 

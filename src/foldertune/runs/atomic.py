@@ -1,8 +1,10 @@
-"""Write a file so that a crash, a full disk or a kill never leaves it half-written.
+"""Write a file so that a crash, a full disk or a kill never leaves it half-written; never write into user data.
 
-    with atomic_open(run / "epochs.csv", "w", newline="") as handle:
+    with atomic_open(path, "w", newline="") as handle:
         handle.write(...)
     # the old file (if any) stays until the new one is complete, flushed and renamed over it
+    write_json(path, {"鱼": 1})                # UTF-8 JSON through atomic_open; read_json(path) reads it back
+    is_inside(out, data_folder)                # True: refuse to write there
 
 The temporary file sits beside the target (same file system, so the rename is atomic) and is removed on failure.
 Text is UTF-8; names that are not valid Unicode are written with backslash escapes rather than crashing. A full
@@ -12,11 +14,12 @@ disk (or quota, or file-size limit) is a UserError naming the file, not a traceb
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from foldertune.errors import UserError
 
@@ -49,3 +52,19 @@ def disk_full(path: Path, error: OSError) -> UserError:
         f"cannot write '{path}': {error.strerror or 'no space left'}; the previous version of the file is unchanged. "
         "Free some space and run the command again (a training run continues with --resume)."
     )
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """UTF-8 JSON (Chinese stays readable), indented, written atomically."""
+    with atomic_open(path) as handle:
+        handle.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when path is folder or lies below it, links and '..' resolved (for refusing writes into user data)."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents

@@ -1,8 +1,7 @@
 """Checkpoints: plain dicts of tensors and primitives, loadable with `torch.load(weights_only=True)`.
 
-    save_checkpoint(run / "best.pt", make_checkpoint(model, ...))   # temp file + rename: never half-written
-    checkpoint = load_checkpoint("runs/x/best.pt")                   # validated, UserError when it is not ours
-    model = model_from_checkpoint(checkpoint)                        # eval mode, on the CPU
+    save_checkpoint(run.best, make_checkpoint(model, ...))   # temp file + rename: never half-written
+    checkpoint = load_checkpoint("runs/x")                   # its best.pt, validated; UserError when it is not ours
 
 Keys: format, format_version, versions, backbone, classes, preprocessing, config, epoch, metrics, model (the
 state_dict); last.pt adds training (optimizer, scheduler, scaler, best-so-far and patience state) for --resume.
@@ -25,6 +24,7 @@ from foldertune import __version__
 from foldertune.errors import UserError
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.atomic import atomic_open
+from foldertune.runs.folder import locate_checkpoint
 
 FORMAT = "foldertune.checkpoint"
 FORMAT_VERSION = 1
@@ -78,13 +78,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A foldertune checkpoint (a run folder means its best.pt), loaded safely and checked."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "best.pt"
-        if not path.is_file():
-            raise UserError(f"run folder '{path.parent}' has no best.pt yet; pass a checkpoint file or a finished run.")
-    if not path.is_file():
-        raise UserError(f"checkpoint '{path}' does not exist; pass a run folder or a .pt file written by foldertune.")
+    path, _ = locate_checkpoint(path)
     checkpoint = safe_load(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise UserError(f"'{path}' is not a foldertune checkpoint; use --weights to start training from other weights.")
@@ -109,12 +103,3 @@ def safe_load(path: Path) -> Any:
                 "weights_only=True and will not run code from a file: save a state_dict instead."
             ) from None
         raise UserError(f"'{path}' is not a PyTorch file (torch.load cannot read it).") from None
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
-    """The trained network in eval mode on the CPU."""
-    from foldertune.models.build import build_model
-
-    model = build_model(checkpoint["backbone"], num_classes=len(checkpoint["classes"]))
-    model.load_state_dict(checkpoint["model"])
-    return model.eval()

@@ -1,22 +1,27 @@
-"""The run folder: the contract between commands (see docs/design.md for every file it holds).
+"""The run folder: the contract between commands, and the one module that names its files (docs/design.md).
 
-run = RunFolder.create("runs", None, default_name="mobilenet_v2-finetune")   # runs/mobilenet_v2-finetune[-2...]
-run.write_json("classes.json", {"0": "cat"})
-log = run.csv_log("epochs.csv", EPOCH_COLUMNS)
-log.append({"epoch": 1, ...})      # flushed at once: a crash keeps what was logged
+    run = RunFolder.create("runs", None, default_name="mobilenet_v2-finetune")   # runs/mobilenet_v2-finetune[-2...]
+    run.write_classes(["cat", "dog"])       # classes.json; run.classes() reads it back
+    run.write_config(record)                # config.json; run.config() reads it back
+    log = run.epochs_log()                  # epochs.csv, appended as training runs (flushed at once)
+    run.best, run.last                      # the checkpoints' paths
+    val = run.evaluation("val")             # eval/val/: val.metrics(), val.predictions_file, ...
+    checkpoint_file, run = locate_checkpoint("runs/x")   # a run folder means its best.pt
+
+Every JSON and CSV file is written atomically (temporary file + rename): a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from foldertune.errors import UserError
-from foldertune.runs.atomic import FULL, atomic_open, disk_full
+from foldertune.runs.atomic import FULL, atomic_open, disk_full, is_inside, read_json, write_json
 from foldertune.runs.tables import read_table
 
 BATCH_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr"]
@@ -34,12 +39,11 @@ EPOCH_COLUMNS = [
     "images_per_s",
 ]
 REPORT_COLUMNS = ["path", "class", "split", "problem", "reason"]
+FIGURE_FORMATS = ("png", "pdf", "svg")  # every figure of a run folder is saved in one of these
 
 
 def check_new_run(cfg) -> None:
     """Mistakes about paths that can be reported before a single image is read (a RunConfig in, nothing out)."""
-    from foldertune.data.scan import is_inside
-
     project = Path(cfg.project).expanduser()
     if cfg.run_name is not None and (project / cfg.run_name).exists():
         raise UserError(
@@ -56,6 +60,8 @@ def check_new_run(cfg) -> None:
 
 
 class RunFolder:
+    """A run folder's files by name; reading a file that is not there raises the usual OSError."""
+
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
@@ -87,16 +93,220 @@ class RunFolder:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
-    def write_json(self, name: str, data: Any) -> None:
-        """UTF-8 JSON (Chinese stays readable), written to a temporary file and renamed into place."""
-        with atomic_open(self.path / name) as handle:
-            handle.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    @property
+    def name(self) -> str:
+        return self.path.name
 
-    def read_json(self, name: str) -> Any:
-        return json.loads((self.path / name).read_text(encoding="utf-8"))
+    # ------------------------------------------------------------------------------------------- the files
 
-    def csv_log(self, name: str, columns: list[str]) -> CsvLog:
-        return CsvLog(self.path / name, columns)
+    @property
+    def config_file(self) -> Path:
+        """config.json: the settings, what they resolved to, the data, versions, machine, command, resumptions."""
+        return self.path / "config.json"
+
+    @property
+    def classes_file(self) -> Path:
+        """classes.json: {"0": name, ...}."""
+        return self.path / "classes.json"
+
+    @property
+    def split_file(self) -> Path:
+        """split.csv: path, class, split of every image the run uses."""
+        return self.path / "split.csv"
+
+    @property
+    def data_report_file(self) -> Path:
+        """data_report.csv: every file or class folder left out, and why."""
+        return self.path / "data_report.csv"
+
+    @property
+    def data_check_file(self) -> Path:
+        """data_check.csv: the data doctor's row for every file (--resume compares sizes and times with it)."""
+        return self.path / "data_check.csv"
+
+    @property
+    def batches_file(self) -> Path:
+        return self.path / "batches.csv"
+
+    @property
+    def epochs_file(self) -> Path:
+        return self.path / "epochs.csv"
+
+    @property
+    def best(self) -> Path:
+        """best.pt: the checkpoint of the best validation epoch."""
+        return self.path / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        """last.pt: the latest checkpoint, with what --resume needs."""
+        return self.path / "last.pt"
+
+    @property
+    def metrics_file(self) -> Path:
+        """metrics.json: best.pt's numbers on each evaluated split."""
+        return self.path / "metrics.json"
+
+    @property
+    def report_file(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def plots_dir(self) -> Path:
+        """plots/: the training curves and the augmented-batch grid."""
+        return self.path / "plots"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / "export"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tb"
+
+    def is_run(self) -> bool:
+        """Whether the folder is a foldertune run folder (it has config.json)."""
+        return self.config_file.is_file()
+
+    def has_training_logs(self) -> bool:
+        return self.config_file.is_file() and self.epochs_file.is_file()
+
+    # ------------------------------------------------------------------------------------- reading, writing
+
+    def config(self) -> dict[str, Any]:
+        return read_json(self.config_file)
+
+    def write_config(self, record: dict[str, Any]) -> None:
+        write_json(self.config_file, record)
+
+    def classes(self) -> list[str]:
+        """Class names in index order."""
+        return [name for _, name in sorted(read_json(self.classes_file).items(), key=lambda item: int(item[0]))]
+
+    def write_classes(self, classes: list[str]) -> None:
+        write_json(self.classes_file, dict(enumerate(classes)))
+
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.metrics_file)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.metrics_file, metrics)
+
+    def epochs(self) -> list[dict[str, str]]:
+        return read_table(self.epochs_file)
+
+    def batches(self) -> list[dict[str, str]]:
+        return read_table(self.batches_file)
+
+    def split_rows(self) -> list[dict[str, str]]:
+        """split.csv's rows (path, class, split); empty when the folder has none."""
+        return read_table(self.split_file) if self.split_file.is_file() else []
+
+    def batches_log(self) -> CsvLog:
+        return CsvLog(self.batches_file, BATCH_COLUMNS)
+
+    def epochs_log(self) -> CsvLog:
+        return CsvLog(self.epochs_file, EPOCH_COLUMNS)
+
+    def data_report_log(self) -> CsvLog:
+        return CsvLog(self.data_report_file, REPORT_COLUMNS)
+
+    def evaluation(self, name: str) -> EvalFolder:
+        """eval/<name>/: an evaluation's folder (val, test, or <folder>-<split> for another data folder)."""
+        return EvalFolder(self.path / "eval" / name)
+
+    def evaluations(self) -> list[EvalFolder]:
+        """Every evaluation folder that holds an evaluation, by name."""
+        return [EvalFolder(metrics.parent) for metrics in sorted((self.path / "eval").glob("*/metrics.json"))]
+
+
+class EvalFolder:
+    """An evaluation folder: the numbers of one checkpoint on one set of images, and the figures drawn from them.
+
+    An evaluation replaces what an earlier one wrote here (`clear`), so no figure outlives the numbers it showed.
+    """
+
+    FILES = ("metrics.json", "per_class.csv", "predictions.csv", "confused_pairs.csv", "scores.npy", "embedding.csv")
+    FIGURES = ("confusion_matrix", "confusion_matrix_normalized", "per_class", "pr_curves", "roc_curves",
+               "predictions", "top_losses", "cam_gallery", "feature_map")  # fmt: skip
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def metrics_file(self) -> Path:
+        """metrics.json: every overall figure, per-class numbers, confused pairs, classes, preprocessing."""
+        return self.path / "metrics.json"
+
+    @property
+    def per_class_file(self) -> Path:
+        return self.path / "per_class.csv"
+
+    @property
+    def predictions_file(self) -> Path:
+        return self.path / "predictions.csv"
+
+    @property
+    def confused_pairs_file(self) -> Path:
+        return self.path / "confused_pairs.csv"
+
+    @property
+    def scores_file(self) -> Path:
+        """scores.npy: (images, classes) probabilities, in the order of predictions.csv's readable rows."""
+        return self.path / "scores.npy"
+
+    @property
+    def embedding_file(self) -> Path:
+        return self.path / "embedding.csv"
+
+    @property
+    def cams_dir(self) -> Path:
+        """cams/: Grad-CAM overlays and cams.csv, which lists them."""
+        return self.path / "cams"
+
+    def figure(self, stem: str, fmt: str = "png") -> Path:
+        return self.path / f"{stem}.{fmt}"
+
+    def exists(self) -> bool:
+        return self.metrics_file.is_file()
+
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.metrics_file)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.metrics_file, metrics)
+
+    def has_figures(self) -> bool:
+        """Evaluated with figures (False also when not evaluated at all, or numbers only)."""
+        return self.exists() and bool(self.metrics().get("figures"))
+
+    def clear(self) -> None:
+        """Create the folder, or remove what an earlier evaluation wrote in it (and nothing else)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for path in self.path.iterdir():
+            stem, fmt = path.stem, path.suffix.lstrip(".")
+            if path.name in self.FILES or (stem in self.FIGURES and fmt in FIGURE_FORMATS):
+                path.unlink()
+        if self.cams_dir.is_dir():
+            shutil.rmtree(self.cams_dir)
+
+
+def locate_checkpoint(source: str | os.PathLike) -> tuple[Path, RunFolder]:
+    """A checkpoint file and the run folder it belongs to: a run folder means its best.pt; a checkpoint file
+    elsewhere is itself, and the folder it lies in serves as its run folder (evaluations go there)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        run = RunFolder(path)
+        if not run.best.is_file():
+            raise UserError(f"run folder '{path}' has no best.pt yet; pass a checkpoint file or a finished run.")
+        return run.best, run
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' does not exist; pass a run folder or a .pt file written by foldertune.")
+    return path, RunFolder(path.parent)
 
 
 class CsvLog:

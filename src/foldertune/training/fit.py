@@ -15,7 +15,6 @@ writes the run folder and talks to the trackers (trackers.py).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -28,7 +27,6 @@ from torch import nn
 from foldertune.config import RunConfig
 from foldertune.data.check import CHECK_COLUMNS, changed_since
 from foldertune.data.dataset import sample_seed
-from foldertune.data.prepare import PreparedData, prepare_data
 from foldertune.data.scan import verify_records
 from foldertune.data.split import read_manifest, write_manifest
 from foldertune.device import Runtime, choose_runtime
@@ -38,13 +36,14 @@ from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from foldertune.runs.folder import BATCH_COLUMNS, EPOCH_COLUMNS, REPORT_COLUMNS, RunFolder, check_new_run
+from foldertune.runs.folder import EvalFolder, RunFolder, check_new_run
 from foldertune.runs.tables import write_table
 from foldertune.training.distributed import Distributed
 from foldertune.training.interrupt import StopRequest, TrainingInterrupted
 from foldertune.training.loaders import build_feature_loaders, build_loaders
 from foldertune.training.loop import evaluate, memory_hint, train_one_epoch
 from foldertune.training.optim import build_optimizer, build_scheduler
+from foldertune.training.prepare import PreparedData, prepare_data
 from foldertune.training.run_record import command, config_record, now
 from foldertune.training.trackers import Trackers
 
@@ -70,12 +69,12 @@ def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False
                 get_backbone(cfg.model.backbone), weights_file=cfg.model.weights, log=log
             )
         run = RunFolder.create(cfg.project, cfg.run_name, default_name=f"{cfg.model.backbone}-{cfg.train.mode}")
-        run.write_json("classes.json", dict(enumerate(prepared.classes)))
-        write_manifest(run / "split.csv", prepared.records)
-        report = run.csv_log("data_report.csv", REPORT_COLUMNS)
+        run.write_classes(prepared.classes)
+        write_manifest(run.split_file, prepared.records)
+        report = run.data_report_log()
         report.append(*prepared.report_rows())
         if prepared.check is not None:
-            write_table(run / "data_check.csv", CHECK_COLUMNS, prepared.check.rows())
+            write_table(run.data_check_file, CHECK_COLUMNS, prepared.check.rows())
         return prepared, run.path, state_dict, weights_origin
 
     data, path, state_dict, weights_origin = dist.from_main(setup)  # every rank: the same data, folder and weights
@@ -85,7 +84,7 @@ def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False
     if dist.enabled:
         record["distributed"] = dist.describe()
     if dist.is_main:
-        run.write_json("config.json", record)
+        run.write_config(record)
     log(f"run folder: {run.path}")
     log(f"device: {runtime.describe()}; weights: {weights_origin}" + _processes(dist, cfg.train.batch_size))
 
@@ -112,13 +111,13 @@ def resume(
     if not dist.is_main:
         quiet, log = True, _silent
     run = RunFolder(Path(run_path).expanduser())
-    if not (run / "config.json").is_file():
+    if not run.is_run():
         raise UserError(f"--resume '{run.path}' is not a foldertune run folder (it has no config.json).")
-    if not (run / "last.pt").is_file():
+    if not run.last.is_file():
         raise UserError(f"run '{run.path}' has no last.pt: it stopped before finishing an epoch; start a new run.")
-    record = run.read_json("config.json")
+    record = run.config()
     cfg = RunConfig.from_dict(record["settings"])
-    checkpoint = load_checkpoint(run / "last.pt")
+    checkpoint = load_checkpoint(run.last)
     changes = {"epochs": epochs, "device": device}
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{k: v for k, v in changes.items() if v}))
     if workers is not None:
@@ -134,9 +133,9 @@ def resume(
         raise UserError(
             f"run '{run.path}' stopped early after epoch {checkpoint['epoch']} (no better validation "
             f"{cfg.train.best_metric} for {stale} epochs), so it is finished; to go on, start a new run with "
-            f"--weights {run.path / 'best.pt'}."
+            f"--weights {run.best}."
         )
-    classes = [name for _, name in sorted(run.read_json("classes.json").items(), key=lambda item: int(item[0]))]
+    classes = run.classes()
     if classes != checkpoint["classes"]:
         raise UserError(f"classes.json and last.pt of '{run.path}' disagree on the classes; the run folder was edited.")
     partial = checkpoint["training"].get("interrupted")
@@ -150,7 +149,7 @@ def resume(
     dist.start(runtime.device)
 
     def check_data() -> list:
-        listed = read_manifest(run / "split.csv")
+        listed = read_manifest(run.split_file)
         records, unreadable, info = verify_records(
             listed, max_pixels=cfg.data.max_pixels, workers=None, progress=not quiet
         )
@@ -159,7 +158,7 @@ def resume(
                 f"{len(unreadable)} image(s) of this run's split.csv are gone or unreadable since it started (first: "
                 f"{unreadable[0].path}); resuming needs the same data: restore them or start a new run."
             )
-        changed = changed_since(run / "data_check.csv", info)
+        changed = changed_since(run.data_check_file, info)
         if changed:
             raise UserError(
                 f"{len(changed)} image(s) of this run changed since it started (first: {changed[0]}); resuming on "
@@ -173,7 +172,7 @@ def resume(
     record.setdefault("resumed", []).append({"from_epoch": checkpoint["epoch"], "time": now(), "command": command(),
                                              "processes": dist.world_size})  # fmt: skip
     if dist.is_main:
-        run.write_json("config.json", record)
+        run.write_config(record)
     within = f", step {partial['steps']} of epoch {checkpoint['epoch'] + 1}" if partial else ""
     log(f"resuming {run.path} after epoch {checkpoint['epoch']} of {cfg.train.epochs}{within}; device: "
         f"{runtime.describe()}" + _processes(dist, cfg.train.batch_size))  # fmt: skip
@@ -232,8 +231,8 @@ def _train(
     scheduler = build_scheduler(optimizer, tc, steps_per_epoch=len(loaders["train"].batch_sampler))
     scaler = runtime.grad_scaler()
     criterion = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
-    batches = run.csv_log("batches.csv", BATCH_COLUMNS) if dist.is_main else None  # rank 0 writes the run folder
-    epochs = run.csv_log("epochs.csv", EPOCH_COLUMNS) if dist.is_main else None
+    batches = run.batches_log() if dist.is_main else None  # rank 0 writes the run folder
+    epochs = run.epochs_log() if dist.is_main else None
     progress = {"best": -math.inf, "best_epoch": 0, "stale": 0}
     first_epoch, partial, val = 1, None, {}
     if start is not None:
@@ -262,15 +261,15 @@ def _train(
         return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "progress": progress, "world_size": dist.world_size, **extra}  # fmt: skip
 
-    def save(name: str, content: dict) -> None:
+    def save(path: Path, content: dict) -> None:
         """Rank 0 saves; a failure there (a full disk) stops every process alike."""
-        dist.from_main(lambda: save_checkpoint(run / name, content))
+        dist.from_main(lambda: save_checkpoint(path, content))
 
     trackers = Trackers()
     if dist.is_main and (cfg.wandb or cfg.tensorboard):
-        record = run.read_json("config.json")
-        trackers = Trackers.start(run.path, cfg, record)
-        run.write_json("config.json", record)  # with the W&B run id, so that --resume continues that run
+        record = run.config()
+        trackers = Trackers.start(run, cfg, record)
+        run.write_config(record)  # with the W&B run id, so that --resume continues that run
     steps_per_epoch = len(loaders["train"])
 
     with trackers.closed_on_error():
@@ -292,7 +291,7 @@ def _train(
                 partial = None
                 if trained["interrupted"]:  # last.pt holds the weights and state after the last step trained
                     state = {**trained["partial"], "rng": torch.get_rng_state()}
-                    save("last.pt", checkpoint(epoch - 1, val, training_state(interrupted=state)))
+                    save(run.last, checkpoint(epoch - 1, val, training_state(interrupted=state)))
                     where = f"at epoch {epoch}, step {state['steps']} of {len(loaders['train'])}"
                     raise TrainingInterrupted(
                         stop.signum or signal.SIGTERM, run.path, where
@@ -317,10 +316,10 @@ def _train(
                 improved = val[metric_key] > progress["best"]
                 if improved:
                     progress.update(best=val[metric_key], best_epoch=epoch, stale=0)
-                    save("best.pt", checkpoint(epoch, val))
+                    save(run.best, checkpoint(epoch, val))
                 else:
                     progress["stale"] += 1
-                save("last.pt", checkpoint(epoch, val, training_state()))
+                save(run.last, checkpoint(epoch, val, training_state()))
                 _print_epoch(log, epoch, tc.epochs, trained, val, lr, improved)
                 if dist.any(stop.requested) and epoch < tc.epochs:  # the signal came during validation or saving
                     raise TrainingInterrupted(stop.signum or signal.SIGTERM, run.path, f"after epoch {epoch}")
@@ -334,7 +333,7 @@ def _train(
         if not dist.is_main:
             return run.path  # rank 0 alone evaluates best.pt and writes the report
         _final_evaluation(run, cfg, data, progress["best_epoch"], quiet, log)
-        trackers.finish(run.path, best=run.read_json("metrics.json"), step=epoch * steps_per_epoch)
+        trackers.finish(run, best=run.metrics(), step=epoch * steps_per_epoch)
     log(f"run folder: {run.path}")
     return run.path
 
@@ -343,14 +342,14 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
     """best.pt on the validation (and test) split: evaluation folders, metrics.json, and the report if asked."""
     from foldertune.analysis.evaluation import evaluate as evaluate_checkpoint
 
-    results = {"best_epoch": best_epoch, "checkpoint": "best.pt"}
+    results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
     log(f"\nbest.pt (epoch {best_epoch}):")
     for split in ("val", "test"):
         if data.count(split) == 0:
             continue
         out = evaluate_checkpoint(run.path, split=split, device=cfg.train.device, figures=cfg.report,
                                   progress=not quiet, log=lambda *_: None)  # fmt: skip
-        evaluation = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        evaluation = EvalFolder(out).metrics()
         overall = evaluation["overall"]
         results[split] = {
             "accuracy": overall["accuracy"],
@@ -366,17 +365,14 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
             f"recall {overall['macro_recall']:.4f}  f1 {overall['macro_f1']:.4f}  loss {overall['loss']:.4f}  "
             f"({overall['images']} images)"
         )
-    run.write_json("metrics.json", results)
+    run.write_metrics(results)
     if cfg.report:
         from foldertune.reporting.html_report import write_report
-        from foldertune.reporting.plots.curves import plot_loss, plot_metrics
-        from foldertune.reporting.plots.gallery import plot_train_batch
+        from foldertune.reporting.plots import plot_run
 
-        plot_loss(run.path)
-        plot_metrics(run.path)
-        plot_train_batch(run.path)
+        plot_run(run.path)  # the training curves and every evaluation's figures
         write_report(run.path, log=lambda *_: None)
-        log(f"report: {run / 'report.html'}")
+        log(f"report: {run.report_file}")
 
 
 def _print_epoch(log, epoch, epochs, trained, val, lr, improved) -> None:

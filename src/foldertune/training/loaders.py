@@ -18,13 +18,13 @@ from foldertune.config import RunConfig
 from foldertune.data.dataset import EpochBatchSampler, ImageDataset
 from foldertune.data.image_cache import ImageCache
 from foldertune.data.images import open_image
-from foldertune.data.prepare import PreparedData
 from foldertune.data.readers import EvalReader, TrainReader
 from foldertune.device import Runtime
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.cache import cache_root
 from foldertune.training.distributed import Distributed, shard, unshard
 from foldertune.training.frozen_features import FeatureBatches, extract_features, feature_store
+from foldertune.training.prepare import PreparedData
 
 
 def build_loaders(

@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 
 from foldertune.config import RunConfig
-from foldertune.data.prepare import PreparedData
 from foldertune.data.split import split_counts
 from foldertune.device import Runtime, cpu_name
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.checkpoint import versions
 from foldertune.training.interrupt import launcher
 from foldertune.training.loaders import default_workers
+from foldertune.training.prepare import PreparedData
 
 
 def config_record(cfg: RunConfig, runtime: Runtime, pre: Preprocessing, data: PreparedData, weights: str) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +23,13 @@ from PIL import Image
 
 from foldertune.config import RunConfig
 from foldertune.errors import UserError
+from foldertune.runs.folder import RunFolder
 
 EPOCH_KEYS = {"train_loss": "train/epoch_loss", "train_acc": "train/epoch_accuracy", "val_loss": "val/loss",
               "val_acc": "val/accuracy", "val_precision": "val/precision", "val_recall": "val/recall",
               "val_f1": "val/f1", "images_per_s": "speed/images_per_s"}  # fmt: skip
-FIGURES = ["plots/loss.png", "plots/metrics.png", "plots/train_batch.png", "eval/val/confusion_matrix.png",
-           "eval/val/per_class.png", "eval/val/predictions.png"]  # fmt: skip
+RUN_FIGURES = ["loss", "metrics", "train_batch"]  # in RUN/plots/
+VAL_FIGURES = ["confusion_matrix", "per_class", "predictions"]  # in RUN/eval/val/
 
 
 def require_trackers(cfg: RunConfig) -> None:
@@ -46,21 +46,21 @@ class Trackers:
         self.writer = writer
 
     @classmethod
-    def start(cls, run: Path, cfg: RunConfig, record: dict) -> Trackers:
+    def start(cls, run: RunFolder, cfg: RunConfig, record: dict) -> Trackers:
         """Open the trackers `cfg` asks for; `record` (config.json) keeps the W&B run id, for --resume."""
         wandb_run = writer = None
         if cfg.wandb:
             import wandb
 
             wandb_run = wandb.init(
-                project=cfg.wandb, name=run.name, dir=str(run), config={**cfg.to_dict(), **record["resolved"]},
+                project=cfg.wandb, name=run.name, dir=str(run.path), config={**cfg.to_dict(), **record["resolved"]},
                 id=record.get("wandb_id"), resume="allow",
             )  # fmt: skip
             record["wandb_id"] = wandb_run.id
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(log_dir=str(run / "tb"))
+            writer = SummaryWriter(log_dir=str(run.tensorboard_dir))
         return cls(wandb_run, writer)
 
     def log_steps(self, rows: list[dict[str, Any]]) -> None:
@@ -72,31 +72,32 @@ class Trackers:
         values = {name: row[key] for key, name in EPOCH_KEYS.items()}
         self._log({**values, "epoch": row["epoch"]}, step)
 
-    def finish(self, run: Path, best: dict[str, Any], step: int) -> None:
+    def finish(self, run: RunFolder, best: dict[str, Any], step: int) -> None:
         """The figures the run drew, the confusion matrix and sample images; best.pt as a W&B model artifact."""
         if self.writer is None and self.wandb_run is None:
             return
         from foldertune.reporting.plots.classification import plot_confusion
         from foldertune.reporting.plots.gallery import plot_train_batch
 
-        eval_dir = run / "eval" / "val"
-        if (eval_dir / "metrics.json").exists() and not (eval_dir / "confusion_matrix.png").exists():
-            plot_confusion(eval_dir)  # drawn even with --no-report: TensorBoard shows it
-        if not (run / "plots" / "train_batch.png").exists():
-            plot_train_batch(run)
-        figures = {name: run / name for name in FIGURES if (run / name).exists()}
+        val = run.evaluation("val")
+        if val.exists() and not val.figure("confusion_matrix").exists():
+            plot_confusion(val.path)  # drawn even with --no-report: TensorBoard shows it
+        if not (run.plots_dir / "train_batch.png").exists():
+            plot_train_batch(run.path)
+        candidates = [run.plots_dir / f"{stem}.png" for stem in RUN_FIGURES] + [val.figure(s) for s in VAL_FIGURES]
+        figures = {path.stem: path for path in candidates if path.exists()}
         if self.writer is not None:
             for name, path in figures.items():
-                tag = "val/confusion_matrix" if "confusion" in name else f"figures/{Path(name).stem}"
+                tag = "val/confusion_matrix" if "confusion" in name else f"figures/{name}"
                 self.writer.add_image(tag, np.asarray(Image.open(path).convert("RGB")), step, dataformats="HWC")
             self.writer.close()
         if self.wandb_run is not None:
             import wandb
 
-            self.wandb_run.log({f"figures/{Path(name).stem}": wandb.Image(str(path)) for name, path in figures.items()},
+            self.wandb_run.log({f"figures/{name}": wandb.Image(str(path)) for name, path in figures.items()},
                                step=step)  # fmt: skip
             artifact = wandb.Artifact(f"{run.name}-best", type="model", metadata=best)
-            artifact.add_file(str(run / "best.pt"))
+            artifact.add_file(str(run.best))
             self.wandb_run.log_artifact(artifact)
             self.wandb_run.finish()
 

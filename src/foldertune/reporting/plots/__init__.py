@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from foldertune.errors import UserError
+from foldertune.runs.folder import RunFolder
 
 
 def plot_evaluation(eval_dir: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
@@ -34,10 +35,14 @@ def plot_run(run: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
     from foldertune.reporting.plots.curves import plot_loss, plot_metrics
     from foldertune.reporting.plots.gallery import plot_train_batch
 
-    run = Path(run)
-    if not (run / "epochs.csv").is_file():
+    folder = RunFolder(run)
+    if not folder.epochs_file.is_file():
         raise UserError(f"'{run}' is not a run folder with training logs (no epochs.csv); pass a run folder.")
-    written = [plot_loss(run, fmt=fmt), plot_metrics(run, fmt=fmt), plot_train_batch(run, fmt=fmt)]
-    for eval_dir in sorted((run / "eval").glob("*/metrics.json")):
-        written.extend(plot_evaluation(eval_dir.parent, fmt=fmt))
+    written = [
+        plot_loss(folder.path, fmt=fmt),
+        plot_metrics(folder.path, fmt=fmt),
+        plot_train_batch(folder.path, fmt=fmt),
+    ]
+    for evaluation in folder.evaluations():
+        written.extend(plot_evaluation(evaluation.path, fmt=fmt))
     return [path for path in written if path is not None]

@@ -10,7 +10,6 @@ classes: figures grow with the class count, labels shrink and rotate, cell numbe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from foldertune.analysis.metrics import confusion
 from foldertune.reporting.plots.common import cell_size, fit_font, new_figure, save, shorten
+from foldertune.runs.folder import EvalFolder
 from foldertune.runs.tables import read_table
 
 MAX_ANNOTATED = 25  # classes up to which every confusion cell shows its number
@@ -26,12 +26,13 @@ MAX_CURVES = 10  # classes drawn on the PR / ROC figures: all of them, or the wo
 
 def load_evaluation(eval_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """classes, true indices, predicted indices, probabilities (rows of predictions.csv with a prediction)."""
-    classes = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))["classes"]
+    folder = EvalFolder(eval_dir)
+    classes = folder.metrics()["classes"]
     index = {name: i for i, name in enumerate(classes)}
-    rows = [row for row in read_table(eval_dir / "predictions.csv") if row["predicted"]]
+    rows = [row for row in read_table(folder.predictions_file) if row["predicted"]]
     targets = np.array([index[row["true"]] for row in rows], dtype=int)
     predictions = np.array([index[row["predicted"]] for row in rows], dtype=int)
-    scores = np.load(eval_dir / "scores.npy")
+    scores = np.load(folder.scores_file)
     return classes, targets, predictions, scores
 
 

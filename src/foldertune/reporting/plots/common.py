@@ -18,8 +18,8 @@ matplotlib.rcParams["text.parse_math"] = False  # a class named "$5_$10" is text
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
 from foldertune.reporting.plots.fonts import use_fonts_for  # noqa: E402
+from foldertune.runs.folder import FIGURE_FORMATS  # noqa: E402
 
-FORMATS = ("png", "pdf", "svg")
 DPI = 110
 RIGHT = "#2e7d32"  # green: correct predictions
 WRONG = "#c62828"  # red: mistakes
@@ -36,7 +36,7 @@ def new_figure(*, labels: Iterable[str] = (), size: tuple[float, float] = (7, 4)
 
 def save(fig, stem: Path, *, fmt: str = "png") -> Path:
     """Write `stem.<fmt>` and close the figure."""
-    if fmt not in FORMATS:
+    if fmt not in FIGURE_FORMATS:
         raise ValueError(f"unknown figure format {fmt!r}")
     path = stem.with_name(f"{stem.name}.{fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from foldertune.reporting.plots.common import TRAIN, VAL, new_figure, save
-from foldertune.runs.tables import read_table
+from foldertune.runs.folder import RunFolder
 
 
 def smooth(values: np.ndarray, span: int) -> np.ndarray:
@@ -28,8 +28,8 @@ def smooth(values: np.ndarray, span: int) -> np.ndarray:
 
 
 def plot_loss(run: Path, *, fmt: str = "png") -> Path:
-    batches = read_table(run / "batches.csv")
-    epochs = read_table(run / "epochs.csv")
+    folder = RunFolder(run)
+    batches, epochs = folder.batches(), folder.epochs()
     steps = np.array([int(row["step"]) for row in batches])
     loss = np.array([float(row["loss"]) for row in batches])
     lr = np.array([float(row["lr"]) for row in batches])
@@ -51,11 +51,12 @@ def plot_loss(run: Path, *, fmt: str = "png") -> Path:
     bottom.set_xlabel("step")
     bottom.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     bottom.grid(alpha=0.3)
-    return save(fig, run / "plots" / "loss", fmt=fmt)
+    return save(fig, folder.plots_dir / "loss", fmt=fmt)
 
 
 def plot_metrics(run: Path, *, fmt: str = "png") -> Path:
-    epochs = read_table(run / "epochs.csv")
+    folder = RunFolder(run)
+    epochs = folder.epochs()
     x = [int(row["epoch"]) for row in epochs]
     fig, ax = new_figure(labels=[run.name], size=(8, 4.5))
     for key, label, style in (
@@ -73,7 +74,7 @@ def plot_metrics(run: Path, *, fmt: str = "png") -> Path:
     ax.set_title(f"Metrics per epoch: {run.name}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    return save(fig, run / "plots" / "metrics", fmt=fmt)
+    return save(fig, folder.plots_dir / "metrics", fmt=fmt)
 
 
 def plot_compare(runs: list[Path], out: Path, *, fmt: str = "png") -> Path:
@@ -81,7 +82,7 @@ def plot_compare(runs: list[Path], out: Path, *, fmt: str = "png") -> Path:
     names = [run.name for run in runs]
     fig, (left, right) = new_figure(labels=names, size=(12, 4.5), ncols=2)
     for run in runs:
-        epochs = read_table(run / "epochs.csv")
+        epochs = RunFolder(run).epochs()
         x = [int(row["epoch"]) for row in epochs]
         left.plot(x, [float(row["val_acc"]) for row in epochs], "o-", markersize=3, label=run.name)
         right.plot(x, [float(row["val_loss"]) for row in epochs], "o-", markersize=3, label=run.name)

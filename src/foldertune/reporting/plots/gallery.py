@@ -11,7 +11,6 @@ the same as denormalising the tensors, without the round trip.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from foldertune.data.images import ImageReadError
 from foldertune.data.readers import EvalReader, TrainReader
 from foldertune.preprocessing import Preprocessing
 from foldertune.reporting.plots.common import RIGHT, WRONG, new_figure, save, shorten
+from foldertune.runs.folder import EvalFolder, RunFolder
 from foldertune.runs.tables import read_table
 
 GRID = 16  # pictures per grid
@@ -30,9 +30,9 @@ COLUMNS = 4
 
 
 def plot_train_batch(run: Path, *, fmt: str = "png", seed: int = 0) -> Path | None:
-    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    pre = Preprocessing.from_dict(config["resolved"]["preprocessing"])
-    rows = [row for row in read_table(run / "split.csv") if row["split"] == "train"]
+    folder = RunFolder(run)
+    pre = Preprocessing.from_dict(folder.config()["resolved"]["preprocessing"])
+    rows = [row for row in folder.split_rows() if row["split"] == "train"]
     rows = random.Random(seed).sample(rows, min(GRID, len(rows)))
     read = TrainReader(pre)  # exactly what training reads
     torch.manual_seed(seed)
@@ -43,7 +43,7 @@ def plot_train_batch(run: Path, *, fmt: str = "png", seed: int = 0) -> Path | No
             items.append((picture, row["class"], None))
     if not items:
         return None
-    return _grid(items, "Training images after augmentation", run / "plots" / "train_batch", fmt)
+    return _grid(items, "Training images after augmentation", folder.plots_dir / "train_batch", fmt)
 
 
 def plot_predictions(eval_dir: Path, *, fmt: str = "png", seed: int = 0) -> Path | None:
@@ -92,7 +92,7 @@ def save_explanation(explanation, path: Path, *, title: str) -> Path:
 
 
 def _prediction_grid(eval_dir: Path, rows, title: str, stem: str, fmt: str, *, with_path: bool = False):
-    metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics = EvalFolder(eval_dir).metrics()
     pre = Preprocessing.from_dict(metrics["preprocessing"])
     read = EvalReader(pre)
     items = []
