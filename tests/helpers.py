@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import shutil
@@ -16,6 +17,12 @@ from PIL import Image
 from foldertune.data import sample_data_path
 
 SAMPLE = sample_data_path()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """A CSV file the project wrote, one dict per row (read with the standard library, not the project's code)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def copy_subset(destination: Path, per_class: int, classes: dict[str, str] | None = None) -> Path:

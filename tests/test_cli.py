@@ -1,11 +1,10 @@
 """The command line as a user runs it: real subprocesses, real photos, exit codes and one-line errors."""
 
-import csv
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import CHINESE_CLASSES
-from helpers import copy_subset, run_cli, tree_fingerprint
+from helpers import copy_subset, read_csv, run_cli, tree_fingerprint
 
 from foldertune.cli import COMMANDS
 
@@ -32,8 +31,7 @@ def test_chinese_class_names_survive_training_and_prediction(chinese_run, tmp_pa
     )
     assert done.returncode == 0, done.stderr
     assert "ERROR: not an image" in done.stdout and "鱼" in done.stdout
-    with open(out, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv(out)
     assert len(rows) == 17
     assert list(rows[0]) == ["path", "label", "probability", "top1", "p1", "top2", "p2", "error"]
     unreadable = [row for row in rows if row["path"].endswith("broken.jpg")]
@@ -68,8 +66,7 @@ def test_split_writes_manifest_counts_and_linked_folders(tmp_path):
     done = run_cli("split", str(data), "--val", "0.2", "--test", "0.1", "--seed", "0", "--out", str(out), "--link")
     assert done.returncode == 0, done.stderr
     assert tree_fingerprint(data) == before
-    with open(out / "split.csv", newline="", encoding="utf-8") as handle:
-        manifest = list(csv.DictReader(handle))
+    manifest = read_csv(out / "split.csv")
     assert len(manifest) == 20 and {row["split"] for row in manifest} == {"train", "val", "test"}
     assert len(list((out / "val" / "鱼").iterdir())) == 2 and (out / "test" / "tools").is_dir()
     counts = (out / "split_counts.csv").read_text(encoding="utf-8")

@@ -4,12 +4,11 @@ Each must finish (no crash, no hang), name every bad file exactly once, use ever
 folder byte-for-byte as it was.
 """
 
-import csv
 import json
 import os
 
 import pytest
-from helpers import run_cli, tree_fingerprint, write_hostile_corpus
+from helpers import read_csv, run_cli, tree_fingerprint, write_hostile_corpus
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +17,6 @@ def corpus(tmp_path_factory):
     root.mkdir()
     good, bad = write_hostile_corpus(root)
     return root, good, bad, tree_fingerprint(root)
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def relative(paths, root):

@@ -56,7 +56,7 @@ def evaluate(
 ) -> Path:
     """Evaluate a run's best.pt (or a checkpoint) on a split or another folder, and draw its figures (unless
     `figures` is False); returns the evaluation folder. Options: split, out, device, progress, log."""
-    from foldertune.analysis.evaluation import evaluate as evaluate_checkpoint
+    from foldertune.analysis.evaluation import evaluate_checkpoint
     from foldertune.reporting.plots import plot_evaluation
 
     out = evaluate_checkpoint(source, data, figures=figures, **options)
@@ -67,7 +67,7 @@ def evaluate(
 
 def explain(source: str | os.PathLike, paths, **options: Any) -> list[Path]:
     """Grad-CAM maps for image files (`out=`, `class_name=`); returns the files written."""
-    from foldertune.inference.gradcam import explain_files
+    from foldertune.reporting.explanations import explain_files
 
     return explain_files(source, list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths], **options)
 

@@ -565,7 +565,7 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> None:
-    from foldertune.inference.gradcam import explain_files
+    from foldertune.reporting.explanations import explain_files
 
     explain_files(args.source, args.paths, out=args.out, class_name=args.class_name, device=args.device, fmt=args.fmt)
 

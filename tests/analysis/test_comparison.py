@@ -1,6 +1,4 @@
-import csv
-
-from helpers import run_cli
+from helpers import read_csv, run_cli
 
 import foldertune as ft
 
@@ -11,8 +9,7 @@ def test_compare_two_runs_writes_curves_and_table(chinese_run, tmp_path, mobilen
                       report=False, project=tmp_path)  # fmt: skip
     done = run_cli("compare", str(run), str(linear), "--out", str(tmp_path / "cmp"))
     assert done.returncode == 0, done.stderr
-    with open(tmp_path / "cmp" / "compare.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv(tmp_path / "cmp" / "compare.csv")
     assert [row["run"] for row in rows] == [run.name, linear.name]
     assert [row["mode"] for row in rows] == ["finetune", "linear"] and rows[0]["epochs"] == "2"
     assert all(0 <= float(row["best_val_acc"]) <= 1 and float(row["train_seconds"]) > 0 for row in rows)

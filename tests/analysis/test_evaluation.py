@@ -1,27 +1,21 @@
 """`evaluate` on real photos: its numbers agree with each other and with an independent count."""
 
-import csv
 import json
 
 import numpy as np
 import pytest
 from conftest import CHINESE_CLASSES
-from helpers import copy_subset, run_cli
+from helpers import copy_subset, read_csv, run_cli
 
 import foldertune as ft
 from foldertune.errors import UserError
-
-
-def read(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_the_run_folder_holds_a_complete_evaluation(chinese_run):
     run, _ = chinese_run
     folder = run / "eval" / "val"
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    rows = read(folder / "predictions.csv")
+    rows = read_csv(folder / "predictions.csv")
     scores = np.load(folder / "scores.npy")
     overall = metrics["overall"]
     assert metrics["classes"] == sorted(CHINESE_CLASSES.values()) and overall["images"] == len(rows) == 6
@@ -34,16 +28,16 @@ def test_the_run_folder_holds_a_complete_evaluation(chinese_run):
         np.mean([c for c, row in zip(correct, rows, strict=True) if row["true"] == name]) for name in metrics["classes"]
     ]
     assert overall["balanced_accuracy"] == pytest.approx(np.mean(recalls))
-    per_class = read(folder / "per_class.csv")
+    per_class = read_csv(folder / "per_class.csv")
     assert sum(int(row["support"]) for row in per_class) == 6
     assert [float(row["recall"]) for row in per_class] == pytest.approx(recalls)
     losses = [-np.log(float(row[f"p{[row[f'top{k}'] for k in (1, 2, 3)].index(row['true']) + 1}"])) for row in rows]
     assert [float(row["loss"]) for row in rows] == pytest.approx(losses, abs=1e-5)
     root = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     assert root["val"]["accuracy"] == overall["accuracy"] and root["val"]["f1"] == overall["macro_f1"]
-    pairs = read(folder / "confused_pairs.csv")
+    pairs = read_csv(folder / "confused_pairs.csv")
     assert sum(int(p["count"]) for p in pairs) == len(rows) - sum(correct)
-    assert len(read(folder / "embedding.csv")) == 6
+    assert len(read_csv(folder / "embedding.csv")) == 6
 
 
 def test_evaluate_another_folder_and_its_test_split(chinese_run, tmp_path):
@@ -88,7 +82,7 @@ def test_unreadable_and_single_class_evaluations_do_not_break_anything(chinese_r
     out = ft.evaluate(run, progress=False, log=lambda *_: None)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert list(metrics["unreadable"]) == [str(tmp_path / "gone.jpg")] and metrics["overall"]["images"] == 6
-    errors = [row for row in read(out / "predictions.csv") if row["error"]]
+    errors = [row for row in read_csv(out / "predictions.csv") if row["error"]]
     assert len(errors) == 1 and errors[0]["true"] == "鱼" and errors[0]["predicted"] == ""
 
     one = copy_subset(tmp_path / "only_fish", 3, {"fishes": "鱼"})

@@ -1,6 +1,5 @@
 """The dataset doctor on real files: every finding on the file that has it, duplicates, leaks, quarantine and undo."""
 
-import csv
 import os
 import shutil
 import struct
@@ -8,18 +7,13 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import SAMPLE, copy_subset, run_cli, save_with_orientation, tree_fingerprint, write_bad_images
+from helpers import SAMPLE, copy_subset, read_csv, run_cli, save_with_orientation, tree_fingerprint, write_bad_images
 from PIL import Image
 
 from foldertune.data.check import check_source, find_duplicates
 from foldertune.data.images import ImageReadError, inspect_image
 from foldertune.data.scan import scan_folder
 from foldertune.data.split import assign_splits
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def findings_by_name(report):

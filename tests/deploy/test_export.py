@@ -1,6 +1,5 @@
 """Export to ONNX and TorchScript from a real trained run, the parity check, and prediction without PyTorch."""
 
-import csv
 import json
 import shutil
 import subprocess
@@ -10,7 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers import SAMPLE, run_cli, save_with_orientation
+from helpers import SAMPLE, read_csv, run_cli, save_with_orientation
 from PIL import Image
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is part of the dev install")
@@ -21,11 +20,6 @@ from foldertune.deploy.exporting import ParityError, export_model
 from foldertune.deploy.onnx_classifier import OnnxClassifier, eval_pixels
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.checkpoint import load_checkpoint, save_checkpoint
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,8 @@
 """Prediction on a real video made from the sample photos: every frame annotated, Chinese labels drawn as glyphs."""
 
-import csv
-
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import read_csv, run_cli
 from PIL import Image, ImageFont
 
 cv2 = pytest.importorskip("cv2", reason="the video extra is part of the dev install")
@@ -40,8 +38,7 @@ def test_every_frame_is_predicted_and_annotated(chinese_run, tmp_path):
     assert done.returncode == 0, done.stderr
     originals, annotated = frames_of(clip), frames_of(out)
     assert len(originals) == len(annotated) == 12 and annotated[0].shape == (240, 320, 3)
-    with open(out.with_suffix(".csv"), newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv(out.with_suffix(".csv"))
     expected = Classifier.from_path(run).predict([Image.fromarray(frame) for frame in originals], topk=1)
     assert [row["label"] for row in rows] == [p.label for p in expected]
     assert [float(row["probability"]) for row in rows] == pytest.approx([p.probability for p in expected], abs=1e-3)

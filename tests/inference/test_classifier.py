@@ -1,8 +1,6 @@
-import csv
-
 import numpy as np
 import pytest
-from helpers import SAMPLE, run_cli
+from helpers import SAMPLE, read_csv, run_cli
 from PIL import Image
 
 import foldertune as ft
@@ -41,8 +39,7 @@ def test_cli_predictions_match_the_python_api(classifier, chinese_run, tmp_path)
     out = tmp_path / "preds.csv"
     done = run_cli("predict", str(run), str(data), "--out", str(out), "--topk", "3", "--quiet")
     assert done.returncode == 0, done.stderr
-    with open(out, newline="", encoding="utf-8") as handle:
-        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    rows = {row["path"]: row for row in read_csv(out)}
     api = {p.path: p for p in classifier.predict(data)}
     assert rows.keys() == api.keys() and len(rows) == 24
     for path, prediction in api.items():

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on a split of its run, or on another folder, and keep everything for plots and report.
 
-    out = evaluate("runs/mobilenet_v2-finetune")                     # best.pt on the run's val split
-    out = evaluate("runs/x/best.pt", "new_photos/", split="test")    # on another folder (its test/ if it is split)
+    out = evaluate_checkpoint("runs/mobilenet_v2-finetune")                   # best.pt on the run's val split
+    out = evaluate_checkpoint("runs/x/best.pt", "new_photos/", split="test")  # another folder (its test/ if split)
 
 The evaluation folder (default: <run>/eval/<split>; for another folder <run>/eval/<folder>-<split>, or
 <folder>-all when that folder is not split) holds what an earlier evaluation there wrote, replaced:
@@ -43,7 +43,7 @@ from foldertune.runs.tables import write_table
 CAMS_PER_KIND = 4  # right and wrong predictions explained in the report
 
 
-def evaluate(
+def evaluate_checkpoint(
     source: str | os.PathLike,
     data: str | os.PathLike | None = None,
     *,

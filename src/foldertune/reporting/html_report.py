@@ -88,13 +88,13 @@ def write_report(run: str | os.PathLike, *, log=print) -> Path:
 
 
 def _ensure_evaluated(run: RunFolder, log) -> None:
-    from foldertune.analysis.evaluation import evaluate
+    from foldertune.analysis.evaluation import evaluate_checkpoint
     from foldertune.reporting.plots import plot_evaluation, plot_run
 
     splits = {row["split"] for row in run.split_rows()}
     for split in ("val", "test"):
         if split in splits and not run.evaluation(split).has_figures():  # missing, or numbers only (--no-report)
-            plot_evaluation(evaluate(run.path, split=split, progress=False, log=log))
+            plot_evaluation(evaluate_checkpoint(run.path, split=split, progress=False, log=log))
     if not (run.plots_dir / "loss.png").exists():
         plot_run(run.path)
 
