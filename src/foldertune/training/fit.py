@@ -340,7 +340,7 @@ def _train(
 
 def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_epoch: int, quiet: bool, log) -> None:
     """best.pt on the validation (and test) split: evaluation folders, metrics.json, and the report if asked."""
-    from foldertune.analysis.evaluation import evaluate as evaluate_checkpoint
+    from foldertune.analysis.evaluation import evaluate_checkpoint
 
     results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
     log(f"\nbest.pt (epoch {best_epoch}):")
