@@ -7,7 +7,7 @@
 
 API: `POST /predict` (multipart, field `files`, one or more images; `?cam=true` adds Grad-CAM overlays for a
 checkpoint), `GET /health`, `GET /classes`; the OpenAPI description is at /openapi.json (and /docs). The model is
-loaded once, when the app is made. A request larger than `max_upload_mb` is refused with 413 before it is read;
+loaded once, when the app is made. A request larger than `max_upload_mb` is refused with 413 and none of it is kept;
 a file that is not an image, is damaged or is a decompression bomb gets 422 with the file named and the reason.
 Each upload is read exactly as `foldertune predict` reads files (EXIF orientation, any mode to RGB, pixel limit).
 """
@@ -29,6 +29,7 @@ from foldertune.inference.prediction import Prediction
 
 DEFAULT_MAX_UPLOAD_MB = 10  # per request; photos from phones are 2-8 MB
 MAX_FILES = 16  # images per request
+DRAIN_FACTOR = 8  # a refused upload up to this many times the limit is read to its end (and dropped) before the 413
 TOPK = 5
 
 
@@ -87,7 +88,12 @@ def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_
         if request.method == "POST" and length and length.isdigit() and int(length) > limit:
             size = int(length) / 2**20
             detail = f"the upload is {size:.1f} MB; the limit is {max_upload_mb:g} MB per request"
-            return JSONResponse({"detail": detail}, status_code=413)
+            if int(length) <= DRAIN_FACTOR * limit:
+                # read and drop the body (nothing is kept): a client still sending when the server closes the
+                # connection gets a reset instead of this answer
+                async for _ in request.stream():
+                    pass
+            return JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
         return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
