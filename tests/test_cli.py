@@ -5,6 +5,8 @@ import csv
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 import typing
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +42,21 @@ def test_help_for_every_command():
     for command in COMMANDS:
         done = run_cli(command, "--help")
         assert done.returncode == 0 and "example:" in done.stdout, command
+
+
+def test_help_and_import_foldertune_do_not_import_torch():
+    script = (
+        "import sys, foldertune\n"
+        "from foldertune.cli import main\n"
+        "for argv in ([], ['train', '--help'], ['export', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().endswith("False"), done.stdout[-300:] + done.stderr
 
 
 def test_every_setting_is_a_train_flag_and_every_train_flag_a_setting():

@@ -329,7 +329,7 @@ def check_source(
     progress: bool = True,
 ) -> DataCheck:
     """Check a data folder, a split manifest (CSV), or a run folder (the split it trained on)."""
-    if not tiny_side >= 1:
+    if not tiny_side >= 1:  # `not >=`: NaN is refused too
         raise UserError(f"--min-side must be at least 1 pixel; got {tiny_side}.")
     if not max_aspect >= 1:
         raise UserError(f"--max-aspect must be at least 1; got {max_aspect}.")
