@@ -2,8 +2,13 @@
 
 import importlib
 import pkgutil
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from helpers import run_cli
 
 import foldertune
+from foldertune.errors import UserError
 
 
 def test_api_functions_are_not_shadowed_by_submodules():
@@ -36,3 +41,37 @@ def test_every_api_function_works_on_a_finished_run(chinese_run, tmp_path):
     ]
     exported = foldertune.export(run, fmt="torchscript", out=tmp_path / "model.pt", log=lambda *_: None)
     assert exported.parity["top1_agreement"] == 1.0 and exported.path.is_file()
+
+
+def test_the_api_refuses_what_the_cli_refuses_with_the_same_sentence(chinese_run, tmp_path):
+    from foldertune.data.check import check_source
+    from foldertune.data.scan import scan_folder
+    from foldertune.data.split import assign_splits
+    from foldertune.deploy.server import create_app, serve
+
+    run, data = chinese_run
+    photo = str(sorted((data / "鱼").glob("*.webp"))[0])
+    classifier = foldertune.load(run)
+    images = scan_folder(data, progress=False).images
+    cases = {  # what the CLI is given -> the library call it makes, with the same mistake
+        ("export", str(run), "--opset", "3"): lambda: foldertune.export(run, opset=3),
+        ("export", str(run), "--format", "torchscript", "--half"): lambda: foldertune.export(
+            run, fmt="torchscript", half=True
+        ),
+        ("predict", str(run), photo, "--topk", "0"): lambda: classifier.predict_files([photo], topk=0),
+        ("predict", str(run), photo, "--batch-size", "0"): lambda: classifier.predict(photo, batch_size=0),
+        ("check", str(data), "--min-side", "0"): lambda: check_source(data, decode="header", tiny_side=0),
+        ("check", str(data), "--max-aspect", "0.5"): lambda: check_source(data, decode="header", max_aspect=0.5),
+        ("check", str(data), "--workers", "0"): lambda: check_source(data, decode="header", workers=0),
+        ("serve", str(run), "--port", "70000"): lambda: serve(run, host="127.0.0.1", port=70000, max_upload_mb=10),
+        ("serve", str(run), "--max-upload-mb", "0"): lambda: create_app(run, max_upload_mb=0.0),
+        ("split", str(data), "--seed", "-1"): lambda: assign_splits(images, val_fraction=0.2, test_fraction=0, seed=-1),
+    }
+    with ThreadPoolExecutor(max_workers=3) as pool:  # each CLI refuses before torch is imported
+        done = dict(zip(cases, pool.map(lambda argv: run_cli(*argv, cwd=tmp_path), cases), strict=True))
+    for argv, call in cases.items():
+        with pytest.raises(UserError) as refused:
+            call()
+        assert done[argv].returncode == 2, (argv, done[argv].stderr)
+        assert done[argv].stderr == f"foldertune {argv[0]}: error: {refused.value}\n", argv
+    assert not list(tmp_path.iterdir())  # nothing written: no check.csv, no split.csv

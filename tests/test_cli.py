@@ -1,12 +1,39 @@
 """The command line as a user runs it: real subprocesses, real photos, exit codes and one-line errors."""
 
+import argparse
+import dataclasses
 import json
+import re
+import subprocess
+import sys
+import typing
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from conftest import CHINESE_CLASSES
 from helpers import copy_subset, read_csv, run_cli, tree_fingerprint
 
-from foldertune.cli import COMMANDS
+from foldertune.cli import COMMANDS, NO_FLAG, TRAIN_ONLY_FLAGS, build_parser
+from foldertune.config import DataConfig, ModelConfig, RunConfig, TrainConfig, field_docs, flag
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def run_settings() -> dict[str, tuple[dataclasses.Field, str]]:
+    """Every setting of a run (the sections' fields and RunConfig's own, not the sections): {name: (field, doc)}."""
+    settings = {}
+    for klass in (DataConfig, ModelConfig, TrainConfig, RunConfig):
+        hints, docs = typing.get_type_hints(klass), field_docs(klass)
+        for f in dataclasses.fields(klass):
+            if not dataclasses.is_dataclass(hints[f.name]):
+                settings[f.name] = (f, docs.get(f.name, ""))
+    return settings
+
+
+def train_flags() -> dict[str, argparse.Action]:
+    """`train`'s arguments by their flag (DATA for the positional), from the real parser."""
+    train = build_parser().commands["train"]
+    return {option: action for action in train._actions for option in action.option_strings or [action.metavar]}
 
 
 def test_help_for_every_command():
@@ -14,6 +41,65 @@ def test_help_for_every_command():
     for command in COMMANDS:
         done = run_cli(command, "--help")
         assert done.returncode == 0 and "example:" in done.stdout, command
+
+
+def test_help_and_import_foldertune_do_not_import_torch():
+    script = (
+        "import sys, foldertune\n"
+        "from foldertune.cli import main\n"
+        "for argv in ([], ['train', '--help'], ['export', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().endswith("False"), done.stdout[-300:] + done.stderr
+
+
+def test_every_setting_is_a_train_flag_and_every_train_flag_a_setting():
+    settings, flags = run_settings(), train_flags()
+    flags.pop("-h"), flags.pop("--help")
+    assert set(NO_FLAG) <= set(settings) and not set(TRAIN_ONLY_FLAGS) & set(settings)
+    assert {action.dest for action in flags.values()} == (set(settings) - set(NO_FLAG)) | set(TRAIN_ONLY_FLAGS)
+    for name in set(settings) - set(NO_FLAG):
+        assert flags[flag(name)].dest == name, name
+
+
+def test_train_help_shows_each_setting_its_docstring_and_default():
+    flags = {action.dest: action for action in train_flags().values()}
+    for name, (setting, doc) in run_settings().items():
+        if name in NO_FLAG:
+            continue
+        help_text = flags[name].help
+        meaning = doc.replace("`", "'").split("None: ")[0].split("False: ")[0]
+        words = [word.strip(";,.:()") for word in meaning.split()[1:4]]  # the first one is lower-cased
+        assert all(word in help_text for word in words), (name, words, help_text)
+        if setting.default is not False and (setting.default is not None or "None: " in doc):
+            assert "(default: " in help_text, name
+    text = " ".join(build_parser().commands["train"].format_help().split())
+    for shown in (
+        "--val F share of each class held out for validation when the folder is not already split (default: 0.2)",
+        "--test F share of each class held out as a test set when the folder is not already split (default: 0)",
+        "(default: per mode, linear 3e-3, finetune 5e-4, scratch 1e-3)",
+        "(default: mobilenet_v2)",
+        "--no-pretrained start from random weights;",
+        "(default: start from ImageNet weights)",
+        "(default: no W&B; --wandb alone: foldertune)",
+        "(default: the bundled sample photos)",
+        "--resume RUN continue RUN from its last.pt",
+        "{linear,finetune,scratch}",
+        "(default: finetune)",
+    ):
+        assert shown in text, shown
+
+
+def test_the_readme_table_lists_exactly_the_train_flags():
+    section = README.read_text(encoding="utf-8").split("### Every `train` flag", 1)[1].split("\n#", 1)[0]
+    listed = [re.match(r"\| `([^` ]+)", line).group(1) for line in section.splitlines() if line.startswith("| `")]
+    assert len(listed) == len(set(listed))
+    assert set(listed) == set(train_flags()) - {"-h", "--help"}
 
 
 def test_chinese_class_names_survive_training_and_prediction(chinese_run, tmp_path):

@@ -1,8 +1,19 @@
+import dataclasses
 import json
+import re
 
 import pytest
 
-from foldertune.config import DEFAULT_LR, RunConfig
+from foldertune.config import (
+    CHOICES,
+    DEFAULT_LR,
+    DEFAULT_WEIGHT_DECAY,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    field_docs,
+)
 from foldertune.errors import UserError
 
 
@@ -78,3 +89,21 @@ def test_unknown_key_in_a_saved_config_is_rejected():
     raw["train"]["epohcs"] = 3
     with pytest.raises(UserError, match="did you mean 'epochs'"):
         RunConfig.from_dict(raw)
+
+
+def test_every_setting_has_a_docstring_and_every_choice_list_a_setting():
+    names = set()
+    for klass in (DataConfig, ModelConfig, TrainConfig, RunConfig):
+        docs = field_docs(klass)
+        for f in dataclasses.fields(klass):
+            names.add(f.name)
+            assert f.name in ("data", "model", "train") or docs[f.name].endswith("."), (klass.__name__, f.name)
+    assert set(CHOICES) <= names
+    assert "\n" not in field_docs(TrainConfig)["feature_cache"]  # a docstring over two lines is one line of help
+
+
+def test_the_defaults_the_docstrings_state_are_the_ones_used():
+    docs = field_docs(TrainConfig)
+    for name, used in (("lr", DEFAULT_LR), ("weight_decay", DEFAULT_WEIGHT_DECAY)):
+        stated = re.findall(r"(\w+) (\d+(?:\.\d+)?(?:e-?\d+)?)\b", docs[name].split("None: ")[1])
+        assert {key: float(value) for key, value in stated} == used, name

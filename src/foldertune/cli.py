@@ -14,22 +14,37 @@
     foldertune report RUN
     foldertune models
 
-Every sub-command's --help lists its flags with defaults and an example.
+Every sub-command's --help lists its flags with defaults and an example. `train`'s flags are built from the fields of
+config.py's dataclasses (name, type, choices, default, help); TRAIN_GROUPS only arranges them.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import difflib
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 
 from foldertune import __version__
-from foldertune.deploy import HALF_MIN_AGREEMENT
+from foldertune.config import (
+    ALIASES,
+    CHOICES,
+    DEVICES,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    field_docs,
+    flag,
+)
+from foldertune.deploy import EXPORT_FORMATS, HALF_MIN_AGREEMENT, check_export_options
 from foldertune.errors import UserError
+from foldertune.runs.folder import FIGURE_FORMATS
 
 # Flags of `train` that may accompany --resume; everything else comes from the run's config.json.
 RESUME_FLAGS = {"resume", "epochs", "device", "workers", "quiet"}
@@ -104,82 +119,95 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------------- train
 
 
+# `train`'s flags are the fields of config.py's dataclasses: the flag's name (`flag`), type (the annotation), choices
+# (`CHOICES`), default and help (the field's docstring) come from there. This table adds only how the help shows
+# them: the argument groups, in order, and each value's metavar (None: argparse's own, {a,b,c} for choices).
+TRAIN_GROUPS = {
+    "model": {"backbone": "MODEL", "mode": None, "weights": "FILE", "pretrained": None},
+    "data": {"root": None, "val_fraction": "F", "test_fraction": "F", "manifest": "CSV", "img_size": "N",
+             "workers": "N", "cache": None, "cache_dir": "DIR"},
+    "training": {"epochs": "N", "batch_size": "N", "lr": "X", "weight_decay": "X", "optimizer": None,
+                 "scheduler": None, "warmup_epochs": "E", "label_smoothing": "X", "patience": "N", "best_metric": None,
+                 "seed": "N", "device": None, "precision": None, "compile": None},
+    "linear mode": {"feature_cache": None, "feature_views": "N"},
+    "output": {"project": "DIR", "run_name": "NAME", "resume": "RUN", "report": None, "quiet": None},
+    "experiment tracking (optional extras)": {"wandb": "PROJECT", "tensorboard": None},
+}  # fmt: skip
+WANDB_PROJECT = "foldertune"  # --wandb given without a project name
+
+# The exceptions, both ways. Flags of `train` that are not settings of a run (config.json does not hold them):
+TRAIN_ONLY_FLAGS = {
+    "resume": {"help": "continue RUN from its last.pt (with --epochs to extend it)"},
+    "quiet": {"action": "store_true", "help": "no progress bars; one line per epoch (for log files)"},
+}
+# Settings without a flag, and why:
+NO_FLAG = {
+    "max_pixels": "a safety limit for the Python API only: PIL refuses larger images anyway, and check, predict, "
+    "evaluate and serve always read with the default limit, so a flag could only make train refuse images that "
+    "the other commands accept.",
+}
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    # Defaults are SUPPRESSed so that only the flags a user typed reach RunConfig (and --resume can spot extras);
-    # the defaults shown here come from config.py.
-    p.add_argument("data", nargs="?", metavar="DATA", help="image folder (default: the bundled sample photos)")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", help="backbone, see 'foldertune models' (default: mobilenet_v2)")
-    g.add_argument("--mode", choices=["linear", "finetune", "scratch"], help="what trains (default: finetune)")
-    g.add_argument("--weights", metavar="FILE", help="start from this state_dict / checkpoint / .safetensors")
-    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="start from random weights")
-    g = p.add_argument_group("data")
-    g.add_argument("--val", type=float, metavar="F", help="validation share per class, if not split (default: 0.2)")
-    g.add_argument("--test", type=float, metavar="F", help="test share per class, if not split (default: 0)")
-    g.add_argument("--manifest", metavar="CSV", help="use this path,class,split CSV instead of scanning DATA")
-    g.add_argument("--img-size", type=int, metavar="N", help="input crop size in pixels (default: the model's, 224)")
-    g.add_argument("--workers", type=int, metavar="N", help="data loader processes (default: cores - 1, max 8)")
-    g.add_argument(
-        "--cache",
-        choices=["off", "ram", "disk"],
-        help="decode each image once and keep a downsized copy in memory or on disk for later epochs (default: off)",
-    )
-    g.add_argument(
-        "--cache-dir", metavar="DIR", help="cache folder (default: $FOLDERTUNE_CACHE_DIR, else ~/.cache/foldertune)"
-    )
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, metavar="N", help="passes over the training data (default: 10)")
-    g.add_argument("--batch-size", type=int, metavar="N", help="images per step (default: 32)")
-    g.add_argument(
-        "--lr", type=float, metavar="X", help="peak learning rate (default: linear 3e-3, finetune 5e-4, scratch 1e-3)"
-    )
-    g.add_argument("--weight-decay", type=float, metavar="X", help="(default: adamw 0.05, adam 0, sgd 1e-4)")
-    g.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="(default: adamw)")
-    g.add_argument(
-        "--scheduler",
-        choices=["cosine", "step", "constant"],
-        help="cosine with warm-up, or the tutorial's step decay (default: cosine)",
-    )
-    g.add_argument("--warmup-epochs", type=float, metavar="E", help="warm-up length for cosine (default: 1)")
-    g.add_argument("--label-smoothing", type=float, metavar="X", help="(default: 0)")
-    g.add_argument("--patience", type=int, metavar="N", help="stop after N epochs without improvement (default: off)")
-    g.add_argument(
-        "--best-metric", choices=["accuracy", "f1"], help="validation metric that picks best.pt (default: accuracy)"
-    )
-    g.add_argument("--seed", type=int, metavar="N", help="seed for split, init, order and augmentation (default: 0)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="(default: auto: cuda, mps, then cpu)")
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="(default: auto: bf16 where native)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the network (slow start, then faster steps)")
-    g = p.add_argument_group("linear mode")
-    g.add_argument(
-        "--feature-cache",
-        choices=["disk", "memory", "off"],
-        help="run the frozen backbone once per image, keep its features on disk or in memory; off: "
-        "every batch, with augmentation (default: disk)",
-    )
-    g.add_argument(
-        "--feature-views",
-        type=int,
-        metavar="N",
-        help="views stored per image: 1 = no augmentation, N = plus N-1 random crops (default: 1)",
-    )
-    g = p.add_argument_group("output")
-    g.add_argument("--project", metavar="DIR", help="folder for run folders (default: runs)")
-    g.add_argument("--name", dest="run_name", metavar="NAME", help="run folder name (default: MODEL-MODE, -2, -3 ...)")
-    g.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt (with --epochs to extend it)")
-    g.add_argument("--no-report", dest="report", action="store_false",
-                   help="skip the figures, Grad-CAM maps and report.html at the end (metrics only)")  # fmt: skip
-    g.add_argument("--quiet", action="store_true", help="no progress bars; one line per epoch (for log files)")
-    g = p.add_argument_group("experiment tracking (optional extras)")
-    g.add_argument("--wandb", nargs="?", const="foldertune", metavar="PROJECT",
-                   help="log to Weights & Biases project PROJECT (default: foldertune); WANDB_MODE=offline works "
-                   "without a network (pip install 'foldertune[wandb]')")  # fmt: skip
-    g.add_argument("--tensorboard", action="store_true",
-                   help="write TensorBoard event files to RUN/tb/ (pip install 'foldertune[tensorboard]')")  # fmt: skip
+    # The parser's defaults are SUPPRESSed so that only the flags a user typed reach RunConfig (and --resume can spot
+    # extras); the help shows the dataclasses' defaults instead.
+    settings = {}
+    for klass in (DataConfig, ModelConfig, TrainConfig, RunConfig):
+        hints, docs = typing.get_type_hints(klass), field_docs(klass)
+        settings.update({f.name: (f, hints[f.name], docs.get(f.name, "")) for f in dataclasses.fields(klass)})
+    for title, names in TRAIN_GROUPS.items():
+        group = p.add_argument_group(title)
+        for name, metavar in names.items():
+            if name in TRAIN_ONLY_FLAGS:
+                group.add_argument("--" + name, **({"metavar": metavar} if metavar else {}), **TRAIN_ONLY_FLAGS[name])
+            else:
+                _add_setting(p, group, name, *settings[name], metavar)
+
+
+def _add_setting(p, group, name: str, setting: dataclasses.Field, annotation, doc: str, metavar: str | None) -> None:
+    """One setting's flag: its name from `flag`, its type from the annotation, choices from CHOICES, help from `doc`."""
+    option = flag(name)
+    kind = next((k for k in typing.get_args(annotation) if k is not type(None)), annotation)  # X | None -> X
+    if kind is bool:  # a switch; --no-X for a setting that is on by default
+        arguments = {"dest": name, "action": "store_false" if setting.default else "store_true"}
+    elif name in CHOICES:
+        arguments = {"dest": name, "choices": CHOICES[name]}
+    else:
+        arguments = {"dest": name, "metavar": metavar, **({} if kind is str else {"type": kind})}
+    if name == "wandb":
+        arguments.update(nargs="?", const=WANDB_PROJECT)
+    if not option.startswith("-"):  # DATA, the one positional; its default is this command's (and ft.train's)
+        group, option, arguments = p, name, {"nargs": "?", "metavar": option}
+        doc += " None: the bundled sample photos."
+    help_text = _setting_help(doc, setting.default, const=arguments.get("const"), option=option)
+    group.add_argument(option, help=help_text.replace("%", "%%"), **arguments)  # argparse formats help with %
+
+
+def _setting_help(doc: str, default: object, *, const: object, option: str) -> str:
+    """A field's docstring as a flag's help, ending in "(default: ...)": the field's default, or what the docstring's
+    closing "None: ..." says (for a default of None); a --no-X flag's help is the docstring's closing "False: ..."."""
+    meaning, _, other = doc.replace("`", "'").rpartition("None: " if default is None else "False: ")
+    if not meaning:
+        meaning, other = other, ""
+    meaning, other = _as_help(meaning), _as_help(other)
+    if default is True:
+        return f"{other} (default: {meaning})"
+    if default is False:
+        return meaning
+    if default is None:
+        shown = other + (f"; {option} alone: {const}" if const else "")
+        return f"{meaning} (default: {shown})" if shown else meaning
+    return f"{meaning} (default: {default:g})" if isinstance(default, float) else f"{meaning} (default: {default})"
+
+
+def _as_help(sentence: str) -> str:
+    """'Share of each class.' -> 'share of each class': argparse's style; names such as DataLoader keep their case."""
+    sentence = sentence.strip().removesuffix(";").removesuffix(".")
+    word = sentence.split(" ", 1)[0]
+    return sentence[:1].lower() + sentence[1:] if word[1:] == word[1:].lower() else sentence
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from foldertune.config import ALIASES, RunConfig, flag
     from foldertune.data import sample_data_path
     from foldertune.runs.folder import check_new_run
     from foldertune.training.prepare import prepare_data
@@ -201,9 +229,9 @@ def run_train(args: argparse.Namespace) -> None:
             quiet=quiet,
         )
         return
-    if given.get("data") is None and not given.get("manifest"):
-        given["data"] = str(sample_data_path())
-        print(f"no DATA given: training on the bundled sample photos in {given['data']}")
+    if given.get("root") is None and not given.get("manifest"):
+        given["root"] = str(sample_data_path())
+        print(f"no DATA given: training on the bundled sample photos in {given['root']}")
     cfg = RunConfig.from_flat(**given)
     from foldertune.training.trackers import require_trackers
 
@@ -237,14 +265,19 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_split(args: argparse.Namespace) -> None:
-    from foldertune.config import DataConfig
     from foldertune.data.scan import scan_folder
-    from foldertune.data.split import assign_splits, format_counts, materialize, split_counts, write_manifest
+    from foldertune.data.split import (
+        assign_splits,
+        check_seed,
+        format_counts,
+        materialize,
+        split_counts,
+        write_manifest,
+    )
     from foldertune.runs.tables import write_table
 
     DataConfig(root=args.data, val_fraction=args.val, test_fraction=args.test)  # validates the fractions
-    if args.seed < 0:
-        raise UserError(f"--seed must be a whole number of 0 or more; got {args.seed}.")
+    check_seed(args.seed)  # assign_splits checks too, after the scan
     if args.how and not args.out:
         raise UserError(f"--{args.how} needs --out DIR: the folder to build train/ and val/ in.")
     manifest = Path(args.manifest or (Path(args.out) / "split.csv" if args.out else "split.csv"))
@@ -312,12 +345,6 @@ def run_check(args: argparse.Namespace) -> None:
         return
     if not args.data:
         raise UserError("check needs DATA: a data folder, a split manifest or a run folder.")
-    if args.min_side < 1:
-        raise UserError(f"--min-side must be at least 1 pixel; got {args.min_side}.")
-    if args.max_aspect < 1:
-        raise UserError(f"--max-aspect must be at least 1; got {args.max_aspect}.")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1; got {args.workers}.")
     data = Path(args.data).expanduser()
     is_run = RunFolder(data).is_run()
     out = Path(args.out or "check.csv")  # never RUN/data_check.csv: --resume compares the data with that one
@@ -394,15 +421,14 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes to list per image (default: 5)")
     p.add_argument("--out", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default: 64)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="(default: auto)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="(default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; with --out, no table either")
 
 
 def run_predict(args: argparse.Namespace) -> None:
-    if args.topk < 1:
-        raise UserError(f"--topk must be at least 1; got {args.topk}.")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    from foldertune.inference.prediction import check_predict_options
+
+    check_predict_options(topk=args.topk, batch_size=args.batch_size)  # the classifiers check too, after loading
     from foldertune.deploy.video import is_video
 
     videos = [path for path in args.paths if is_video(path)]
@@ -480,7 +506,7 @@ def _write_predictions(path: Path, predictions, topk: int) -> None:
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="RUN|CHECKPOINT", help="a run folder (uses its best.pt) or a .pt checkpoint")
-    p.add_argument("--format", dest="fmt", choices=["onnx", "torchscript"], default="onnx", help="(default: onnx)")
+    p.add_argument("--format", dest="fmt", choices=EXPORT_FORMATS, default="onnx", help="(default: onnx)")
     p.add_argument("--out", metavar="FILE", help="(default: RUN/export/model.onnx or model.torchscript.pt)")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
@@ -498,8 +524,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    if args.opset is not None and not 7 <= args.opset <= 30:
-        raise UserError(f"--opset must be an ONNX opset number such as 18; got {args.opset}.")
+    check_export_options(fmt=args.fmt, opset=args.opset, half=args.half)  # export_model checks too, after torch loads
     from foldertune.deploy.exporting import ParityError, export_model
 
     try:
@@ -522,10 +547,6 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    if not 0 < args.port < 65536:
-        raise UserError(f"--port must be between 1 and 65535; got {args.port}.")
-    if args.max_upload_mb <= 0:
-        raise UserError(f"--max-upload-mb must be positive; got {args.max_upload_mb}.")
     from foldertune.deploy.server import serve
 
     serve(args.source, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
@@ -540,8 +561,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=["val", "test", "train"], default="val", help="which split (default: val)")
     p.add_argument("--out", metavar="DIR", help="evaluation folder (default: RUN/eval/SPLIT or RUN/eval/DATA-SPLIT)")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="numbers only: no figures or maps")
-    p.add_argument("--format", dest="fmt", choices=["png", "pdf", "svg"], default="png", help="figure format")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="(default: auto)")
+    p.add_argument("--format", dest="fmt", choices=FIGURE_FORMATS, default="png", help="figure format")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="(default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -560,8 +581,8 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files or folders")
     p.add_argument("--out", metavar="DIR", default="cams", help="where the maps go (default: ./cams)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="explain this class (default: the predicted)")
-    p.add_argument("--format", dest="fmt", choices=["png", "pdf", "svg"], default="png", help="figure format")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="(default: auto)")
+    p.add_argument("--format", dest="fmt", choices=FIGURE_FORMATS, default="png", help="figure format")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="(default: auto)")
 
 
 def run_explain(args: argparse.Namespace) -> None:
@@ -575,7 +596,7 @@ def run_explain(args: argparse.Namespace) -> None:
 
 def add_plot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="a run folder")
-    p.add_argument("--format", dest="fmt", choices=["png", "pdf", "svg"], default="png", help="figure format")
+    p.add_argument("--format", dest="fmt", choices=FIGURE_FORMATS, default="png", help="figure format")
 
 
 def run_plot(args: argparse.Namespace) -> None:
@@ -591,7 +612,7 @@ def run_plot(args: argparse.Namespace) -> None:
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders")
     p.add_argument("--out", metavar="DIR", help="where compare.png and compare.csv go (default: compare/ beside)")
-    p.add_argument("--format", dest="fmt", choices=["png", "pdf", "svg"], default="png", help="figure format")
+    p.add_argument("--format", dest="fmt", choices=FIGURE_FORMATS, default="png", help="figure format")
 
 
 def run_compare(args: argparse.Namespace) -> None:

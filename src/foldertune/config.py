@@ -4,14 +4,21 @@
     cfg.train.lr         # 0.003: the default learning rate for linear mode
     cfg.to_dict()        # what config.json holds under "settings"
 
-Validation messages name the command-line flag (`--epochs`), because that is how most users set a value.
+Validation messages name the command-line flag (`--epochs`), because that is how most users set a value. The
+docstring under each field is also that flag's help in `foldertune train --help` (`field_docs`): "None: ..." or
+"False: ..." at its end says what that value means, and becomes the flag's "(default: ...)".
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
+import itertools
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +33,18 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BEST_METRICS = ("accuracy", "f1")
 FEATURE_CACHES = ("disk", "memory", "off")
 IMAGE_CACHES = ("off", "ram", "disk")
+
+# The settings that take one of a fixed set of values: checked in __post_init__, offered as choices by the CLI.
+CHOICES = {
+    "cache": IMAGE_CACHES,
+    "mode": MODES,
+    "optimizer": OPTIMIZERS,
+    "scheduler": SCHEDULERS,
+    "device": DEVICES,
+    "precision": PRECISIONS,
+    "best_metric": BEST_METRICS,
+    "feature_cache": FEATURE_CACHES,
+}
 
 # Learning rates that work for AdamW with batch 32 on the bundled sample and on typical small datasets: the new
 # head alone tolerates a large step; a pretrained backbone needs a small one; from scratch sits in between.
@@ -53,9 +72,31 @@ def flag(field_name: str) -> str:
     return FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
 
 
-def _choice(field_name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UserError(f"{flag(field_name)} must be one of {', '.join(choices)}; got {value!r}.")
+def field_docs(klass: type) -> dict[str, str]:
+    """The docstring written under each field of one of the dataclasses below, whitespace collapsed: {field: text}."""
+    return _docs_by_class()[klass.__name__]
+
+
+@functools.cache
+def _docs_by_class() -> dict[str, dict[str, str]]:
+    # Attribute docstrings are not kept at run time: read them from this module's source, once.
+    docs: dict[str, dict[str, str]] = {}
+    for node in ast.parse(inspect.getsource(sys.modules[__name__])).body:
+        if isinstance(node, ast.ClassDef):
+            docs[node.name] = {}
+            for statement, following in itertools.pairwise(node.body):
+                if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                    text = following.value.value if isinstance(following, ast.Expr) else None
+                    if isinstance(text, str):
+                        docs[node.name][statement.target.id] = " ".join(text.split())
+    return docs
+
+
+def _check_choices(config: Any) -> None:
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in CHOICES and value not in CHOICES[f.name]:
+            raise UserError(f"{flag(f.name)} must be one of {', '.join(CHOICES[f.name])}; got {value!r}.")
 
 
 def _positive(field_name: str, value: float | None, *, allow_none: bool = False) -> None:
@@ -78,18 +119,19 @@ class DataConfig:
     manifest: str | None = None
     """A CSV (path, class, split) to use instead of scanning and splitting the folder."""
     img_size: int | None = None
-    """Side of the square crop fed to the network, in pixels; None means the backbone's own (224)."""
+    """Side of the square crop fed to the network, in pixels; None: the backbone's own, 224 for every built-in one."""
     workers: int | None = None
-    """DataLoader worker processes; None picks from the number of CPU cores."""
+    """DataLoader worker processes, 0 to load in the main process; None: the CPU cores less one, from 1 to 8."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Images with more pixels than this are refused unread (decompression-bomb guard)."""
     cache: str = "off"
-    """Keep decoded, downsized images for later epochs: ram (this run) or disk (the cache folder); off."""
+    """Decode each image once and keep a downsized copy for later epochs: ram (in memory, this run) or disk (in the
+    cache folder, reused by later runs); off decodes every image at every epoch."""
     cache_dir: str | None = None
     """Folder for cached features and images; None: $FOLDERTUNE_CACHE_DIR, else ~/.cache/foldertune."""
 
     def __post_init__(self) -> None:
-        _choice("cache", self.cache, IMAGE_CACHES)
+        _check_choices(self)
         if bool(self.root) == bool(self.manifest):
             raise UserError("pass either DATA (an image folder) or --manifest CSV, not both." if self.root else
                             "pass DATA (an image folder) or --manifest CSV.")  # fmt: skip
@@ -111,9 +153,9 @@ class ModelConfig:
     """Which backbone and where its starting weights come from."""
 
     backbone: str = "mobilenet_v2"
-    """A registered backbone (`foldertune models` lists them)."""
+    """A registered backbone, as listed by `foldertune models`."""
     pretrained: bool = True
-    """Start from ImageNet weights (ignored, and recorded as False, in scratch mode)."""
+    """Start from ImageNet weights; False: start from random weights; scratch mode always does so and records False."""
     weights: str | None = None
     """A state_dict, .safetensors file or foldertune checkpoint to start from instead of the ImageNet weights."""
 
@@ -134,15 +176,15 @@ class TrainConfig:
     batch_size: int = 32
     """Images per optimisation step."""
     lr: float | None = None
-    """Peak learning rate; None picks the mode's default (linear 3e-3, finetune 5e-4, scratch 1e-3)."""
+    """Peak learning rate; None: per mode, linear 3e-3, finetune 5e-4, scratch 1e-3."""
     weight_decay: float | None = None
-    """Weight decay, not applied to biases and norm layers; None picks adamw 0.05, adam 0 (the tutorial's), sgd 1e-4."""
+    """Weight decay, not applied to biases and norm layers; None: per optimizer, adamw 0.05, adam 0, sgd 1e-4."""
     optimizer: str = "adamw"
-    """adamw (default), adam (the tutorial's) or sgd (momentum 0.9)."""
+    """adamw, adam as in the tutorial, or sgd with momentum 0.9."""
     scheduler: str = "cosine"
     """cosine: warm-up then cosine decay per step; step: x0.1 every 7 epochs (the tutorial's); constant."""
     warmup_epochs: float = 1.0
-    """Linear warm-up length for the cosine schedule, in epochs (fractions allowed)."""
+    """Linear warm-up length for the cosine schedule, in epochs; fractions allowed."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
     seed: int = 0
@@ -152,7 +194,7 @@ class TrainConfig:
     precision: str = "auto"
     """auto picks bf16 where the hardware computes it natively, fp16 on older GPUs, otherwise fp32."""
     patience: int | None = None
-    """Stop after this many epochs without improvement of the best metric; None trains every epoch."""
+    """Stop after this many epochs without improvement of the best metric; None: off, every epoch is trained."""
     best_metric: str = "accuracy"
     """Validation metric that selects best.pt: accuracy or (macro) f1."""
     feature_cache: str = "disk"
@@ -165,13 +207,7 @@ class TrainConfig:
     """Compile the network with torch.compile (slow first steps, then faster ones where the compiler helps)."""
 
     def __post_init__(self) -> None:
-        _choice("feature_cache", self.feature_cache, FEATURE_CACHES)
-        _choice("mode", self.mode, MODES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("scheduler", self.scheduler, SCHEDULERS)
-        _choice("device", self.device, DEVICES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("best_metric", self.best_metric, BEST_METRICS)
+        _check_choices(self)
         for name in ("epochs", "batch_size", "feature_views"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -203,13 +239,14 @@ class RunConfig:
     project: str = "runs"
     """Folder that holds run folders."""
     run_name: str | None = None
-    """Name of this run's folder; None makes one from the model and mode (mobilenet_v2-finetune, ...-2, ...)."""
+    """Name of this run's folder; None: MODEL-MODE, or MODEL-MODE-2, -3, ... when that is taken."""
     report: bool = True
-    """At the end, also write the figures, Grad-CAM maps, feature map and report.html (False: numbers only)."""
+    """At the end, also write the figures, Grad-CAM maps, feature map and report.html; False: write the numbers only."""
     wandb: str | None = None
-    """Weights & Biases project to log the run to (--wandb [PROJECT]); None: no W&B."""
+    """Log the run to this Weights & Biases project; needs pip install 'foldertune[wandb]'; WANDB_MODE=offline works
+    without a network. None: no W&B."""
     tensorboard: bool = False
-    """Also write TensorBoard event files to RUN/tb/."""
+    """Also write TensorBoard event files to RUN/tb/ (needs pip install 'foldertune[tensorboard]')."""
 
     def __post_init__(self) -> None:
         if self.train.mode == "scratch" and self.model.weights:

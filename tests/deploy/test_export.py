@@ -18,6 +18,7 @@ from foldertune.data.images import open_image
 from foldertune.data.readers import EvalReader
 from foldertune.deploy.exporting import ParityError, export_model
 from foldertune.deploy.onnx_classifier import OnnxClassifier, eval_pixels
+from foldertune.errors import UserError
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.checkpoint import load_checkpoint, save_checkpoint
 
@@ -45,6 +46,8 @@ def test_the_export_carries_classes_and_preprocessing_and_its_parity(exported):
     val = [row for row in read_csv(run / "split.csv") if row["split"] == "val"]
     assert stored["parity"]["images"] == len(val) and stored["parity"]["top1_agreement"] == 1.0
     assert stored["parity"]["max_probability_difference"] < 1e-4
+    with pytest.raises(UserError, match=r"^--topk must be at least 1; got 0\.$"):  # as the PyTorch classifier says
+        OnnxClassifier(model).predict_files([SAMPLE], topk=0)
 
 
 def test_the_onnx_predictor_runs_where_torch_cannot_be_imported_and_matches_the_checkpoint(exported, tmp_path):

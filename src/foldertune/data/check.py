@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from foldertune.data.images import GREY_MODES, ImageInfo
 from foldertune.data.scan import SPLITS, ImageRecord, SkippedFile
 from foldertune.data.split import format_counts, split_counts
+from foldertune.errors import UserError
 from foldertune.runs.cache import file_digest
 from foldertune.runs.folder import RunFolder
 from foldertune.runs.tables import read_table
@@ -328,6 +329,12 @@ def check_source(
     progress: bool = True,
 ) -> DataCheck:
     """Check a data folder, a split manifest (CSV), or a run folder (the split it trained on)."""
+    if not tiny_side >= 1:  # `not >=`: NaN is refused too
+        raise UserError(f"--min-side must be at least 1 pixel; got {tiny_side}.")
+    if not max_aspect >= 1:
+        raise UserError(f"--max-aspect must be at least 1; got {max_aspect}.")
+    if workers is not None and not workers >= 1:
+        raise UserError(f"--workers must be at least 1; got {workers}.")
     from foldertune.data import DEFAULT_MAX_PIXELS
     from foldertune.data.scan import scan_folder, verify_records
     from foldertune.data.split import read_manifest

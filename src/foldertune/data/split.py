@@ -46,6 +46,7 @@ def assign_splits(
     split (the one its first file drew, or train where a class would otherwise lose its training images), so that no
     image is trained on and validated on at once.
     """
+    check_seed(seed)
     given = {record.split for record in images}
     if "val" in given:
         return list(images), []
@@ -77,6 +78,12 @@ def assign_splits(
     result = _keep_together(result, together)
     result.sort(key=lambda record: (record.label, record.path))
     return result + kept, warnings
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed the random generator cannot take, naming the flag."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"--seed must be a whole number of 0 or more; got {seed}.")
 
 
 def _keep_together(records: list[ImageRecord], groups: list[list[ImageRecord]]) -> list[ImageRecord]:

@@ -1,3 +1,17 @@
 """Putting a trained model to work: export (ONNX, TorchScript), prediction without PyTorch."""
 
+from foldertune.errors import UserError
+
 HALF_MIN_AGREEMENT = 0.99  # --half: share of the check images whose top-1 class must match PyTorch's fp32 one
+EXPORT_FORMATS = ("onnx", "torchscript")
+ONNX_OPSETS = range(7, 31)  # opset numbers --opset takes; anything else is a typo
+
+
+def check_export_options(*, fmt: str, opset: int | None, half: bool) -> None:
+    """Refuse export options that cannot work, naming the flag; torch-free, so the CLI calls it before torch loads."""
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"--format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}.")
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset not in ONNX_OPSETS):
+        raise UserError(f"--opset must be an ONNX opset number such as 18; got {opset}.")
+    if half and fmt != "onnx":
+        raise UserError("--half is for --format onnx (TorchScript keeps the checkpoint's fp32 weights).")

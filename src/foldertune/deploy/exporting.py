@@ -30,7 +30,7 @@ from foldertune import __version__
 from foldertune.data import sample_data_path
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import normalize_batch
-from foldertune.deploy import HALF_MIN_AGREEMENT
+from foldertune.deploy import HALF_MIN_AGREEMENT, check_export_options
 from foldertune.deploy.onnx_classifier import METADATA_KEY
 from foldertune.errors import UserError
 from foldertune.models.build import model_from_checkpoint
@@ -39,7 +39,6 @@ from foldertune.runs.atomic import write_json
 from foldertune.runs.checkpoint import load_checkpoint
 from foldertune.runs.folder import RunFolder, locate_checkpoint
 
-FORMATS = ("onnx", "torchscript")
 MAX_CHECK_IMAGES = 64  # validation images the parity check runs through both sides
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
@@ -68,10 +67,7 @@ def export_model(
 ) -> ExportResult:
     """Export the checkpoint of `source` (a run folder or a .pt file); check it on `images` (default: the run's
     validation images, else the bundled sample photos)."""
-    if fmt not in FORMATS:
-        raise UserError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}.")
-    if half and fmt != "onnx":
-        raise UserError("--half is for --format onnx (TorchScript keeps the checkpoint's fp32 weights).")
+    check_export_options(fmt=fmt, opset=opset, half=half)
     checkpoint_file, run = locate_checkpoint(source)
     checkpoint = load_checkpoint(checkpoint_file)
     path = Path(out) if out else run.export_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")

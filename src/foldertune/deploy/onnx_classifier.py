@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from foldertune.data.images import ImageReadError, open_image, to_rgb
 from foldertune.data.scan import list_image_files
 from foldertune.errors import UserError
-from foldertune.inference.prediction import Prediction, ranked
+from foldertune.inference.prediction import Prediction, check_predict_options, ranked
 from foldertune.preprocessing import Preprocessing, limit_aspect
 
 METADATA_KEY = "foldertune"  # the ONNX metadata_props key holding the JSON description (classes, preprocessing, ...)
@@ -93,6 +93,7 @@ class OnnxClassifier:
 
     def predict(self, inputs, *, topk: int = 5):
         """Predictions for a path, a PIL image, or a list of them; a folder or a list gives a list."""
+        check_predict_options(topk=topk)
         if isinstance(inputs, Image.Image):
             return self._rank(self.probabilities(eval_pixels(to_rgb(inputs), self.preprocessing)[None]), topk)[0]
         if isinstance(inputs, (str, os.PathLike)):
@@ -108,6 +109,7 @@ class OnnxClassifier:
         self, paths: Iterable[str | os.PathLike], *, topk: int = 5, batch_size: int = 32, progress: bool = True
     ) -> list[Prediction]:
         """Files and folders (searched recursively), decoded in parallel threads, run in batches."""
+        check_predict_options(topk=topk, batch_size=batch_size)
         files, _ = list_image_files(list(paths))
         results: list[Prediction] = []
         bar = tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True, leave=False)

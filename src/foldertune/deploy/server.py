@@ -68,6 +68,7 @@ class Model:
 
 def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
     """The FastAPI app serving `source` (a run folder, a .pt checkpoint or an exported .onnx)."""
+    _check_options(max_upload_mb=max_upload_mb)
     try:
         from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
         from fastapi.responses import HTMLResponse, JSONResponse
@@ -143,6 +144,7 @@ def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_
 
 def serve(source: str | os.PathLike, *, host: str, port: int, max_upload_mb: float, log=print) -> None:
     """Load the model, then serve until Ctrl-C."""
+    _check_options(port=port, max_upload_mb=max_upload_mb)
     try:
         import uvicorn
     except ImportError:
@@ -153,6 +155,13 @@ def serve(source: str | os.PathLike, *, host: str, port: int, max_upload_mb: flo
     if host not in ("127.0.0.1", "localhost", "::1"):
         log(f"note: --host {host} makes the app reachable from other machines; it has no authentication.")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_options(*, max_upload_mb: float, port: int | None = None) -> None:
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        raise UserError(f"--port must be between 1 and 65535; got {port}.")
+    if not max_upload_mb > 0:
+        raise UserError(f"--max-upload-mb must be positive; got {max_upload_mb}.")
 
 
 def _data_url(image: Image.Image) -> str:

@@ -24,7 +24,7 @@ from foldertune.data.readers import EvalReader
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, model_input
 from foldertune.device import choose_runtime
-from foldertune.inference.prediction import Prediction, ranked
+from foldertune.inference.prediction import Prediction, check_predict_options, ranked
 from foldertune.models.build import capture_head_input, fuse_for_inference, model_from_checkpoint
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.checkpoint import load_checkpoint
@@ -49,6 +49,7 @@ class Classifier:
 
     def predict(self, inputs, *, topk: int = 5, batch_size: int = 64):
         """Predictions for a path, a PIL image, or a list of them; a folder or a list gives a list."""
+        check_predict_options(topk=topk, batch_size=batch_size)
         if isinstance(inputs, Image.Image):
             return self._predict_images([inputs], topk)[0]
         if isinstance(inputs, (str, os.PathLike)):
@@ -73,6 +74,7 @@ class Classifier:
         self, paths: Iterable[str | os.PathLike], *, topk: int = 5, batch_size: int = 64, progress: bool = True
     ) -> list[Prediction]:
         """Files and folders (searched recursively), in batches, decoded in parallel threads."""
+        check_predict_options(topk=topk, batch_size=batch_size)
         files, _ = list_image_files(list(paths))
         results: list[Prediction] = []
         for chunk, errors, images in self.load_batches(files, batch_size=batch_size, progress=progress):

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from foldertune.errors import UserError
+
 
 @dataclass
 class Prediction:
@@ -17,6 +19,14 @@ class Prediction:
     topk: list[tuple[str, float]] = field(default_factory=list)  # best first
     path: str | None = None
     error: str | None = None
+
+
+def check_predict_options(*, topk: int, batch_size: int | None = None) -> None:
+    """Refuse a --topk or --batch-size below 1, naming the flag (both classifiers; the CLI before loading either)."""
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise UserError(f"--topk must be at least 1; got {topk}.")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise UserError(f"--batch-size must be at least 1; got {batch_size}.")
 
 
 def ranked(probabilities: np.ndarray, classes: list[str], *, topk: int, path: str | None) -> Prediction:
