@@ -1,28 +1,32 @@
-"""Training: `fit` a new run or `resume` one; the epoch loop reads top to bottom in `_train` (its two steps,
-`train_one_epoch` and `evaluate`, are in loop.py).
+"""Training: `fit` a new run or `resume` one; the epoch loop then reads top to bottom in `_train`.
 
     run = fit(RunConfig.from_flat(data="photos/", mode="linear", epochs=5))   # -> Path of the run folder
     run = resume("runs/mobilenet_v2-linear")                                   # continues from last.pt
 
-Every epoch: train, validate (loss, accuracy, macro precision / recall / F1), append to epochs.csv, keep best.pt
-(by --best-metric) and last.pt (with optimizer, schedule and scaler state). At the end best.pt is evaluated on the
-validation and test splits, printed and saved as metrics.json. Epoch e's batch order, augmentation and dropout
-are seeded from (seed, e), so a resumed run repeats exactly what the uninterrupted one would have done on the CPU.
-Under torchrun (see distributed.py) every process runs this same code on its share of each epoch; rank 0 alone
-writes the run folder and talks to the trackers (trackers.py).
+`_train` sets up (`_set_up`: model on its device, loaders, optimization, logs), restores last.pt's state for
+--resume (`_restore`), then runs `_one_epoch` per epoch: train (loop.py's `train_one_epoch`), validate (loss,
+accuracy, macro precision / recall / F1), append to epochs.csv, keep best.pt (by --best-metric) and last.pt (with
+optimizer, schedule and scaler state, and the `Progress` toward early stopping), stop early. At the end best.pt is
+evaluated on the validation and test splits, printed and saved as metrics.json. Epoch e's batch order,
+augmentation and dropout are seeded from (seed, e), so a resumed run repeats exactly what the uninterrupted one
+would have done on the CPU, also after Ctrl-C or SIGTERM part-way through an epoch (last.pt then holds a
+`PartialEpoch`, state.py). Under torchrun (see distributed.py) every process runs this same code on its share of each
+epoch; rank 0 alone writes the run folder and talks to the trackers (trackers.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from foldertune.config import RunConfig
 from foldertune.data.check import CHECK_COLUMNS, changed_since
@@ -36,15 +40,17 @@ from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from foldertune.runs.folder import EvalFolder, RunFolder, check_new_run
+from foldertune.runs.folder import CsvLog, EvalFolder, RunFolder, check_new_run
 from foldertune.runs.tables import write_table
 from foldertune.training.distributed import Distributed
+from foldertune.training.frozen_features import FeatureBatches
 from foldertune.training.interrupt import StopRequest, TrainingInterrupted
 from foldertune.training.loaders import build_feature_loaders, build_loaders
-from foldertune.training.loop import evaluate, memory_hint, train_one_epoch
-from foldertune.training.optim import build_optimizer, build_scheduler
+from foldertune.training.loop import LoopContext, memory_hint, train_one_epoch, validate
+from foldertune.training.optim import Optimization
 from foldertune.training.prepare import PreparedData, prepare_data
 from foldertune.training.run_record import command, config_record, now
+from foldertune.training.state import EpochResult, PartialEpoch, Progress
 from foldertune.training.trackers import Trackers
 
 
@@ -90,7 +96,7 @@ def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False
 
     torch.manual_seed(cfg.train.seed)  # the new head's initialisation (and the whole network's in scratch mode)
     model = build_model(cfg.model.backbone, len(data.classes), state_dict=state_dict)
-    return _train(run, cfg, data, model, runtime, pre, dist, start=None, quiet=quiet, log=log)
+    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log), model, start=None)
 
 
 def resume(
@@ -122,64 +128,75 @@ def resume(
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{k: v for k, v in changes.items() if v}))
     if workers is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, workers=workers))
-    if checkpoint["epoch"] >= cfg.train.epochs:
-        raise UserError(
-            f"run '{run.path}' already finished its {checkpoint['epoch']} epochs; pass --epochs with a larger number "
-            "to train further."
-        )
-
-    stale = checkpoint["training"]["progress"]["stale"]
-    if cfg.train.patience and stale >= cfg.train.patience:
-        raise UserError(
-            f"run '{run.path}' stopped early after epoch {checkpoint['epoch']} (no better validation "
-            f"{cfg.train.best_metric} for {stale} epochs), so it is finished; to go on, start a new run with "
-            f"--weights {run.best}."
-        )
-    classes = run.classes()
-    if classes != checkpoint["classes"]:
-        raise UserError(f"classes.json and last.pt of '{run.path}' disagree on the classes; the run folder was edited.")
-    partial = checkpoint["training"].get("interrupted")
-    processes = checkpoint["training"].get("world_size", 1)
-    if processes != dist.world_size:  # the steps per epoch, hence the schedule and the logs, depend on it
-        raise UserError(
-            f"run '{run.path}' was trained with {processes} process(es); resume it with the same number (this is "
-            f"{dist.world_size}): the learning-rate schedule counts steps per epoch; or start a new run with --weights."
-        )
+    _check_resumable(run, cfg, checkpoint, dist)
     runtime = choose_runtime(dist.device(cfg.train.device), cfg.train.precision)
     dist.start(runtime.device)
 
-    def check_data() -> list:
-        listed = read_manifest(run.split_file)
-        records, unreadable, info = verify_records(
-            listed, max_pixels=cfg.data.max_pixels, workers=None, progress=not quiet
-        )
-        if unreadable:
-            raise UserError(
-                f"{len(unreadable)} image(s) of this run's split.csv are gone or unreadable since it started (first: "
-                f"{unreadable[0].path}); resuming needs the same data: restore them or start a new run."
-            )
-        changed = changed_since(run.data_check_file, info)
-        if changed:
-            raise UserError(
-                f"{len(changed)} image(s) of this run changed since it started (first: {changed[0]}); resuming on "
-                "other data would not continue the same training: restore them, or start a new run."
-            )
-        return records
-
-    data = PreparedData(record["data"]["source"], classes, dist.from_main(check_data))
+    classes = checkpoint["classes"]
+    data = PreparedData(record["data"]["source"], classes, dist.from_main(lambda: _check_data(run, cfg, quiet)))
     pre = Preprocessing.from_dict(checkpoint["preprocessing"])
     record["settings"] = cfg.to_dict()
     record.setdefault("resumed", []).append({"from_epoch": checkpoint["epoch"], "time": now(), "command": command(),
                                              "processes": dist.world_size})  # fmt: skip
     if dist.is_main:
         run.write_config(record)
-    within = f", step {partial['steps']} of epoch {checkpoint['epoch'] + 1}" if partial else ""
+    partial = _interrupted(checkpoint)
+    within = f", step {partial.steps} of epoch {checkpoint['epoch'] + 1}" if partial else ""
     log(f"resuming {run.path} after epoch {checkpoint['epoch']} of {cfg.train.epochs}{within}; device: "
         f"{runtime.describe()}" + _processes(dist, cfg.train.batch_size))  # fmt: skip
 
     model = build_model(cfg.model.backbone, len(classes))
     model.load_state_dict(checkpoint["model"])
-    return _train(run, cfg, data, model, runtime, pre, dist, start=checkpoint, quiet=quiet, log=log)
+    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log), model, start=checkpoint)
+
+
+def _check_resumable(run: RunFolder, cfg: RunConfig, checkpoint: dict, dist: Distributed) -> None:
+    """The mistakes that make a run impossible to continue as asked, each as one sentence with the way out."""
+    if checkpoint["epoch"] >= cfg.train.epochs:
+        raise UserError(
+            f"run '{run.path}' already finished its {checkpoint['epoch']} epochs; pass --epochs with a larger number "
+            "to train further."
+        )
+    stale = Progress.from_state_dict(checkpoint["training"]["progress"]).stale
+    if cfg.train.patience and stale >= cfg.train.patience:
+        raise UserError(
+            f"run '{run.path}' stopped early after epoch {checkpoint['epoch']} (no better validation "
+            f"{cfg.train.best_metric} for {stale} epochs), so it is finished; to go on, start a new run with "
+            f"--weights {run.best}."
+        )
+    if run.classes() != checkpoint["classes"]:
+        raise UserError(f"classes.json and last.pt of '{run.path}' disagree on the classes; the run folder was edited.")
+    processes = checkpoint["training"].get("world_size", 1)
+    if processes != dist.world_size:  # the steps per epoch, hence the schedule and the logs, depend on it
+        raise UserError(
+            f"run '{run.path}' was trained with {processes} process(es); resume it with the same number (this is "
+            f"{dist.world_size}): the learning-rate schedule counts steps per epoch; or start a new run with --weights."
+        )
+
+
+def _check_data(run: RunFolder, cfg: RunConfig, quiet: bool) -> list:
+    """The run's split.csv records, once every image is checked to be there and unchanged since the run started."""
+    listed = read_manifest(run.split_file)
+    records, unreadable, info = verify_records(listed, max_pixels=cfg.data.max_pixels, workers=None,
+                                               progress=not quiet)  # fmt: skip
+    if unreadable:
+        raise UserError(
+            f"{len(unreadable)} image(s) of this run's split.csv are gone or unreadable since it started (first: "
+            f"{unreadable[0].path}); resuming needs the same data: restore them or start a new run."
+        )
+    changed = changed_since(run.data_check_file, info)
+    if changed:
+        raise UserError(
+            f"{len(changed)} image(s) of this run changed since it started (first: {changed[0]}); resuming on "
+            "other data would not continue the same training: restore them, or start a new run."
+        )
+    return records
+
+
+def _interrupted(checkpoint: dict) -> PartialEpoch | None:
+    """last.pt's epoch that Ctrl-C or SIGTERM stopped part-way, if any."""
+    state = checkpoint["training"].get("interrupted")
+    return PartialEpoch.from_state_dict(state) if state else None
 
 
 def _silent(*_args, **_kwargs) -> None:
@@ -195,147 +212,185 @@ def _processes(dist: Distributed, batch_size: int) -> str:
     )
 
 
-def _train(
-    run: RunFolder,
-    cfg: RunConfig,
-    data: PreparedData,
-    model: nn.Module,
-    runtime: Runtime,
-    pre: Preprocessing,
-    dist: Distributed,
-    *,
-    start: dict | None,
-    quiet: bool,
-    log,
-) -> Path:
-    tc = cfg.train
-    name = cfg.model.backbone
-    apply_mode(model, name, tc.mode)
-    model.to(runtime.device, memory_format=torch.channels_last if runtime.channels_last else torch.preserve_format)
-    cached = tc.mode == "linear" and tc.feature_cache != "off"
-    started = time.perf_counter()
-    if cached:  # the frozen backbone runs once per image; epochs train the head on the stored features
-        loaders = build_feature_loaders(model, data, pre, cfg, runtime, dist, quiet=quiet, log=log)
-        network = head_of(model, name)
-    else:
-        loaders = build_loaders(data, pre, cfg, runtime, dist, progress=not quiet)
-        network = model
-    setup_seconds = time.perf_counter() - started  # features or --cache filled: counted in the first epoch's time
-    evaluated = network  # validation runs the plain module: no gradients to synchronise
-    if dist.enabled:  # gradients averaged over the processes at every step; rank 0's weights to start with
-        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
-    if tc.compile:
-        network = torch.compile(network)
-    optimizer = build_optimizer(model, tc)
-    scheduler = build_scheduler(optimizer, tc, steps_per_epoch=len(loaders["train"].batch_sampler))
-    scaler = runtime.grad_scaler()
-    criterion = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
-    batches = run.batches_log() if dist.is_main else None  # rank 0 writes the run folder
-    epochs = run.epochs_log() if dist.is_main else None
-    progress = {"best": -math.inf, "best_epoch": 0, "stale": 0}
-    first_epoch, partial, val = 1, None, {}
-    if start is not None:
-        optimizer.load_state_dict(start["training"]["optimizer"])
-        scheduler.load_state_dict(start["training"]["scheduler"])
-        if start["training"]["scaler"]:  # empty when the run began without fp16 (a CPU run resumed on a GPU)
-            scaler.load_state_dict(start["training"]["scaler"])
-        progress = dict(start["training"]["progress"])
-        first_epoch, val = start["epoch"] + 1, start["metrics"]
-        partial = start["training"].get("interrupted")  # an epoch that Ctrl-C or SIGTERM stopped part-way
-        last_step = start["epoch"] * len(loaders["train"]) + (partial["steps"] if partial else 0)
-        if dist.is_main:
-            batches.keep_rows(lambda row: int(row["step"]) <= last_step)  # rows a crash logged after the checkpoint
-            epochs.keep_rows(lambda row: int(row["epoch"]) <= start["epoch"])
+@dataclass
+class Job:
+    """One run as this process executes it: folder, settings, data, where and how it computes, what it prints."""
 
-    def checkpoint(epoch: int, metrics: dict[str, float], training: dict | None = None) -> dict:
-        return make_checkpoint(
-            model, backbone=name, classes=data.classes, preprocessing=pre, config=cfg.to_dict(), epoch=epoch,
-            metrics=metrics, training=training,
+    run: RunFolder
+    cfg: RunConfig
+    data: PreparedData
+    runtime: Runtime
+    pre: Preprocessing  # the backbone's, at --img-size; checkpoints record it
+    dist: Distributed
+    quiet: bool  # no progress bars
+    log: Callable[[str], object]  # print on rank 0, silent on the others
+
+    def save(self, path: Path, model: nn.Module, epoch: int, metrics: dict, training: dict | None = None) -> None:
+        """A checkpoint of `model` after `epoch`, written by rank 0; a failure there (a full disk) stops every
+        process alike."""
+        content = make_checkpoint(
+            model, backbone=self.cfg.model.backbone, classes=self.data.classes, preprocessing=self.pre,
+            config=self.cfg.to_dict(), epoch=epoch, metrics=metrics, training=training,
         )  # fmt: skip
+        self.dist.from_main(lambda: save_checkpoint(path, content))
 
-    metric_key = tc.best_metric  # a key of the validation summary: accuracy or f1
 
-    def training_state(**extra) -> dict:
-        """What last.pt needs beyond the weights to continue exactly."""
-        return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "progress": progress, "world_size": dist.world_size, **extra}  # fmt: skip
+@dataclass
+class Training:
+    """What the epoch loop works with: the network in its three roles, loaders, optimization and logs, and the state
+    that --resume restores and every epoch updates."""
 
-    def save(path: Path, content: dict) -> None:
-        """Rank 0 saves; a failure there (a full disk) stops every process alike."""
-        dist.from_main(lambda: save_checkpoint(path, content))
+    model: nn.Module  # the whole network: checkpoints hold it
+    network: nn.Module  # what the steps run: the model, or its head on cached features; wrapped for DDP / compile
+    validated: nn.Module  # `network` unwrapped: validation has no gradients to synchronise
+    loaders: dict[str, DataLoader | FeatureBatches]  # train, val
+    opt: Optimization
+    batch_log: CsvLog | None  # batches.csv and epochs.csv: rank 0 alone writes the run folder
+    epoch_log: CsvLog | None
+    setup_seconds: float  # features or --cache filled before the first epoch: counted in its time
+    first_epoch: int = 1
+    progress: Progress = field(default_factory=Progress)
+    metrics: dict[str, float] = field(default_factory=dict)  # the last validation (last.pt of a cut epoch keeps it)
+    partial: PartialEpoch | None = None  # the epoch that an interruption cut short, to continue
 
-    trackers = Trackers()
-    if dist.is_main and (cfg.wandb or cfg.tensorboard):
-        record = run.config()
-        trackers = Trackers.start(run, cfg, record)
-        run.write_config(record)  # with the W&B run id, so that --resume continues that run
-    steps_per_epoch = len(loaders["train"])
+    def state_dict(self, world_size: int, interrupted: PartialEpoch | None = None) -> dict:
+        """last.pt's "training": what continuing exactly needs beyond the weights."""
+        state = {**self.opt.state_dict(), "progress": self.progress.state_dict(), "world_size": world_size}
+        if interrupted is not None:
+            state["interrupted"] = interrupted.state_dict()
+        return state
 
+
+def _train(job: Job, model: nn.Module, *, start: dict | None) -> Path:
+    """The epoch loop: set up, restore last.pt's state for --resume, train / validate / save every epoch (until
+    early stopping), then evaluate best.pt. Every process runs it; rank 0 alone writes the run folder."""
+    run, dist, tc = job.run, job.dist, job.cfg.train
+    training = _set_up(job, model)
+    if start is not None:
+        _restore(training, start)
+    trackers = _start_trackers(job)
+    ctx = LoopContext(job.runtime, job.pre, dist, epochs=tc.epochs, batch_log=training.batch_log, trackers=trackers,
+                      quiet=job.quiet)  # fmt: skip
     with trackers.closed_on_error():
         with StopRequest() as stop:
-            for epoch in range(first_epoch, tc.epochs + 1):
-                if partial:  # continue with the dropout generator and the batches where the interruption left them
-                    torch.set_rng_state(partial["rng"])
-                else:
-                    # dropout and other randomness in the model; each process its own stream
-                    torch.manual_seed(sample_seed(tc.seed, epoch, 0) + 2 + 7919 * dist.rank)
-                loaders["train"].batch_sampler.set_epoch(epoch, skip=partial["steps"] if partial else 0)
-                set_train_mode(model, name, tc.mode)  # in linear mode the frozen backbone stays in eval mode
-                with memory_hint(runtime, tc.batch_size, epoch):
-                    trained = train_one_epoch(
-                        network, loaders["train"], optimizer, scheduler, scaler, criterion,
-                        runtime=runtime, pre=pre, epoch=epoch, epochs=tc.epochs, batch_log=batches, quiet=quiet,
-                        partial=partial, stop=stop, dist=dist, trackers=trackers,
-                    )  # fmt: skip
-                partial = None
-                if trained["interrupted"]:  # last.pt holds the weights and state after the last step trained
-                    state = {**trained["partial"], "rng": torch.get_rng_state()}
-                    save(run.last, checkpoint(epoch - 1, val, training_state(interrupted=state)))
-                    where = f"at epoch {epoch}, step {state['steps']} of {len(loaders['train'])}"
-                    raise TrainingInterrupted(
-                        stop.signum or signal.SIGTERM, run.path, where
-                    )  # another process's signal
-                if epoch == first_epoch:
-                    trained["seconds"] += setup_seconds
-                    if tc.compile:
-                        log(f"torch.compile: the first step took {trained['first_step_seconds']:.1f} s (compiling)")
-                dist.sync_buffers(evaluated)
-                with memory_hint(runtime, tc.batch_size, epoch):
-                    val = evaluate(evaluated, loaders["val"], runtime=runtime, pre=pre, dist=dist).summary()
-                lr = optimizer.param_groups[0]["lr"]
-                row = {
-                    "epoch": epoch, "train_loss": trained["loss"], "train_acc": trained["accuracy"],
-                    "val_loss": val["loss"], "val_acc": val["accuracy"], "val_precision": val["precision"],
-                    "val_recall": val["recall"], "val_f1": val["f1"], "lr": lr, "seconds": trained["seconds"],
-                    "images_per_s": trained["images"] / trained["seconds"],
-                }  # fmt: skip
-                if dist.is_main:
-                    epochs.append(row)
-                    trackers.log_epoch(row, step=epoch * steps_per_epoch)
-                improved = val[metric_key] > progress["best"]
-                if improved:
-                    progress.update(best=val[metric_key], best_epoch=epoch, stale=0)
-                    save(run.best, checkpoint(epoch, val))
-                else:
-                    progress["stale"] += 1
-                save(run.last, checkpoint(epoch, val, training_state()))
-                _print_epoch(log, epoch, tc.epochs, trained, val, lr, improved)
-                if dist.any(stop.requested) and epoch < tc.epochs:  # the signal came during validation or saving
-                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, run.path, f"after epoch {epoch}")
-                if tc.patience and progress["stale"] >= tc.patience:
-                    best_epoch = progress["best_epoch"]
-                    log(f"early stop: no better validation {metric_key} for {tc.patience} epochs (best: epoch "
-                        f"{best_epoch})")  # fmt: skip
-                    break
+            for epoch in range(training.first_epoch, tc.epochs + 1):
+                if not _one_epoch(job, training, ctx, epoch, stop):
+                    break  # early stop
 
         dist.close()
         if not dist.is_main:
             return run.path  # rank 0 alone evaluates best.pt and writes the report
-        _final_evaluation(run, cfg, data, progress["best_epoch"], quiet, log)
-        trackers.finish(run, best=run.metrics(), step=epoch * steps_per_epoch)
-    log(f"run folder: {run.path}")
+        _final_evaluation(run, job.cfg, job.data, training.progress.best_epoch, job.quiet, job.log)
+        trackers.finish(run, best=run.metrics(), step=epoch * len(training.loaders["train"]))
+    job.log(f"run folder: {run.path}")
     return run.path
+
+
+def _set_up(job: Job, model: nn.Module) -> Training:
+    """The model on its device in the run's transfer mode, the loaders, what trains, the optimization, the logs."""
+    cfg, runtime, dist = job.cfg, job.runtime, job.dist
+    apply_mode(model, cfg.model.backbone, cfg.train.mode)
+    model.to(runtime.device, memory_format=torch.channels_last if runtime.channels_last else torch.preserve_format)
+    started = time.perf_counter()
+    if cfg.train.mode == "linear" and cfg.train.feature_cache != "off":
+        # the frozen backbone runs once per image; epochs train the head on the stored features
+        loaders = build_feature_loaders(model, job.data, job.pre, cfg, runtime, dist, quiet=job.quiet, log=job.log)
+        network = head_of(model, cfg.model.backbone)
+    else:
+        loaders = build_loaders(job.data, job.pre, cfg, runtime, dist, progress=not job.quiet)
+        network = model
+    setup_seconds = time.perf_counter() - started
+    validated = network
+    if dist.enabled:  # gradients averaged over the processes at every step; rank 0's weights to start with
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+    if cfg.train.compile:
+        network = torch.compile(network)
+    opt = Optimization.build(model, cfg.train, runtime, steps_per_epoch=len(loaders["train"].batch_sampler))
+    batch_log = job.run.batches_log() if dist.is_main else None
+    epoch_log = job.run.epochs_log() if dist.is_main else None
+    return Training(model, network, validated, loaders, opt, batch_log, epoch_log, setup_seconds)
+
+
+def _restore(training: Training, start: dict) -> None:
+    """--resume: last.pt's optimization state and progress, and the logs cut back to what last.pt holds."""
+    training.opt.load_state_dict(start["training"])
+    training.progress = Progress.from_state_dict(start["training"]["progress"])
+    training.first_epoch, training.metrics = start["epoch"] + 1, start["metrics"]
+    training.partial = _interrupted(start)
+    last_step = start["epoch"] * len(training.loaders["train"]) + (training.partial.steps if training.partial else 0)
+    if training.batch_log is not None:  # rows a crash logged after the checkpoint
+        training.batch_log.keep_rows(lambda row: int(row["step"]) <= last_step)
+    if training.epoch_log is not None:
+        training.epoch_log.keep_rows(lambda row: int(row["epoch"]) <= start["epoch"])
+
+
+def _start_trackers(job: Job) -> Trackers:
+    """W&B and TensorBoard, on rank 0, when asked for (otherwise a Trackers that does nothing)."""
+    if not (job.dist.is_main and (job.cfg.wandb or job.cfg.tensorboard)):
+        return Trackers()
+    record = job.run.config()
+    trackers = Trackers.start(job.run, job.cfg, record)
+    job.run.write_config(record)  # with the W&B run id, so that --resume continues that run
+    return trackers
+
+
+def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop: StopRequest) -> bool:
+    """Train and validate one epoch, log it, keep best.pt and last.pt; False when early stopping ends the run."""
+    run, tc, dist = job.run, job.cfg.train, job.dist
+    trained = _train_pass(job, training, ctx, epoch, stop)
+    if trained.interrupted is not None:  # last.pt: the weights and state after the last step trained
+        job.save(run.last, training.model, epoch - 1, training.metrics,
+                 training.state_dict(dist.world_size, interrupted=trained.interrupted))  # fmt: skip
+        where = f"at epoch {epoch}, step {trained.interrupted.steps} of {len(training.loaders['train'])}"
+        raise TrainingInterrupted(stop.signum or signal.SIGTERM, run.path, where)  # or another process's signal
+    if epoch == training.first_epoch:
+        trained.seconds += training.setup_seconds
+        if tc.compile:
+            job.log(f"torch.compile: the first step took {trained.first_step_seconds:.1f} s (compiling)")
+    dist.sync_buffers(training.validated)  # BatchNorm statistics as rank 0 saves them
+    with memory_hint(job.runtime, tc.batch_size, epoch):
+        val = validate(training.validated, training.loaders["val"], ctx).summary()
+    training.metrics, lr = val, training.opt.lr
+    row = _epoch_row(epoch, trained, val, lr)
+    if dist.is_main:
+        training.epoch_log.append(row)
+        ctx.trackers.log_epoch(row, step=epoch * len(training.loaders["train"]))
+    improved = training.progress.record(val[tc.best_metric], epoch)
+    if improved:
+        job.save(run.best, training.model, epoch, val)
+    job.save(run.last, training.model, epoch, val, training.state_dict(dist.world_size))
+    _print_epoch(job.log, epoch, tc.epochs, trained, val, lr, improved)
+    if dist.any(stop.requested) and epoch < tc.epochs:  # the signal came during validation or saving
+        raise TrainingInterrupted(stop.signum or signal.SIGTERM, run.path, f"after epoch {epoch}")
+    if tc.patience and training.progress.stale >= tc.patience:
+        job.log(f"early stop: no better validation {tc.best_metric} for {tc.patience} epochs (best: epoch "
+                f"{training.progress.best_epoch})")  # fmt: skip
+        return False
+    return True
+
+
+def _train_pass(job: Job, training: Training, ctx: LoopContext, epoch: int, stop: StopRequest) -> EpochResult:
+    """Seed the epoch from (seed, epoch), or continue where an interruption left it; then train it."""
+    tc = job.cfg.train
+    partial, training.partial = training.partial, None
+    if partial is not None:  # the dropout generator and the batches where the interruption left them
+        torch.set_rng_state(partial.rng)
+    else:  # dropout and other randomness in the model; each process its own stream
+        torch.manual_seed(sample_seed(tc.seed, epoch, 0) + 2 + 7919 * job.dist.rank)
+    training.loaders["train"].batch_sampler.set_epoch(epoch, skip=partial.steps if partial else 0)
+    set_train_mode(training.model, job.cfg.model.backbone, tc.mode)  # in linear mode the frozen backbone stays eval
+    with memory_hint(job.runtime, tc.batch_size, epoch):
+        return train_one_epoch(training.network, training.loaders["train"], training.opt, ctx, epoch=epoch,
+                               partial=partial, stop=stop)  # fmt: skip
+
+
+def _epoch_row(epoch: int, trained: EpochResult, val: dict[str, float], lr: float) -> dict:
+    """A row of epochs.csv (and the trackers' epoch values)."""
+    return {"epoch": epoch, "train_loss": trained.loss, "train_acc": trained.accuracy, "val_loss": val["loss"],
+            "val_acc": val["accuracy"], "val_precision": val["precision"], "val_recall": val["recall"],
+            "val_f1": val["f1"], "lr": lr, "seconds": trained.seconds,
+            "images_per_s": trained.images_per_s}  # fmt: skip
 
 
 def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_epoch: int, quiet: bool, log) -> None:
@@ -375,10 +430,9 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
         log(f"report: {run.report_file}")
 
 
-def _print_epoch(log, epoch, epochs, trained, val, lr, improved) -> None:
+def _print_epoch(log, epoch: int, epochs: int, trained: EpochResult, val: dict, lr: float, improved: bool) -> None:
     log(
-        f"epoch {epoch:>{len(str(epochs))}}/{epochs}  train loss {trained['loss']:.4f} acc {trained['accuracy']:.3f}"
+        f"epoch {epoch:>{len(str(epochs))}}/{epochs}  train loss {trained.loss:.4f} acc {trained.accuracy:.3f}"
         f"  | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} f1 {val['f1']:.3f}"
-        f"  | lr {lr:.2e}  {trained['seconds']:.1f}s {trained['images'] / trained['seconds']:.0f} img/s"
-        + ("  *best" if improved else "")
+        f"  | lr {lr:.2e}  {trained.seconds:.1f}s {trained.images_per_s:.0f} img/s" + ("  *best" if improved else "")
     )

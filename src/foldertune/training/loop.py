@@ -1,11 +1,14 @@
-"""The training loop's two plain functions: `train_one_epoch` and `evaluate` (plus the out-of-memory hint).
+"""The training loop's two plain functions, `train_one_epoch` and `validate`, and the out-of-memory hint.
 
-    trained = train_one_epoch(network, loader, optimizer, scheduler, scaler, criterion, runtime=runtime, pre=pre,
-                              epoch=1, epochs=10)   # {'loss': ..., 'accuracy': ..., 'images': ..., 'seconds': ...}
-    val = evaluate(network, val_loader, runtime=runtime, pre=pre).summary()   # loss, accuracy, precision, ...
+    ctx = LoopContext(runtime, pre, dist, epochs=10, batch_log=run.batches_log())
+    opt = Optimization.build(model, cfg.train, runtime, steps_per_epoch=len(loader))
+    trained = train_one_epoch(model, loader, opt, ctx, epoch=1)   # EpochResult: loss, accuracy, images, seconds
+    val = validate(model, val_loader, ctx).summary()              # loss, accuracy, precision, recall, f1
+    with memory_hint(runtime, batch_size=32, epoch=1): ...        # out of GPU memory: which --batch-size to try
 
 The loaders yield uint8 images, normalised here on the device, or (linear mode with the feature cache) the frozen
-backbone's features for the head. With a `Distributed`, losses and totals cover every process.
+backbone's features for the head. With a `Distributed`, losses and totals cover every process. A stop request
+(Ctrl-C, SIGTERM) ends `train_one_epoch` after a step, with the `PartialEpoch` that continues it (state.py).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,13 +34,31 @@ from foldertune.preprocessing import Preprocessing
 from foldertune.runs.folder import CsvLog
 from foldertune.training.distributed import Distributed
 from foldertune.training.interrupt import StopRequest
+from foldertune.training.optim import Optimization
+from foldertune.training.state import EpochResult, PartialEpoch
 from foldertune.training.trackers import Trackers
 
 LOG_EVERY = 10  # steps between reading losses back from the device (each read waits for the device)
 
 
 @dataclass
-class Evaluation:
+class LoopContext:
+    """What both passes need besides the network, the loader and the epoch: where and how they compute, and where
+    the training pass reports."""
+
+    runtime: Runtime
+    pre: Preprocessing  # normalises the uint8 images on the device
+    dist: Distributed = field(default_factory=Distributed)
+    epochs: int = 1  # of the run: the progress bar says "epoch 3/10"
+    batch_log: CsvLog | None = None  # batches.csv (rank 0 alone writes the run folder)
+    trackers: Trackers | None = None
+    quiet: bool = False  # no progress bar
+
+
+@dataclass
+class Validation:
+    """What `validate` saw: every image's target and logits, in the loader's dataset order, and the mean loss."""
+
     targets: np.ndarray  # (N,) class indices
     logits: np.ndarray  # (N, classes) float32
     loss: float
@@ -49,58 +70,89 @@ class Evaluation:
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    criterion: nn.Module,
+    opt: Optimization,
+    ctx: LoopContext,
     *,
-    runtime: Runtime,
-    pre: Preprocessing,
     epoch: int,
-    epochs: int,
-    batch_log: CsvLog | None = None,
-    quiet: bool = False,
-    partial: dict | None = None,
+    partial: PartialEpoch | None = None,
     stop: StopRequest | None = None,
-    dist: Distributed | None = None,
-    trackers: Trackers | None = None,
-) -> dict[str, float]:
-    """One pass over the training loader; returns mean loss, accuracy, images seen and seconds.
+) -> EpochResult:
+    """One pass over the training loader (after `partial`, only the rest of it); returns the epoch's totals.
 
-    The caller sets the train / eval modes. The loader yields uint8 images (normalised here, on the device) or,
-    in linear mode with the feature cache, the backbone's features, for `model` = the head. `partial` continues an
-    epoch that an interruption cut short (its sampler skips the batches already trained); when `stop` is requested
-    the pass ends after the current step, with "interrupted" set and the totals needed to continue it. With `dist`,
-    the losses logged and the totals returned cover every process, and a stop request on any process ends the
-    same step on all of them.
+    The caller seeds the epoch, sets the sampler's epoch and the train / eval modes. When `stop` is requested the pass
+    ends after the current step, on every process alike, with `interrupted` set to what continuing it needs.
     """
-    device = runtime.device
-    dist = dist or Distributed()
-    partial = partial or {"steps": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-    carried = partial if dist.is_main else {"loss_sum": 0.0, "correct": 0, "seen": 0}  # all processes' totals so far
-    total_loss = torch.tensor(carried["loss_sum"], device=device)
-    total_correct = torch.tensor(carried["correct"], device=device, dtype=torch.long)
-    seen = carried["seen"]
-    pending: list[tuple[int, torch.Tensor, torch.Tensor, int, float]] = []  # step, loss, correct, size, lr
+    done = partial if partial is not None else PartialEpoch()
+    carried = done if ctx.dist.is_main else PartialEpoch()  # rank 0 carries all processes' totals so far
+    total_loss = torch.tensor(carried.loss_sum, device=ctx.runtime.device)
+    total_correct = torch.tensor(carried.correct, device=ctx.runtime.device, dtype=torch.long)
+    seen = carried.seen
     steps_per_epoch = len(loader)
-    step = (epoch - 1) * steps_per_epoch + partial["steps"]
-    interrupted = False
-    started = time.perf_counter() - partial["seconds"]
-    bar = tqdm(
-        loader,
-        desc=f"epoch {epoch}/{epochs}",
-        unit="batch",
-        leave=False,
-        disable=True if quiet else None,
-        dynamic_ncols=True,
-        initial=partial["steps"],
-        total=steps_per_epoch,
-    )
+    step = (epoch - 1) * steps_per_epoch + done.steps  # global: the schedule's and batches.csv's count
+    started = time.perf_counter() - done.seconds
+    bar = tqdm(loader, desc=f"epoch {epoch}/{ctx.epochs}", unit="batch", leave=False, dynamic_ncols=True,
+               disable=True if ctx.quiet else None, initial=done.steps, total=steps_per_epoch)  # fmt: skip
+    losses = _StepLosses(ctx, epoch, bar, started)
+    first_step_seconds, interrupted = 0.0, False
+    for inputs, targets in bar:
+        inputs, targets = _on_device(inputs, ctx), targets.to(ctx.runtime.device, non_blocking=True)
+        with ctx.runtime.autocast():
+            logits = model(inputs)
+            loss = opt.criterion(logits.float(), targets)
+        opt.optimizer.zero_grad(set_to_none=True)
+        opt.scaler.scale(loss).backward()
+        opt.scaler.step(opt.optimizer)
+        opt.scaler.update()
+        lr = opt.lr  # the rate this step used
+        opt.scheduler.step()
+        step += 1
+        correct = (logits.argmax(dim=1) == targets).sum()
+        total_loss += loss.detach() * len(targets)
+        total_correct += correct
+        seen += len(targets)
+        if not first_step_seconds:
+            first_step_seconds = time.perf_counter() - started  # includes compiling, with --compile
+        flushed = losses.add(step, loss.detach(), correct, len(targets), lr, seen=seen)
+        requested = stop is not None and stop.requested
+        if ctx.dist.enabled:  # processes must agree, which costs a collective: only where the losses are synced anyway
+            requested = flushed and ctx.dist.any(requested)
+        if requested and step < epoch * steps_per_epoch:
+            interrupted = True
+            break
+    losses.flush(seen=seen)
+    bar.close()
+    seconds = time.perf_counter() - started
+    loss_sum, correct_sum, seen_sum = ctx.dist.sum([total_loss.item(), total_correct.item(), seen])
+    correct_sum, seen_sum = int(correct_sum), int(seen_sum)
+    trained = EpochResult(loss_sum / max(seen_sum, 1), correct_sum / max(seen_sum, 1), seen_sum, seconds,
+                          first_step_seconds)  # fmt: skip
+    if interrupted:
+        steps = step - (epoch - 1) * steps_per_epoch
+        trained.interrupted = PartialEpoch(steps, loss_sum, correct_sum, seen_sum, seconds, torch.get_rng_state())
+    return trained
 
-    def flush() -> None:
-        """Read the pending losses back from the device (one sync), log them and update the bar."""
-        if not pending:
+
+class _StepLosses:
+    """The steps' losses, kept on the device and read back every LOG_EVERY steps, then written to batches.csv, the
+    trackers and the progress bar."""
+
+    def __init__(self, ctx: LoopContext, epoch: int, bar: tqdm, started: float) -> None:
+        self.ctx, self.epoch, self.bar, self.started = ctx, epoch, bar, started
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor, int, float]] = []  # step, loss, correct, size, lr
+
+    def add(self, step: int, loss: torch.Tensor, correct: torch.Tensor, size: int, lr: float, *, seen: int) -> bool:
+        """Keep one step's numbers; read them all back once LOG_EVERY wait (returns whether it did)."""
+        self.pending.append((step, loss, correct, size, lr))
+        if len(self.pending) < LOG_EVERY:
+            return False
+        self.flush(seen=seen)
+        return True
+
+    def flush(self, *, seen: int) -> None:
+        """Read the pending losses back from the device (one sync), check and log them; `seen`: images so far."""
+        if not self.pending:
             return
+        pending, dist, epoch = self.pending, self.ctx.dist, self.epoch
         losses = torch.stack([item[1] for item in pending]).float().cpu()
         corrects = torch.stack([item[2] for item in pending]).cpu()
         sizes = [item[3] for item in pending]
@@ -120,99 +172,51 @@ def train_one_epoch(
             {"epoch": epoch, "step": s, "loss": float(loss), "accuracy": int(c) / n, "lr": lr}
             for (s, _, _, _, lr), loss, c, n in zip(pending, losses, corrects, sizes, strict=True)
         ]
-        if batch_log is not None:
-            batch_log.append(*rows)
-        if trackers is not None:
-            trackers.log_steps(rows)
-        elapsed = time.perf_counter() - started
-        bar.set_postfix(
+        if self.ctx.batch_log is not None:
+            self.ctx.batch_log.append(*rows)
+        if self.ctx.trackers is not None:
+            self.ctx.trackers.log_steps(rows)
+        elapsed = time.perf_counter() - self.started
+        self.bar.set_postfix(
             loss=f"{rows[-1]['loss']:.3f}",
             acc=f"{rows[-1]['accuracy']:.2f}",
             img_s=f"{seen * dist.world_size / elapsed:.0f}",
         )
         pending.clear()
 
-    first_step_seconds = 0.0
-    for inputs, targets in bar:
-        if inputs.dtype == torch.uint8:  # images
-            inputs = model_input(inputs, pre, device=device, channels_last=runtime.channels_last)
-        else:  # features
-            inputs = inputs.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        with runtime.autocast():
-            logits = model(inputs)
-            loss = criterion(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
-        scheduler.step()
-        step += 1
-        correct = (logits.argmax(dim=1) == targets).sum()
-        total_loss += loss.detach() * len(targets)
-        total_correct += correct
-        seen += len(targets)
-        pending.append((step, loss.detach(), correct, len(targets), lr))
-        if not first_step_seconds:
-            first_step_seconds = time.perf_counter() - started  # includes compiling, with --compile
-        flushing = len(pending) >= LOG_EVERY
-        if flushing:
-            flush()
-        requested = stop is not None and stop.requested
-        if dist.enabled:  # processes must agree, which costs a collective: only where the losses are synced anyway
-            requested = flushing and dist.any(requested)
-        if requested and step < epoch * steps_per_epoch:
-            interrupted = True
-            break
-    flush()
-    bar.close()
-    seconds = time.perf_counter() - started
-    loss_sum, correct_sum, seen_sum = dist.sum([total_loss.item(), total_correct.item(), seen])
-    correct_sum, seen_sum = int(correct_sum), int(seen_sum)
-    done = {"steps": step - (epoch - 1) * steps_per_epoch, "loss_sum": loss_sum, "correct": correct_sum,
-            "seen": seen_sum, "seconds": seconds}  # fmt: skip
-    return {
-        "loss": loss_sum / max(seen_sum, 1),
-        "accuracy": correct_sum / max(seen_sum, 1),
-        "images": seen_sum,
-        "seconds": seconds,
-        "first_step_seconds": first_step_seconds,
-        "interrupted": interrupted,
-        "partial": done,  # what resuming this epoch part-way needs
-    }
-
 
 @torch.inference_mode()
-def evaluate(
-    model: nn.Module, loader: DataLoader, *, runtime: Runtime, pre: Preprocessing, dist: Distributed | None = None
-) -> Evaluation:
+def validate(model: nn.Module, loader: DataLoader, ctx: LoopContext) -> Validation:
     """Logits for every image (or feature row, for the head) of the loader, in order, and the mean cross-entropy.
 
-    With `dist`, each process evaluates its share and every process gets the whole set back, once per image.
+    With several processes, each validates its share and every process gets the whole set back, once per image.
     """
     model.eval()
     all_logits, all_targets = [], []
     for inputs, targets in loader:
-        if inputs.dtype == torch.uint8:
-            inputs = model_input(inputs, pre, device=runtime.device, channels_last=runtime.channels_last)
-        else:
-            inputs = inputs.to(runtime.device, non_blocking=True)
-        with runtime.autocast():
+        inputs = _on_device(inputs, ctx)
+        with ctx.runtime.autocast():
             all_logits.append(model(inputs).float())
         all_targets.append(targets)
     logits = torch.cat(all_logits).cpu()
     targets = torch.cat(all_targets)
-    if dist is not None and dist.enabled:
-        logits, targets = _gather_in_order(dist, loader.batch_sampler, logits, targets)
+    if ctx.dist.enabled:
+        logits, targets = _gather_in_order(ctx.dist, loader.batch_sampler, logits, targets)
     loss = F.cross_entropy(logits, targets).item()
-    return Evaluation(targets.numpy(), logits.numpy(), loss)
+    return Validation(targets.numpy(), logits.numpy(), loss)
+
+
+def _on_device(inputs: torch.Tensor, ctx: LoopContext) -> torch.Tensor:
+    """The network's input: uint8 images normalised on the device, or the backbone's features as they are."""
+    if inputs.dtype == torch.uint8:
+        return model_input(inputs, ctx.pre, device=ctx.runtime.device, channels_last=ctx.runtime.channels_last)
+    return inputs.to(ctx.runtime.device, non_blocking=True)
 
 
 def _gather_in_order(
     dist: Distributed, sampler: EpochBatchSampler, logits: torch.Tensor, targets: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every process's rows put back in dataset order; the few images two processes both evaluated count once."""
+    """Every process's rows put back in dataset order; the few images two processes both validated count once."""
     full_logits = logits.new_empty((sampler.size, logits.shape[1]))
     full_targets = targets.new_empty(sampler.size)
     for order, part_logits, part_targets in dist.gather((sampler.indices(), logits, targets)):

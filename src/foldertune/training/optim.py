@@ -1,17 +1,60 @@
-"""Optimizer and learning-rate schedule of a run.
+"""Optimizer, learning-rate schedule and loss of a run, and `Optimization`, which carries them together.
 
 optimizer = build_optimizer(model, cfg.train)        # AdamW (or Adam, SGD) over the trainable parameters
 scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch=100)   # stepped once per batch
+opt = Optimization.build(model, cfg.train, runtime, steps_per_epoch=100)  # both, the fp16 scaler and the loss
+opt.load_state_dict(last["training"])                # --resume: last.pt's optimizer, scheduler and scaler
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from foldertune.config import TrainConfig
+from foldertune.device import Runtime
+
+
+@dataclass
+class Optimization:
+    """What a training step uses besides the network: loss, optimizer, its per-step schedule, fp16 loss scaler."""
+
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler  # a no-op unless the precision is fp16
+
+    @classmethod
+    def build(cls, model: nn.Module, tc: TrainConfig, runtime: Runtime, *, steps_per_epoch: int) -> Optimization:
+        """As the run's settings say, over `model`'s trainable parameters."""
+        optimizer = build_optimizer(model, tc)
+        return cls(
+            criterion=nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing),
+            optimizer=optimizer,
+            scheduler=build_scheduler(optimizer, tc, steps_per_epoch=steps_per_epoch),
+            scaler=runtime.grad_scaler(),
+        )
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next step (every parameter group has the same)."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """last.pt's optimizer, scheduler and scaler entries."""
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()`'s entries (extra keys are ignored: last.pt's whole training dict will do)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:  # empty when the run began without fp16 (a CPU run resumed on a GPU)
+            self.scaler.load_state_dict(state["scaler"])
 
 
 def build_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
