@@ -4,7 +4,6 @@ Both processes must run, write one run folder, and report validation metrics equ
 of the checkpoint they saved; resuming must work under torchrun; linear mode with the feature cache too.
 """
 
-import csv
 import json
 import os
 import subprocess
@@ -12,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import read_csv, run_cli
 
 from foldertune.data.dataset import EpochBatchSampler
 from foldertune.training.distributed import shard, unshard
@@ -27,11 +26,6 @@ def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
         cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=600,
         env={**os.environ, "PYTHONIOENCODING": "utf-8"},
     )  # fmt: skip
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def assert_metrics_match_a_single_process_evaluation(run, tmp_path):

@@ -1,6 +1,5 @@
 """Training end to end on real photos, with budgets of seconds: run folder contract, transfer, resume, determinism."""
 
-import csv
 import json
 import os
 import shutil
@@ -11,17 +10,12 @@ import time
 
 import pytest
 import torch
-from helpers import SAMPLE, tree_fingerprint, write_bad_images
+from helpers import SAMPLE, read_csv, tree_fingerprint, write_bad_images
 
 import foldertune as ft
 from foldertune.errors import UserError
 
 TINY = {"img_size": 64, "batch_size": 8, "workers": 0, "precision": "fp32", "quiet": True, "report": False}
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def without_timing(rows):

@@ -1,12 +1,11 @@
 """The linear-mode feature cache: hits, misses, invalidation, and features equal to the network's own."""
 
-import csv
 import json
 import shutil
 
 import pytest
 import torch
-from helpers import copy_subset
+from helpers import copy_subset, read_csv
 from PIL import Image
 
 import foldertune as ft
@@ -130,11 +129,6 @@ def test_array_store_ignores_damaged_and_wrong_shaped_entries(tmp_path):
 
 LINEAR = {"mode": "linear", "img_size": 64, "batch_size": 8, "workers": 0, "precision": "fp32", "quiet": True,
           "report": False}  # fmt: skip
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_cached_linear_training_validates_like_the_full_network(small_dataset, tmp_path, mobilenet_weights, capsys):

@@ -1,21 +1,15 @@
 """Experiment tracking through the real packages: W&B in offline mode and TensorBoard, read back with their own
 readers; and a clear message when the extra is not installed."""
 
-import csv
 import json
 import os
 import sys
 
 import pytest
-from helpers import read_wandb_records, run_cli
+from helpers import read_csv, read_wandb_records, run_cli
 
 pytest.importorskip("wandb", reason="the wandb extra is part of the dev install")
 pytest.importorskip("tensorboard", reason="the tensorboard extra is part of the dev install")
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
