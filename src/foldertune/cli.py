@@ -21,10 +21,8 @@ config.py's dataclasses (name, type, choices, default, help); TRAIN_GROUPS only 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import difflib
-import json
 import os
 import sys
 import typing
@@ -478,6 +476,9 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def _write_predictions(path: Path, predictions, topk: int) -> None:
+    from foldertune.runs.atomic import write_json
+    from foldertune.runs.tables import write_table
+
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
         records = [
@@ -485,20 +486,20 @@ def _write_predictions(path: Path, predictions, topk: int) -> None:
              "topk": [{"label": label, "probability": prob} for label, prob in p.topk]}
             for p in predictions
         ]  # fmt: skip
-        path.write_text(json.dumps(records, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_json(path, records)
         return
     columns = ["path", "label", "probability"]
     for k in range(1, topk + 1):
         columns += [f"top{k}", f"p{k}"]
     columns.append("error")
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        for p in predictions:
-            ranked = [value for label, prob in p.topk for value in (label, f"{prob:.6f}")]
-            ranked += [""] * (2 * topk - len(ranked))
-            probability = "" if p.probability is None else f"{p.probability:.6f}"
-            writer.writerow([p.path, p.label or "", probability, *ranked, p.error or ""])
+    rows = []
+    for p in predictions:
+        row = {"path": p.path, "label": p.label or "", "error": p.error or ""}
+        row["probability"] = "" if p.probability is None else f"{p.probability:.6f}"
+        for k, (label, prob) in enumerate(p.topk, start=1):
+            row[f"top{k}"], row[f"p{k}"] = label, f"{prob:.6f}"
+        rows.append(row)
+    write_table(path, columns, rows)
 
 
 # ---------------------------------------------------------------------------------------------------- export
