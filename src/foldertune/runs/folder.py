@@ -90,9 +90,6 @@ class RunFolder:
                 continue
         raise UserError(f"'{project}' holds too many runs named {default_name}; pass --name.")
 
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
-
     @property
     def name(self) -> str:
         return self.path.name
