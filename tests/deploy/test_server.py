@@ -89,9 +89,9 @@ def test_the_api_predicts_like_the_checkpoint(server):
     assert status == 200, body
     expected = Classifier.from_path(run).predict([str(p) for p in photos])
     for answer, prediction, photo in zip(body["predictions"], expected, photos, strict=True):
-        assert answer["filename"] == photo.name and answer["label"] == prediction.label
+        assert answer["path"] == photo.name and answer["label"] == prediction.label
         assert answer["probability"] == pytest.approx(prediction.probability, abs=1e-5)
-        assert [item["class"] for item in answer["top5"]] == [label for label, _ in prediction.topk]
+        assert [item["label"] for item in answer["topk"]] == [label for label, _ in prediction.topk]
         overlay = Image.open(io.BytesIO(base64.b64decode(answer["gradcam"].split(",", 1)[1])))
         assert overlay.size == (64, 64) and np.asarray(overlay).std() > 5
     schema = get(base + "/openapi.json")

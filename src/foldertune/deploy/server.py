@@ -133,8 +133,8 @@ def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_
             if prediction.error:
                 raise HTTPException(422, f"'{name}' cannot be used: {prediction.error}")
             results.append({
-                "filename": name, "label": prediction.label, "probability": prediction.probability,
-                "top5": [{"class": label, "probability": p} for label, p in prediction.topk],
+                "path": name, "label": prediction.label, "probability": prediction.probability,
+                "topk": [{"label": label, "probability": p} for label, p in prediction.topk],
                 **({"gradcam": overlay} if overlay else {}),
             })  # fmt: skip
         return {"predictions": results}
@@ -228,9 +228,9 @@ async function predict(file) {
     if (!response.ok) { show("status", ""); show("error", body.detail || response.statusText); return; }
     const p = body.predictions[0];
     show("top1", p.label + " (" + (100 * p.probability).toFixed(1) + "%)");
-    for (const item of p.top5) {
+    for (const item of p.topk) {
       const row = document.createElement("div"); row.className = "row";
-      const name = document.createElement("span"); name.className = "label"; name.textContent = item.class;
+      const name = document.createElement("span"); name.className = "label"; name.textContent = item.label;
       const track = document.createElement("div"); track.className = "track";
       const fill = document.createElement("div"); fill.className = "fill";
       fill.style.width = (100 * item.probability).toFixed(1) + "%"; track.appendChild(fill);
