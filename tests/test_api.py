@@ -2,6 +2,7 @@
 
 import importlib
 import pkgutil
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -43,8 +44,15 @@ def test_every_api_function_works_on_a_finished_run(chinese_run, tmp_path):
     assert exported.parity["top1_agreement"] == 1.0 and exported.path.is_file()
 
 
+SWITCHES = {"--half": "half=True", "--force": "force=True"}
+
+
+def in_python_words(sentence: str) -> str:
+    """The CLI's sentence as the API says it: each flag as its keyword ('--batch-size' -> 'batch_size=')."""
+    return re.sub(r"--([a-z][a-z-]*)", lambda m: SWITCHES.get(m.group(0), m.group(1).replace("-", "_") + "="), sentence)
+
+
 def test_the_api_refuses_what_the_cli_refuses_with_the_same_sentence(chinese_run, tmp_path):
-    from foldertune.data.check import check_source
     from foldertune.data.scan import scan_folder
     from foldertune.data.split import assign_splits
     from foldertune.deploy.server import create_app, serve
@@ -60,9 +68,9 @@ def test_the_api_refuses_what_the_cli_refuses_with_the_same_sentence(chinese_run
         ),
         ("predict", str(run), photo, "--topk", "0"): lambda: classifier.predict_files([photo], topk=0),
         ("predict", str(run), photo, "--batch-size", "0"): lambda: classifier.predict(photo, batch_size=0),
-        ("check", str(data), "--min-side", "0"): lambda: check_source(data, decode="header", tiny_side=0),
-        ("check", str(data), "--max-aspect", "0.5"): lambda: check_source(data, decode="header", max_aspect=0.5),
-        ("check", str(data), "--workers", "0"): lambda: check_source(data, decode="header", workers=0),
+        ("check", str(data), "--min-side", "0"): lambda: foldertune.check(data, min_side=0),
+        ("check", str(data), "--max-aspect", "0.5"): lambda: foldertune.check(data, max_aspect=0.5),
+        ("check", str(data), "--workers", "0"): lambda: foldertune.check(data, workers=0),
         ("serve", str(run), "--port", "70000"): lambda: serve(run, host="127.0.0.1", port=70000, max_upload_mb=10),
         ("serve", str(run), "--max-upload-mb", "0"): lambda: create_app(run, max_upload_mb=0.0),
         ("split", str(data), "--seed", "-1"): lambda: assign_splits(images, val_fraction=0.2, test_fraction=0, seed=-1),
@@ -73,5 +81,7 @@ def test_the_api_refuses_what_the_cli_refuses_with_the_same_sentence(chinese_run
         with pytest.raises(UserError) as refused:
             call()
         assert done[argv].returncode == 2, (argv, done[argv].stderr)
-        assert done[argv].stderr == f"foldertune {argv[0]}: error: {refused.value}\n", argv
+        said = done[argv].stderr.removeprefix(f"foldertune {argv[0]}: error: ").removesuffix("\n")
+        public = argv[0] not in ("serve", "split")  # ft.* and the Classifier's methods speak of keywords
+        assert str(refused.value) == (in_python_words(said) if public else said), argv
     assert not list(tmp_path.iterdir())  # nothing written: no check.csv, no split.csv

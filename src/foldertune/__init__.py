@@ -9,6 +9,7 @@ print(clf.predict("new_photo.jpg"))
 __version__ = "0.1.0"
 
 from foldertune.api import check, compare, evaluate, explain, export, load, plot, report, resume, train
+from foldertune.errors import UnknownKeyword, UserError
 
-__all__ = ["__version__", "check", "compare", "evaluate", "explain", "export", "load", "plot", "report", "resume",
-           "train"]  # fmt: skip
+__all__ = ["UnknownKeyword", "UserError", "__version__", "check", "compare", "evaluate", "explain", "export", "load",
+           "plot", "report", "resume", "train"]  # fmt: skip

@@ -4,39 +4,159 @@
     run = ft.train(data="photos/", model="resnet18", mode="linear", epochs=5)   # -> Path('runs/resnet18-linear')
     clf = ft.load(run)
     clf.predict("photo.jpg").label
+    ft.evaluate(run, split="test", no_figures=True)
 
-Heavy imports (torch, torchvision) happen inside the functions, so `import foldertune` stays fast.
+One rule for keywords: each function takes the flags of its command (`foldertune evaluate --no-figures` is
+`ft.evaluate(..., no_figures=True)`, `--format pdf` is `format="pdf"`), besides its own parameters. An unknown keyword
+is an `UnknownKeyword` (a `TypeError` and a `UserError`) that suggests the closest one, and a mistake is reported
+with the keyword's name, not the flag's. Heavy imports (torch, torchvision) happen inside the functions, so
+`import foldertune` stays fast.
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import functools
+import inspect
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from foldertune.errors import UnknownKeyword, UserError
 
-def train(data: str | os.PathLike | None = None, *, quiet: bool = False, **settings: Any) -> Path:
+
+@functools.cache
+def _flags(command: str) -> dict[str, argparse.Action]:
+    """The flags of `foldertune COMMAND` by keyword: --no-figures -> 'no_figures'."""
+    from foldertune.cli import build_parser
+
+    actions = build_parser().commands[command]._actions
+    return {
+        option[2:].replace("-", "_"): action
+        for action in actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    }
+
+
+def keywords(command: str, *, cli_only: dict[str, str] | None = None):
+    """Give an API function the flags of `foldertune COMMAND` as keywords (see the module's docstring); `cli_only`
+    maps flags that mean nothing in Python to why (said when one is given)."""
+    cli_only = cli_only or {}
+
+    def decorate(function):
+        parameters = inspect.signature(function).parameters
+        open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        named = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+
+        @functools.wraps(function)
+        def call(*args, **given):
+            flags = _flags(command)
+            options = {}
+            for key, value in given.items():
+                if key in named or (open_ended and key not in cli_only):
+                    options[key] = value
+                elif key in cli_only:
+                    raise UnknownKeyword(f"{key}= is for the command line only: {cli_only[key]}")
+                elif key in flags:
+                    options.update(_as_parameter(flags[key], value, parameters, function.__name__, key))
+                else:
+                    close = difflib.get_close_matches(key, [*named, *flags], n=1)
+                    hint = f"; did you mean {close[0]}=?" if close else f"; it takes {', '.join(named)}."
+                    raise UnknownKeyword(f"ft.{function.__name__}() has no keyword {key}={hint}")
+            try:
+                return function(*args, **options)
+            except UserError as error:
+                error.args = (_in_keywords(str(error), flags),)
+                raise
+
+        call.command, call.cli_only = command, cli_only
+        return call
+
+    return decorate
+
+
+def accepted_keywords(function) -> set[str]:
+    """Every keyword an API function takes: its parameters, and its command's flags that set one of them."""
+    parameters = inspect.signature(function.__wrapped__).parameters
+    named = {name for name, p in parameters.items() if p.kind is not p.VAR_KEYWORD}
+    open_ended = len(named) < len(parameters)
+    takes = {
+        key
+        for key, action in _flags(function.command).items()
+        if open_ended or action.dest in parameters or (action.dest == "quiet" and "progress" in parameters)
+    }
+    return named | (takes - set(function.cli_only))
+
+
+def _as_parameter(action: argparse.Action, value, parameters, name: str, key: str) -> dict[str, Any]:
+    """A flag's keyword as the function's own parameter: no_figures=True -> figures=False, format= -> fmt=."""
+    if isinstance(action, argparse._StoreFalseAction):
+        value = not value
+    if action.dest == "quiet" and "progress" in parameters:
+        return {"progress": not value}
+    if action.dest not in parameters:
+        raise UnknownKeyword(f"ft.{name}() has no keyword {key}= (the command line's --{key.replace('_', '-')}).")
+    return {action.dest: value}
+
+
+def _in_keywords(message: str, flags: dict[str, argparse.Action]) -> str:
+    """A sentence about flags, about keywords instead: '--epochs must be ...' -> 'epochs= must be ...'."""
+
+    def keyword(match: re.Match) -> str:
+        key = match.group(1).replace("-", "_")
+        if key not in flags:
+            return match.group(0)
+        switch = isinstance(flags[key], (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        return f"{key}=True" if switch else f"{key}="
+
+    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", keyword, message)
+
+
+@keywords("train")
+def train(
+    data: str | os.PathLike | None = None, *, quiet: bool = False, resume: str | os.PathLike | None = None, **settings
+) -> Path:
     """Train on `data` (default: the bundled sample) with any setting of `foldertune train`; returns the run folder.
 
     Settings use the flag names with underscores: model, mode, epochs, batch_size, lr, img_size, val, test,
     manifest, seed, device, precision, patience, name, project, no_pretrained, ... An unknown name is an error
-    with a suggestion.
+    with a suggestion. `resume=RUN` continues RUN instead (taking only epochs, device and workers).
     """
     from foldertune.config import RunConfig
     from foldertune.data import sample_data_path
     from foldertune.training.fit import fit
 
+    if resume is not None:
+        extra = sorted(set(settings) - {"epochs", "device", "workers"}) + (["data"] if data is not None else [])
+        if extra:
+            raise UserError(f"{', '.join(extra)} cannot change when resuming (the run keeps its config.json).")
+        return _resume(resume, quiet=quiet, **settings)
     if data is None and not settings.get("manifest"):
         data = sample_data_path()
     cfg = RunConfig.from_flat(data=None if data is None else str(data), **settings)
     return fit(cfg, quiet=quiet)
 
 
-def resume(run: str | os.PathLike, *, epochs: int | None = None, quiet: bool = False) -> Path:
-    """Continue an interrupted run from its last.pt (optionally to a larger number of epochs)."""
+def _resume(run, *, epochs=None, device=None, workers=None, quiet=False) -> Path:
     from foldertune.training.fit import resume as resume_run
 
-    return resume_run(run, epochs=epochs, quiet=quiet)
+    return resume_run(run, epochs=epochs, device=device, workers=workers, quiet=quiet)
+
+
+@keywords("train", cli_only={"resume": "pass the run as ft.resume's first argument."})
+def resume(
+    run: str | os.PathLike,
+    *,
+    epochs: int | None = None,
+    device: str | None = None,
+    workers: int | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Continue an interrupted run from its last.pt (optionally to a larger number of epochs)."""
+    return _resume(run, epochs=epochs, device=device, workers=workers, quiet=quiet)
 
 
 def load(path: str | os.PathLike, *, device: str = "auto"):
@@ -46,32 +166,52 @@ def load(path: str | os.PathLike, *, device: str = "auto"):
     return Classifier.from_path(path, device=device)
 
 
+@keywords("evaluate")
 def evaluate(
     source: str | os.PathLike,
     data: str | os.PathLike | None = None,
     *,
+    split: str = "val",
+    out: str | os.PathLike | None = None,
+    force: bool = False,
     figures: bool = True,
     fmt: str = "png",
-    **options: Any,
+    device: str = "auto",
+    progress: bool = True,
+    log=print,
 ) -> Path:
     """Evaluate a run's best.pt (or a checkpoint) on a split or another folder, and draw its figures (unless
-    `figures` is False); returns the evaluation folder. Options: split, out, device, progress, log."""
+    `no_figures=True`); returns the evaluation folder."""
     from foldertune.analysis.evaluation import evaluate_checkpoint
     from foldertune.reporting.plots import plot_evaluation
 
-    out = evaluate_checkpoint(source, data, figures=figures, **options)
+    out = evaluate_checkpoint(source, data, split=split, out=out, force=force, device=device, figures=figures,
+                              progress=progress, log=log)  # fmt: skip
     if figures:
         plot_evaluation(out, fmt=fmt)
     return out
 
 
-def explain(source: str | os.PathLike, paths, **options: Any) -> list[Path]:
+@keywords("explain")
+def explain(
+    source: str | os.PathLike,
+    paths,
+    *,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    class_name: str | None = None,
+    fmt: str = "png",
+    device: str = "auto",
+    log=print,
+) -> list[Path]:
     """Grad-CAM maps for image files (`out=`, `class_name=`); returns the files written."""
     from foldertune.reporting.explanations import explain_files
 
-    return explain_files(source, list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths], **options)
+    paths = list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths]
+    return explain_files(source, paths, out=out, force=force, class_name=class_name, device=device, fmt=fmt, log=log)
 
 
+@keywords("plot")
 def plot(run: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
     """Redraw every figure of a run folder; returns the files written."""
     from foldertune.reporting.plots import plot_run
@@ -79,17 +219,18 @@ def plot(run: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
     return plot_run(run, fmt=fmt)
 
 
-def compare(runs, *, out: str | os.PathLike | None = None, fmt: str = "png", log=print) -> Path:
+@keywords("compare")
+def compare(runs, *, out: str | os.PathLike | None = None, force: bool = False, fmt: str = "png", log=print) -> Path:
     """Overlay the validation curves of several runs and tabulate their best metrics; returns the output folder."""
     from foldertune.analysis.comparison import compare as compare_runs
     from foldertune.reporting.plots.curves import plot_compare
 
-    runs = list(runs)
-    out = compare_runs(runs, out=out, log=log)
-    plot_compare([Path(run) for run in runs], out, fmt=fmt)
+    out, folders = compare_runs(list(runs), out=out, force=force, log=log)
+    plot_compare(folders, out, fmt=fmt)
     return out
 
 
+@keywords("report")
 def report(run: str | os.PathLike) -> Path:
     """Write (or rewrite) run/report.html; returns its path."""
     from foldertune.reporting.html_report import write_report
@@ -97,17 +238,48 @@ def report(run: str | os.PathLike) -> Path:
     return write_report(run)
 
 
-def check(data: str | os.PathLike, *, deep: bool = False, progress: bool = True):
+CHECK_CLI_ONLY = {
+    "out": "ft.check writes nothing; its result's .rows() are check.csv's rows.",
+    "quarantine": "ft.check moves nothing; run `foldertune check DATA --quarantine DIR`.",
+    "restore": "ft.check moves nothing; run `foldertune check --restore DIR`.",
+    "force": "ft.check writes nothing.",
+}
+
+
+@keywords("check", cli_only=CHECK_CLI_ONLY)
+def check(
+    data: str | os.PathLike,
+    *,
+    deep: bool = False,
+    min_side: int = 32,
+    max_aspect: float = 3.0,
+    workers: int | None = None,
+    progress: bool = True,
+):
     """The dataset doctor on a data folder, a split manifest or a run folder: a DataCheck (`.summary()`, `.rows()`,
     `.findings`, `.duplicate_groups`); nothing is written."""
     from foldertune.data.check import check_source
 
-    return check_source(data, decode="full" if deep else "header", progress=progress)
+    return check_source(data, decode="full" if deep else "header", tiny_side=min_side, max_aspect=max_aspect,
+                        workers=workers, progress=progress)  # fmt: skip
 
 
-def export(source: str | os.PathLike, *, fmt: str = "onnx", **options: Any):
+@keywords("export")
+def export(
+    source: str | os.PathLike,
+    *,
+    fmt: str = "onnx",
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    opset: int | None = None,
+    dynamic_batch: bool = False,
+    half: bool = False,
+    images: list[str] | None = None,
+    log=print,
+):
     """Export a run's best.pt (or a checkpoint) to ONNX or TorchScript, parity-checked; an ExportResult (`.path`,
-    `.parity`). Options: out, opset, dynamic_batch, half, images, log."""
+    `.parity`)."""
     from foldertune.deploy.exporting import export_model
 
-    return export_model(source, fmt=fmt, **options)
+    return export_model(source, fmt=fmt, out=out, force=force, opset=opset, dynamic_batch=dynamic_batch, half=half,
+                        images=images, log=log)  # fmt: skip

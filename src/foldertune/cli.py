@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import os
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 from foldertune import __version__
@@ -42,6 +44,7 @@ from foldertune.config import (
 )
 from foldertune.deploy import EXPORT_FORMATS, HALF_MIN_AGREEMENT, check_export_options
 from foldertune.errors import UserError
+from foldertune.runs.atomic import check_output
 from foldertune.runs.folder import FIGURE_FORMATS
 
 # Flags of `train` that may accompany --resume; everything else comes from the run's config.json.
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     from foldertune.training.interrupt import TrainingInterrupted
 
     speaks = os.environ.get("RANK", "0") == "0"  # under torchrun, one process reports for all
+    warnings.showwarning = functools.partial(_show_warning, command=args.command)
     try:
         args.handler(args)
     except UserError as error:
@@ -88,6 +92,20 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print(f"\nfoldertune {args.command}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except OSError as error:  # a path of the user's that cannot be read or written: the path and the reason
+        if error.filename is None:
+            raise
+        from foldertune.runs.atomic import describe_os_error
+
+        if speaks:
+            print(f"foldertune {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, command: str) -> None:
+    """A warning, ours or a library's, as one line on stderr (Python's own format adds the file and source line)."""
+    text = (str(message).strip().splitlines() or [category.__name__])[0]
+    print(f"foldertune {command}: warning: {text}", file=file or sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -418,6 +436,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", type=int, metavar="N", help="predict live on camera N in a window (q to quit)")
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes to list per image (default: 5)")
     p.add_argument("--out", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (default: refuse)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default: 64)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="(default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; with --out, no table either")
@@ -426,7 +445,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
 def run_predict(args: argparse.Namespace) -> None:
     from foldertune.inference.prediction import check_predict_options
 
-    check_predict_options(topk=args.topk, batch_size=args.batch_size)  # the classifiers check too, after loading
+    check_predict_options(topk=args.topk, batch_size=args.batch_size, flags=True)  # the classifiers check too
     from foldertune.deploy.video import is_video
 
     videos = [path for path in args.paths if is_video(path)]
@@ -440,6 +459,8 @@ def run_predict(args: argparse.Namespace) -> None:
         raise UserError(f"--out '{args.out}' must end in .mp4 for a video.")
     if not videos and args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out '{args.out}' must end in .csv or .json.")
+    if args.out:
+        check_output(args.out, "--out", force=args.force)
     if Path(args.source).suffix.lower() == ".onnx":  # ONNX Runtime, numpy and Pillow: torch is never imported
         from foldertune.deploy.onnx_classifier import OnnxClassifier
 
@@ -509,6 +530,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="RUN|CHECKPOINT", help="a run folder (uses its best.pt) or a .pt checkpoint")
     p.add_argument("--format", dest="fmt", choices=EXPORT_FORMATS, default="onnx", help="(default: onnx)")
     p.add_argument("--out", metavar="FILE", help="(default: RUN/export/model.onnx or model.torchscript.pt)")
+    p.add_argument("--force", action="store_true", help="replace the exported file if it exists (default: refuse)")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
     p.add_argument(
@@ -529,7 +551,7 @@ def run_export(args: argparse.Namespace) -> None:
     from foldertune.deploy.exporting import ParityError, export_model
 
     try:
-        result = export_model(args.source, fmt=args.fmt, out=args.out, opset=args.opset,
+        result = export_model(args.source, fmt=args.fmt, out=args.out, force=args.force, opset=args.opset,
                               dynamic_batch=args.dynamic_batch, half=args.half, images=args.images)  # fmt: skip
     except ParityError as error:
         print(f"foldertune export: the export failed its parity check: {error}", file=sys.stderr)
@@ -561,6 +583,11 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", metavar="DATA", help="another image folder (default: the run's own split)")
     p.add_argument("--split", choices=["val", "test", "train"], default="val", help="which split (default: val)")
     p.add_argument("--out", metavar="DIR", help="evaluation folder (default: RUN/eval/SPLIT or RUN/eval/DATA-SPLIT)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into --out although it holds files (default: refuse; the run's own eval/ folders are replaced)",
+    )
     p.add_argument("--no-figures", dest="figures", action="store_false", help="numbers only: no figures or maps")
     p.add_argument("--format", dest="fmt", choices=FIGURE_FORMATS, default="png", help="figure format")
     p.add_argument("--device", choices=DEVICES, default="auto", help="(default: auto)")
@@ -570,8 +597,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> None:
     from foldertune.api import evaluate
 
-    evaluate(args.source, args.data, split=args.split, out=args.out, device=args.device, figures=args.figures,
-             fmt=args.fmt, progress=not args.quiet)  # fmt: skip
+    # .__wrapped__: the function itself, whose sentences name flags (the API's keyword layer would name keywords)
+    evaluate.__wrapped__(args.source, args.data, split=args.split, out=args.out, force=args.force, device=args.device,
+             figures=args.figures, fmt=args.fmt, progress=not args.quiet)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- explain
@@ -581,6 +609,7 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="RUN|CHECKPOINT", help="a run folder (uses its best.pt) or a .pt checkpoint")
     p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files or folders")
     p.add_argument("--out", metavar="DIR", default="cams", help="where the maps go (default: ./cams)")
+    p.add_argument("--force", action="store_true", help="write into --out although it holds files (default: refuse)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="explain this class (default: the predicted)")
     p.add_argument("--format", dest="fmt", choices=FIGURE_FORMATS, default="png", help="figure format")
     p.add_argument("--device", choices=DEVICES, default="auto", help="(default: auto)")
@@ -589,7 +618,8 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
 def run_explain(args: argparse.Namespace) -> None:
     from foldertune.reporting.explanations import explain_files
 
-    explain_files(args.source, args.paths, out=args.out, class_name=args.class_name, device=args.device, fmt=args.fmt)
+    explain_files(args.source, args.paths, out=args.out, force=args.force, class_name=args.class_name,
+                  device=args.device, fmt=args.fmt)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- plot
@@ -612,14 +642,17 @@ def run_plot(args: argparse.Namespace) -> None:
 
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders")
-    p.add_argument("--out", metavar="DIR", help="where compare.png and compare.csv go (default: compare/ beside)")
+    p.add_argument(
+        "--out", metavar="DIR", default="compare", help="where compare.png and compare.csv go (default: ./compare)"
+    )
+    p.add_argument("--force", action="store_true", help="write into --out although it holds files (default: refuse)")
     p.add_argument("--format", dest="fmt", choices=FIGURE_FORMATS, default="png", help="figure format")
 
 
 def run_compare(args: argparse.Namespace) -> None:
     from foldertune.api import compare
 
-    compare(args.runs, out=args.out, fmt=args.fmt)
+    compare.__wrapped__(args.runs, out=args.out, force=args.force, fmt=args.fmt)  # flags, not keywords (see evaluate)
 
 
 # ---------------------------------------------------------------------------------------------------- report

@@ -46,7 +46,7 @@ def test_the_export_carries_classes_and_preprocessing_and_its_parity(exported):
     val = [row for row in read_csv(run / "split.csv") if row["split"] == "val"]
     assert stored["parity"]["images"] == len(val) and stored["parity"]["top1_agreement"] == 1.0
     assert stored["parity"]["max_probability_difference"] < 1e-4
-    with pytest.raises(UserError, match=r"^--topk must be at least 1; got 0\.$"):  # as the PyTorch classifier says
+    with pytest.raises(UserError, match=r"^topk= must be at least 1; got 0\.$"):  # as the PyTorch classifier says
         OnnxClassifier(model).predict_files([SAMPLE], topk=0)
 
 

@@ -1,7 +1,7 @@
 """Compare runs side by side: a table of their best metrics and training time.
 
-    out = compare(["runs/resnet18-linear", "runs/resnet18-finetune", "runs/resnet18-scratch"])
-    # out/compare.csv; the table is printed as well
+    out, runs = compare(["runs/resnet18-linear", "runs/resnet18-finetune", "runs/resnet18-scratch"])
+    # ./compare/compare.csv; the table is printed as well. `compare(glob("runs/*"))` skips folders that are not runs
 
 Typical use: the three transfer modes, or several backbones, on one dataset. The overlaid validation curves
 (compare.png) are drawn by reporting/plots/curves.py; `foldertune compare` and `ft.compare` do both.
@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from foldertune.errors import UserError
+from foldertune.runs.atomic import check_output
 from foldertune.runs.folder import RunFolder
 from foldertune.runs.tables import write_table
 
@@ -20,21 +21,28 @@ COLUMNS = ["run", "backbone", "mode", "epochs", "best_epoch", "best_val_acc", "b
            "train_seconds", "images_per_s"]  # fmt: skip
 
 
-def compare(runs: list[str | os.PathLike], *, out: str | os.PathLike | None = None, log=print) -> Path:
-    """Write compare.csv into `out` (default: compare/ beside the first run) and print it; returns `out`."""
-    folders = [RunFolder(run) for run in runs]
+def compare(
+    runs: list[str | os.PathLike], *, out: str | os.PathLike | None = None, force: bool = False, log=print
+) -> tuple[Path, list[Path]]:
+    """Write compare.csv into `out` (default: ./compare, outside any list of runs) and print it; returns `out` and
+    the run folders compared. Folders among `runs` that are not runs are left out with a note; a path that does not
+    exist is an error. An `out` that holds files is refused unless `force`."""
+    for run in runs:
+        if not Path(run).exists():
+            raise UserError(f"run folder '{run}' does not exist; pass run folders, as in foldertune compare runs/*.")
+    folders = [RunFolder(run) for run in runs if RunFolder(run).has_training_logs()]
+    for run in runs:
+        if not RunFolder(run).has_training_logs():
+            log(f"note: left out '{run}': not a foldertune run folder with training logs (no epochs.csv)")
     if len(folders) < 2:
-        raise UserError("compare needs at least two run folders.")
-    for folder in folders:
-        if not folder.has_training_logs():
-            raise UserError(f"'{folder.path}' is not a foldertune run folder with training logs (no epochs.csv).")
-    out = Path(out) if out else folders[0].path.parent / "compare"
+        raise UserError(f"compare needs at least two run folders with training logs; got {len(folders)}.")
+    out = check_output(out or "compare", "--out", force=force, folder=True)
     out.mkdir(parents=True, exist_ok=True)
     rows = [summarize(folder) for folder in folders]
     write_table(out / "compare.csv", COLUMNS, rows)
     log(format_table(rows))
     log(f"comparison: {out}")
-    return out
+    return out, [folder.path for folder in folders]
 
 
 def summarize(run: RunFolder) -> dict[str, object]:

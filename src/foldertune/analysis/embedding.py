@@ -9,6 +9,8 @@ thousand or two already shows the structure. The map itself is drawn by reportin
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 MAX_POINTS = 1500
@@ -34,7 +36,9 @@ def embed(features: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
     except ImportError:
         UMAP = None
     if UMAP is not None and len(features) > 15:  # UMAP wants a neighbourhood of 15 points
-        return UMAP(n_components=2, random_state=seed).fit_transform(features), "UMAP"
+        with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": reproducible on purpose
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            return UMAP(n_components=2, random_state=seed).fit_transform(features), "UMAP"
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 

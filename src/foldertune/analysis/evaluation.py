@@ -22,6 +22,7 @@ and `ft.evaluate` do both.
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +37,11 @@ from foldertune.data.split import read_manifest
 from foldertune.data.transforms import decode_min_side
 from foldertune.errors import UserError
 from foldertune.inference.classifier import Classifier
+from foldertune.runs.atomic import check_output
+from foldertune.runs.cache import file_digest
 from foldertune.runs.checkpoint import load_checkpoint
 from foldertune.runs.folder import EvalFolder, RunFolder, locate_checkpoint
-from foldertune.runs.tables import write_table
+from foldertune.runs.tables import read_table, write_table
 
 CAMS_PER_KIND = 4  # right and wrong predictions explained in the report
 
@@ -49,6 +52,7 @@ def evaluate_checkpoint(
     *,
     split: str = "val",
     out: str | os.PathLike | None = None,
+    force: bool = False,
     device: str = "auto",
     figures: bool = True,
     progress: bool = True,
@@ -57,10 +61,13 @@ def evaluate_checkpoint(
     """Evaluate `source` (a run folder's best.pt or a checkpoint) and write the evaluation folder; returns it.
 
     With `figures` False, only the numbers are written, not what the figures need besides (the feature map's
-    embedding, Grad-CAM maps): fast.
+    embedding, Grad-CAM maps): fast. An `out` folder that holds files is refused unless `force`; the run's own
+    evaluation folders are replaced.
     """
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}.")
+    if out:
+        check_output(out, "--out", force=force, folder=True)
     checkpoint_file, run = locate_checkpoint(source)
     checkpoint = load_checkpoint(checkpoint_file)
     records, name = _records(run, checkpoint["classes"], data, split, log)
@@ -161,8 +168,44 @@ def _records(run: RunFolder, classes: list[str], data, split: str, log) -> tuple
     if _trained_on(run, scan.root):
         log("note: DATA is the folder this run was trained on, so its training images are included; "
             "`foldertune evaluate RUN` evaluates on the held-out split only.")  # fmt: skip
+    else:
+        copies = training_copies(run, [r.path for r in images])
+        if copies:
+            log(f"warning: {len(copies)} of the {len(images)} images in '{data}' are copies of this run's training "
+                f"images (first: {copies[0]}); their scores are inflated: evaluate on images the run never "
+                "saw.")  # fmt: skip
     folder = scan.root.resolve().name or "data"
     return [(r.path, r.label) for r in images], f"{folder}-{split if scan.presplit else 'all'}"
+
+
+def training_copies(run: RunFolder, paths: list[str]) -> list[str]:
+    """The files among `paths` with the same bytes as one of the run's training images. data_check.csv holds their
+    sizes, so only files of a size found there are hashed."""
+    if not run.data_check_file.is_file():
+        return []
+    by_size: dict[int, list[str]] = defaultdict(list)
+    for row in read_table(run.data_check_file):
+        if row.get("split") == "train" and row.get("bytes"):
+            by_size[int(row["bytes"])].append(row["path"])
+    digests: dict[str, str | None] = {}
+
+    def digest(path: str) -> str | None:
+        if path not in digests:
+            try:
+                digests[path] = file_digest(path)
+            except OSError:
+                digests[path] = None
+        return digests[path]
+
+    copies = []
+    for path in paths:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            continue
+        if size in by_size and digest(path) in {digest(original) for original in by_size[size]}:
+            copies.append(path)
+    return copies
 
 
 def _trained_on(run: RunFolder, root: Path) -> bool:

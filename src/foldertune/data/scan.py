@@ -149,6 +149,11 @@ def list_image_files(paths: list[str | os.PathLike]) -> tuple[list[Path], list[S
             files.append(path)
         else:
             raise UserError(f"'{raw}' does not exist; pass image files or folders of images.")
+    if paths and not files:
+        given = ", ".join(f"'{raw}'" for raw in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        names = ", ".join(Path(s.path).name for s in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        what = f" (skipped {len(skipped)} other file{'s' if len(skipped) > 1 else ''}: {names})" if skipped else ""
+        raise UserError(f"no image file found in {given}{what}; pass image files or folders of images.")
     return files, skipped
 
 

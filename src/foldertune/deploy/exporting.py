@@ -35,7 +35,7 @@ from foldertune.deploy.onnx_classifier import METADATA_KEY
 from foldertune.errors import UserError
 from foldertune.models.build import model_from_checkpoint
 from foldertune.preprocessing import EVAL_MAX_ASPECT, Preprocessing
-from foldertune.runs.atomic import write_json
+from foldertune.runs.atomic import check_output, write_json
 from foldertune.runs.checkpoint import load_checkpoint
 from foldertune.runs.folder import RunFolder, locate_checkpoint
 
@@ -59,6 +59,7 @@ def export_model(
     *,
     fmt: str = "onnx",
     out: str | os.PathLike | None = None,
+    force: bool = False,
     opset: int | None = None,
     dynamic_batch: bool = False,
     half: bool = False,
@@ -69,10 +70,9 @@ def export_model(
     validation images, else the bundled sample photos)."""
     check_export_options(fmt=fmt, opset=opset, half=half)
     checkpoint_file, run = locate_checkpoint(source)
-    checkpoint = load_checkpoint(checkpoint_file)
     path = Path(out) if out else run.export_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
-    if path.exists():
-        raise UserError(f"'{path}' already exists; pass --out OTHER, or delete it first.")
+    check_output(path, "--out", force=force)
+    checkpoint = load_checkpoint(checkpoint_file)
     model = model_from_checkpoint(checkpoint).eval()
     pre = Preprocessing.from_dict(checkpoint["preprocessing"])
     metadata = _metadata(checkpoint, pre, fmt=fmt, dynamic_batch=dynamic_batch, half=half, opset=opset)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from foldertune.data.images import ImageReadError, open_image, to_rgb
 from foldertune.data.scan import list_image_files
 from foldertune.errors import UserError
-from foldertune.inference.prediction import Prediction, check_predict_options, ranked
+from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
 from foldertune.preprocessing import Preprocessing, limit_aspect
 
 METADATA_KEY = "foldertune"  # the ONNX metadata_props key holding the JSON description (classes, preprocessing, ...)
@@ -92,7 +92,10 @@ class OnnxClassifier:
         self.batch_size = model_input.shape[0] if isinstance(model_input.shape[0], int) else None  # None: any
 
     def predict(self, inputs, *, topk: int = 5):
-        """Predictions for a path, a PIL image, or a list of them; a folder or a list gives a list."""
+        """Predictions for a path, a PIL image, an HxWx3 uint8 array, or a list of them; a folder, a list or an
+        NxHxWx3 array gives a list."""
+        if isinstance(inputs, np.ndarray):
+            inputs = pictures_from_array(inputs)
         check_predict_options(topk=topk)
         if isinstance(inputs, Image.Image):
             return self._rank(self.probabilities(eval_pixels(to_rgb(inputs), self.preprocessing)[None]), topk)[0]

@@ -15,8 +15,10 @@ Each upload is read exactly as `foldertune predict` reads files (EXIF orientatio
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time
 
 import base64
+import errno
 import io
 import os
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -149,12 +151,45 @@ def serve(source: str | os.PathLike, *, host: str, port: int, max_upload_mb: flo
         import uvicorn
     except ImportError:
         raise UserError("serve needs FastAPI and uvicorn: pip install 'foldertune[serve]'.") from None
+    check_address(host, port)
     app = create_app(source, max_upload_mb=max_upload_mb)
     shown = f"[{host}]" if ":" in host else host
     log(f"serving {source} on http://{shown}:{port}/  (API: /predict, /health, /classes; OpenAPI: /openapi.json)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         log(f"note: --host {host} makes the app reachable from other machines; it has no authentication.")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, before the model loads, an address the server could not listen on: a port in use, a host that is
+    not this machine's, a port below 1024 without the right to it."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror:
+        raise UserError(
+            f"--host '{host}' is not a known address; use 127.0.0.1 (this machine) or 0.0.0.0 (all)."
+        ) from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a closed server's port is free
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"port {port} on {host} is in use (another server?); pick a free one with --port, e.g. "
+                    f"--port {_free_port(host, family)}."
+                ) from None
+            if error.errno == errno.EACCES:
+                raise UserError(
+                    f"--port {port} needs administrator rights (ports below 1024); use --port 8000."
+                ) from None
+            raise UserError(f"cannot listen on {host}:{port} ({error.strerror}); check --host and --port.") from None
+
+
+def _free_port(host: str, family: int) -> int:
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def _check_options(*, max_upload_mb: float, port: int | None = None) -> None:

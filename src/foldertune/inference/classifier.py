@@ -24,7 +24,7 @@ from foldertune.data.readers import EvalReader
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, model_input
 from foldertune.device import choose_runtime
-from foldertune.inference.prediction import Prediction, check_predict_options, ranked
+from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
 from foldertune.models.build import capture_head_input, fuse_for_inference, model_from_checkpoint
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.checkpoint import load_checkpoint
@@ -48,7 +48,10 @@ class Classifier:
         return cls(load_checkpoint(path), **kwargs)
 
     def predict(self, inputs, *, topk: int = 5, batch_size: int = 64):
-        """Predictions for a path, a PIL image, or a list of them; a folder or a list gives a list."""
+        """Predictions for a path, a PIL image, an HxWx3 uint8 array, or a list of them; a folder, a list or an
+        NxHxWx3 array gives a list."""
+        if isinstance(inputs, np.ndarray):
+            inputs = pictures_from_array(inputs)
         check_predict_options(topk=topk, batch_size=batch_size)
         if isinstance(inputs, Image.Image):
             return self._predict_images([inputs], topk)[0]

@@ -62,7 +62,7 @@ class Explainer:
         probabilities = classifier.probabilities(crops)
         predicted = probabilities.argmax(axis=1)
         wanted = [
-            self._index(name) if name else int(p)
+            self.class_index(name) if name else int(p)
             for name, p in zip(class_names or [None] * len(images), predicted, strict=True)
         ]
         inputs = normalize_batch(crops.to(classifier.runtime.device), classifier.preprocessing)
@@ -77,7 +77,7 @@ class Explainer:
                                             classifier.classes[int(top)]))  # fmt: skip
         return explanations
 
-    def _index(self, name: str) -> int:
+    def class_index(self, name: str) -> int:
         try:
             return self.classifier.classes.index(name)
         except ValueError:

@@ -1,6 +1,7 @@
 """What a prediction is, shared by the PyTorch and the ONNX classifiers (no torch import).
 
 ranked(probabilities, classes, topk=3, path="a.jpg")   # Prediction(label='cat', probability=0.9, topk=[...])
+pictures_from_array(frame)                             # an HxWx3 uint8 array -> a PIL image; NxHxWx3 -> a list
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from foldertune.errors import UserError
 
@@ -21,12 +23,13 @@ class Prediction:
     error: str | None = None
 
 
-def check_predict_options(*, topk: int, batch_size: int | None = None) -> None:
-    """Refuse a --topk or --batch-size below 1, naming the flag (both classifiers; the CLI before loading either)."""
+def check_predict_options(*, topk: int, batch_size: int | None = None, flags: bool = False) -> None:
+    """Refuse a topk or batch_size below 1, naming the keyword (the classifiers' methods) or, with `flags`, the flag
+    (the CLI, before loading a classifier)."""
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-        raise UserError(f"--topk must be at least 1; got {topk}.")
+        raise UserError(f"{'--topk' if flags else 'topk='} must be at least 1; got {topk}.")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise UserError(f"--batch-size must be at least 1; got {batch_size}.")
+        raise UserError(f"{'--batch-size' if flags else 'batch_size='} must be at least 1; got {batch_size}.")
 
 
 def ranked(probabilities: np.ndarray, classes: list[str], *, topk: int, path: str | None) -> Prediction:
@@ -34,3 +37,21 @@ def ranked(probabilities: np.ndarray, classes: list[str], *, topk: int, path: st
     order = np.argsort(-probabilities, kind="stable")[: max(1, topk)]
     best = [(classes[i], float(probabilities[i])) for i in order]
     return Prediction(best[0][0], best[0][1], best, path)
+
+
+def pictures_from_array(array: np.ndarray) -> Image.Image | list[Image.Image]:
+    """A numpy picture as PIL: HxW or HxWxC uint8 (C = 1, 3 or 4, RGB order) is one image, NxHxWxC a list."""
+    if array.dtype != np.uint8:
+        raise UserError(
+            f"an image array must hold uint8 values 0-255 (got {array.dtype}); convert it, for example with "
+            "(array * 255).clip(0, 255).astype('uint8') for floats in 0-1."
+        )
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        raise UserError(f"an image array must be height x width x channels; got {array.shape}: transpose it to HxWxC.")
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4)):
+        return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
+    if array.ndim == 4 and array.shape[-1] in (1, 3, 4):
+        return [pictures_from_array(picture) for picture in array]
+    raise UserError(
+        f"an image array must be HxW, HxWx3 (one image) or NxHxWx3 (a batch), uint8; got shape {array.shape}."
+    )

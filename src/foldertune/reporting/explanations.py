@@ -11,10 +11,10 @@ from pathlib import Path
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import decode_min_side
-from foldertune.errors import UserError
 from foldertune.inference.classifier import Classifier
 from foldertune.inference.gradcam import Explainer
 from foldertune.reporting.plots.gallery import save_explanation
+from foldertune.runs.atomic import check_output
 
 
 def explain_files(
@@ -22,6 +22,7 @@ def explain_files(
     paths: list[str | os.PathLike],
     *,
     out: str | os.PathLike | None = None,
+    force: bool = False,
     class_name: str | None = None,
     device: str = "auto",
     fmt: str = "png",
@@ -29,15 +30,15 @@ def explain_files(
 ) -> list[Path]:
     """For each image file: `<out>/<name>_cam.<fmt>`, the crop beside its Grad-CAM overlay; returns the files.
 
-    Files with the same name in different folders get their folder's name in front (`tools_1_cam.png`).
+    Files with the same name in different folders get their folder's name in front (`tools_1_cam.png`). An `out`
+    folder that holds files is refused unless `force`; on any refusal nothing is created.
     """
+    out = check_output(out or "cams", "--out", force=force, folder=True)
+    files, _ = list_image_files(list(paths))
     classifier = Classifier.from_path(source, device=device)
     explainer = Explainer(classifier)
-    files, _ = list_image_files(list(paths))
-    if not files:
-        raise UserError("no image files among the paths given.")
-    out = Path(out) if out else Path("cams")
-    out.mkdir(parents=True, exist_ok=True)
+    if class_name is not None:
+        explainer.class_index(class_name)  # refuses an unknown class before anything is written
     min_side = decode_min_side(classifier.preprocessing)
     written: list[Path] = []
     for path in files:
@@ -47,6 +48,7 @@ def explain_files(
             log(f"skipped {path}: {error}")
             continue
         explanation = explainer.explain([image], [class_name] if class_name else None)[0]
+        out.mkdir(parents=True, exist_ok=True)
         target = out / f"{path.stem}_cam.{fmt}"
         if target in written:
             target = out / f"{path.parent.name}_{path.stem}_cam.{fmt}"

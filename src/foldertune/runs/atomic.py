@@ -5,6 +5,7 @@
     # the old file (if any) stays until the new one is complete, flushed and renamed over it
     write_json(path, {"鱼": 1})                # UTF-8 JSON through atomic_open; read_json(path) reads it back
     is_inside(out, data_folder)                # True: refuse to write there
+    check_output(out, "--out", force=False)    # before the slow work: refuse a path that cannot be or is written
 
 The temporary file sits beside the target (same file system, so the rename is atomic) and is removed on failure.
 Text is UTF-8; names that are not valid Unicode are written with backslash escapes rather than crashing. A full
@@ -16,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,3 +70,40 @@ def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     """True when path is folder or lies below it, links and '..' resolved (for refusing writes into user data)."""
     path, folder = Path(path).resolve(), Path(folder).resolve()
     return path == folder or folder in path.parents
+
+
+def check_output(path: str | os.PathLike, option: str, *, force: bool = False, folder: bool = False) -> Path:
+    """Refuse, in one sentence and before any slow work, an output that exists (unless `force`; for a `folder`, one
+    that is not empty) or that cannot be written: a file where a folder must be, no permission, a read-only or
+    virtual file system. `option` names the flag that chose the path. Creates nothing: the test file it writes has no
+    name and vanishes when closed."""
+    path = Path(path).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{option} '{path}' is a file, not a folder; pass another {option}.")
+    if not folder and path.is_dir():
+        raise UserError(f"{option} '{path}' is a folder; name a file.")
+    if not force and (path.is_dir() and any(path.iterdir()) if folder else path.exists()):
+        raise UserError(f"{option} '{path}' already exists; pass another {option}, or --force to replace it.")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} '{path}' cannot be created: '{existing}' is a file, not a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise UserError(
+            f"{option} '{path}' cannot be written ({reason} in '{existing}'); pass another {option}."
+        ) from None
+    return path
+
+
+def describe_os_error(error: OSError) -> str:
+    """One sentence for a file-system error about a user's path: which path, and what went wrong."""
+    name = Path(os.fsdecode(error.filename))
+    if name.name.startswith(".") and name.name.endswith(".tmp"):  # atomic_open's temporary file: name the target
+        name = name.with_name(name.name[1:-4])
+    reason = (error.strerror or str(error)).rstrip(".").lower()
+    return f"cannot use '{name}': {reason}; check the path and its permissions."

@@ -74,10 +74,16 @@ def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
         groups = find_duplicates(records, info, progress=progress)
     else:
         scan = scan_folder(cfg.root, max_pixels=cfg.max_pixels, progress=progress)
+        _check_fractions(cfg, presplit=scan.presplit, root=scan.root)
         groups = find_duplicates(scan.images, scan.info, progress=progress)
         records, split_warnings = assign_splits(
             scan.images, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=seed, together=groups
         )
+        if scan.presplit and (cfg.val_fraction, cfg.test_fraction) != (DataConfig.val_fraction, 0.0):
+            split_warnings.append(
+                f"'{scan.root}' is already split into train/val folders, so --val and --test are not used; its "
+                "folders decide the split."
+            )
         source, skipped, info = str(scan.root), scan.skipped, scan.info
         by_path = {record.path: record for record in records}
         groups = [[by_path[record.path] for record in group] for group in groups]  # with their splits now
@@ -86,6 +92,14 @@ def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
     data = PreparedData(source, classes, records, skipped, split_warnings, info, check)
     _check_trainable(data)
     return data
+
+
+def _check_fractions(cfg: DataConfig, *, presplit: bool, root: Path) -> None:
+    if not presplit and cfg.val_fraction == 0:
+        raise UserError(
+            f"--val 0 leaves no validation images in '{root}', and training needs some to pick the best epoch; use "
+            "--val 0.2 (the default), or split the folder into train/ and val/ sub-folders."
+        )
 
 
 def _check_trainable(data: PreparedData) -> None:

@@ -7,6 +7,7 @@ save(fig, run / "plots" / "loss", fmt="png")     # -> run/plots/loss.png, figure
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 matplotlib.rcParams["text.parse_math"] = False  # a class named "$5_$10" is text, not a formula
+# One warning names the labels a font cannot draw (fonts.use_fonts_for), not one per glyph and figure:
+warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
 
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 

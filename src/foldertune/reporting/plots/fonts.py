@@ -6,7 +6,8 @@ Where labels need them, a CJK-capable font is looked for among the installed fon
 WenQuanYi, SimHei, Microsoft YaHei, PingFang, ...), then in the optional extra `foldertune[cjk]` (the PyPI
 package mplfonts, which ships Noto Sans CJK SC). It is added after DejaVu Sans in matplotlib's font list, so
 Latin text keeps its usual look and each CJK glyph falls back to the CJK font. With no such font anywhere, one
-warning says exactly how to install one.
+warning says exactly how to install one. Characters that no font in use can draw (emoji, say) get one warning naming
+the labels that hold them, instead of matplotlib's warning per glyph and figure.
 """
 
 from __future__ import annotations
@@ -68,14 +69,44 @@ def needs_cjk(texts: Iterable[str]) -> bool:
 
 def use_fonts_for(texts: Iterable[str]) -> str | None:
     """Make matplotlib able to draw `texts`; the CJK family used, or None when none is needed or none exists."""
-    if not needs_cjk(list(texts)):
-        return None
-    family = cjk_family()
-    if family is None:
-        _warn_once()
-        return None
-    matplotlib.rcParams["font.family"] = [BASE_FAMILY, family]
+    texts = list(texts)
+    family = cjk_family() if needs_cjk(texts) else None
+    if needs_cjk(texts) and family is None:
+        _warn_once()  # which font to install; the characters are not named again below
+        _WARNED.update(ch for text in texts for ch in text if needs_cjk(ch))
+    if family is not None:
+        matplotlib.rcParams["font.family"] = [BASE_FAMILY, family]
+    _warn_missing(texts, drawable((BASE_FAMILY, family)))
     return family
+
+
+@cache
+def drawable(families: tuple[str | None, ...]) -> frozenset[str]:
+    """Every character the fonts of `families` have a glyph for."""
+    from matplotlib.ft2font import FT2Font
+
+    characters: set[str] = set()
+    for family in families:
+        if family is not None:
+            path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+            characters.update(chr(code) for code in FT2Font(path).get_charmap())
+    return frozenset(characters)
+
+
+_WARNED: set[str] = set()  # characters already named in a warning: one warning per character and process
+
+
+def _warn_missing(texts: list[str], fonts_draw: frozenset[str]) -> None:
+    missing = {ch for text in texts for ch in text if not ch.isspace() and ch not in fonts_draw} - _WARNED
+    if not missing:
+        return
+    _WARNED.update(missing)
+    holding = sorted({text for text in texts if missing & set(text)}, key=len)
+    shown = ", ".join(repr(text) for text in holding[:5]) + (
+        f" and {len(holding) - 5} more" if len(holding) > 5 else ""
+    )
+    warnings.warn(f"no installed font draws every character of {shown}; figures show those characters as boxes.",
+                  stacklevel=3)  # fmt: skip
 
 
 @cache
