@@ -88,6 +88,16 @@ CHROMEDRIVER = shutil.which("chromedriver")
 REQUIRED = os.environ.get("FOLDERTUNE_REQUIRE_BROWSER") == "1"  # set by CI: there a missing browser is a failure
 
 
+ARTIFACTS = Path(os.environ.get("FOLDERTUNE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where tests leave what a person should look at (screenshots): test-artifacts/, or $FOLDERTUNE_TEST_ARTIFACTS."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
 @pytest.fixture
 def browser():
     """Headless Debian chromium through chromedriver (selenium); skipped where missing, except in CI."""

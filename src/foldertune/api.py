@@ -15,32 +15,45 @@ from pathlib import Path
 from typing import Any
 
 
-def train(data: str | os.PathLike | None = None, *, quiet: bool = False, **settings: Any) -> Path:
-    """Train on `data` (default: the bundled sample) with any setting of `foldertune train`; returns the run folder.
+def train(
+    data: str | os.PathLike | None = None, *, quiet: bool = False, live: bool | None = None, **settings: Any
+) -> Path:
+    """Train on `data` (default: the bundled sample) with any setting of `foldertune train`; returns the run folder
+    (a Path that shows a summary as the value of a notebook cell: `.report()`, `.show(figure)`).
 
     Settings use the flag names with underscores: model, mode, epochs, batch_size, lr, img_size, val, test,
     manifest, seed, device, precision, patience, name, project, no_pretrained, ... An unknown name is an error
-    with a suggestion.
+    with a suggestion. `live` redraws the loss and accuracy curves in the notebook cell while training (default:
+    in Jupyter, unless `quiet`).
     """
     from foldertune.config import RunConfig
     from foldertune.data import sample_data_path
+    from foldertune.reporting.notebook_views import RunPath
     from foldertune.training.fit import fit
 
     if data is None and not settings.get("manifest"):
         data = sample_data_path()
     cfg = RunConfig.from_flat(data=None if data is None else str(data), **settings)
-    return fit(cfg, quiet=quiet)
+    return RunPath(fit(cfg, quiet=quiet, live=_live(live, quiet)))
 
 
-def resume(run: str | os.PathLike, *, epochs: int | None = None, quiet: bool = False) -> Path:
+def resume(run: str | os.PathLike, *, epochs: int | None = None, quiet: bool = False, live: bool | None = None) -> Path:
     """Continue an interrupted run from its last.pt (optionally to a larger number of epochs)."""
+    from foldertune.reporting.notebook_views import RunPath
     from foldertune.training.fit import resume as resume_run
 
-    return resume_run(run, epochs=epochs, quiet=quiet)
+    return RunPath(resume_run(run, epochs=epochs, quiet=quiet, live=_live(live, quiet)))
+
+
+def _live(live: bool | None, quiet: bool) -> bool:
+    from foldertune.notebook import in_jupyter
+
+    return (in_jupyter() and not quiet) if live is None else live
 
 
 def load(path: str | os.PathLike, *, device: str = "auto"):
-    """A `Classifier` from a run folder (its best.pt) or a checkpoint file."""
+    """A `Classifier` from a run folder (its best.pt) or a checkpoint file (in a notebook: what it is, its classes, what
+    it was trained on)."""
     from foldertune.inference.classifier import Classifier
 
     return Classifier.from_path(path, device=device)
@@ -55,14 +68,16 @@ def evaluate(
     **options: Any,
 ) -> Path:
     """Evaluate a run's best.pt (or a checkpoint) on a split or another folder, and draw its figures (unless
-    `figures` is False); returns the evaluation folder. Options: split, out, device, progress, log."""
+    `figures` is False); returns the evaluation folder (a Path that shows the numbers and figures in a notebook).
+    Options: split, out, device, progress, log."""
     from foldertune.analysis.evaluation import evaluate_checkpoint
+    from foldertune.reporting.notebook_views import EvalPath
     from foldertune.reporting.plots import plot_evaluation
 
     out = evaluate_checkpoint(source, data, figures=figures, **options)
     if figures:
         plot_evaluation(out, fmt=fmt)
-    return out
+    return EvalPath(out)
 
 
 def explain(source: str | os.PathLike, paths, **options: Any) -> list[Path]:
@@ -82,12 +97,13 @@ def plot(run: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
 def compare(runs, *, out: str | os.PathLike | None = None, fmt: str = "png", log=print) -> Path:
     """Overlay the validation curves of several runs and tabulate their best metrics; returns the output folder."""
     from foldertune.analysis.comparison import compare as compare_runs
+    from foldertune.reporting.notebook_views import ComparisonPath
     from foldertune.reporting.plots.curves import plot_compare
 
     runs = list(runs)
     out = compare_runs(runs, out=out, log=log)
     plot_compare([Path(run) for run in runs], out, fmt=fmt)
-    return out
+    return ComparisonPath(out)
 
 
 def report(run: str | os.PathLike) -> Path:
@@ -99,7 +115,7 @@ def report(run: str | os.PathLike) -> Path:
 
 def check(data: str | os.PathLike, *, deep: bool = False, progress: bool = True):
     """The dataset doctor on a data folder, a split manifest or a run folder: a DataCheck (`.summary()`, `.rows()`,
-    `.findings`, `.duplicate_groups`); nothing is written."""
+    `.findings`, `.duplicate_groups`; a table and the findings in a notebook); nothing is written."""
     from foldertune.data.check import check_source
 
     return check_source(data, decode="full" if deep else "header", progress=progress)
