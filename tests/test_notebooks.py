@@ -20,12 +20,10 @@ NOTEBOOKS = ["quickstart.ipynb", "transfer_modes.ipynb"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
-def execute(name: str, folder: Path):
+def execute(name: str, folder: Path, kernel: str):
     """The notebook after running every cell in `folder` (a failing cell raises CellExecutionError)."""
     notebook = nbformat.read(EXAMPLES / name, as_version=4)
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
-    ).execute()
+    NotebookClient(notebook, timeout=600, kernel_name=kernel, resources={"metadata": {"path": str(folder)}}).execute()
     return notebook
 
 
@@ -55,9 +53,9 @@ def test_notebooks_are_stored_without_outputs(name):
 
 
 @pytest.fixture(scope="module")
-def quickstart(tmp_path_factory, mobilenet_weights):
+def quickstart(tmp_path_factory, mobilenet_weights, jupyter_kernel):
     folder = tmp_path_factory.mktemp("quickstart")
-    return execute("quickstart.ipynb", folder), folder
+    return execute("quickstart.ipynb", folder, jupyter_kernel), folder
 
 
 def test_quickstart_runs_and_shows_each_result_inline(quickstart):
@@ -88,8 +86,8 @@ def test_quickstart_runs_and_shows_each_result_inline(quickstart):
     assert title == exported.split("</div>")[0]  # ONNX Runtime: the same top class and probability
 
 
-def test_transfer_modes_notebook_ends_with_the_comparison(tmp_path, mobilenet_weights):
-    notebook = execute("transfer_modes.ipynb", tmp_path)
+def test_transfer_modes_notebook_ends_with_the_comparison(tmp_path, mobilenet_weights, jupyter_kernel):
+    notebook = execute("transfer_modes.ipynb", tmp_path, jupyter_kernel)
     for mode in ("linear", "finetune", "scratch"):
         assert f"Run mobilenet_v2-{mode}" in html_of(outputs_of(notebook, f"{mode} = ft.train("))
     comparison = html_of(notebook.cells[-1].outputs)

@@ -75,7 +75,7 @@ def test_the_live_curve_redraws_at_most_once_per_interval_and_always_at_the_end(
     assert curve.redraws == 2 and curve.png().startswith(b"\x89PNG")
 
 
-def test_a_kernel_without_ipywidgets_shows_text_progress_bars(tmp_path, sample_dir):
+def test_a_kernel_without_ipywidgets_shows_text_progress_bars(sample_dir, jupyter_kernel):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient
 
@@ -84,7 +84,7 @@ def test_a_kernel_without_ipywidgets_shows_text_progress_bars(tmp_path, sample_d
         f"import foldertune as ft\nft.check({str(sample_dir)!r}, deep=True)",
     ]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    NotebookClient(notebook, timeout=120, kernel_name=jupyter_kernel).execute()
     outputs = notebook.cells[1].outputs
     stderr = "".join(output.get("text", "") for output in outputs if output.get("name") == "stderr")
     assert "checking images:" in stderr and "/138 [" in stderr  # the bar, updated in place with \r

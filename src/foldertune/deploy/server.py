@@ -10,6 +10,10 @@ checkpoint), `GET /health`, `GET /classes`; the OpenAPI description is at /opena
 loaded once, when the app is made. A request larger than `max_upload_mb` is refused with 413 and none of it is kept;
 a file that is not an image, is damaged or is a decompression bomb gets 422 with the file named and the reason.
 Each upload is read exactly as `foldertune predict` reads files (EXIF orientation, any mode to RGB, pixel limit).
+
+The page says what the model is (backbone, mode, training data, validation accuracy, classes with their training
+images) and shows the Grad-CAM overlay over the whole photo, at its aspect, beside it; it lays out without overlaps
+from 390 px (a phone) to desktop widths. Its calls to the server all go through one small `request` function.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time
