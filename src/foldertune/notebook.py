@@ -54,8 +54,8 @@ def escape(value: object) -> str:
     return html.escape(str(value))
 
 
-def html_table(header: list[str], rows: Iterable[Iterable[object]]) -> str:
-    """A small table; numbers are right-aligned, every cell escaped."""
+def html_table(header: list[str] | None, rows: Iterable[Iterable[object]]) -> str:
+    """A small table (without a header row when `header` is None); numbers are right-aligned, every cell escaped."""
     cell = "padding:2px 10px;border-bottom:1px solid #ddd"
 
     def td(value: object) -> str:
@@ -63,9 +63,9 @@ def html_table(header: list[str], rows: Iterable[Iterable[object]]) -> str:
         text = f"{value:.4f}" if isinstance(value, float) else escape(value)
         return f'<td style="{cell};text-align:{align}">{text}</td>'
 
-    head = "".join(f'<th style="{cell};text-align:left">{escape(name)}</th>' for name in header)
+    head = "".join(f'<th style="{cell};text-align:left">{escape(name)}</th>' for name in header or [])
     body = "".join("<tr>" + "".join(td(value) for value in row) + "</tr>" for row in rows)
-    return f'<table style="border-collapse:collapse;margin:4px 0"><tr>{head}</tr>{body}</table>'
+    return f'<table style="border-collapse:collapse;margin:4px 0">{f"<tr>{head}</tr>" if head else ""}{body}</table>'
 
 
 def png_tag(path: str | os.PathLike, *, width: int, alt: str) -> str:

@@ -49,9 +49,7 @@ class Model:
 
             self.classifier = OnnxClassifier(self.source)
             self.kind = "onnx"
-            crop = self.classifier.preprocessing.crop_size
-            self.about = [("backbone", str(self.classifier.metadata.get("backbone", "?"))),
-                          ("input", f"{crop}x{crop} px"), ("format", "ONNX export")]  # fmt: skip
+            self.about = _export_facts(self.classifier.metadata)
         else:
             from foldertune.inference.classifier import Classifier
             from foldertune.inference.gradcam import Explainer, cam_available
@@ -181,6 +179,21 @@ def _data_url(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _export_facts(metadata: dict) -> list[tuple[str, str]]:
+    """An ONNX export's account of itself, from its metadata, in the rows Classifier.describe() gives."""
+    training = metadata.get("training") or {}
+    mode = f", {training['mode']} mode" if training.get("mode") else ""
+    accuracy = training.get("val_accuracy")
+    scored = f", validation accuracy {accuracy:.3f}" if accuracy is not None else ""
+    crop = metadata["preprocessing"]["crop_size"]
+    return [
+        ("backbone", f"{metadata.get('backbone', '?')}{mode}"),
+        ("trained on", str(training.get("data") or "not recorded in this export")),
+        ("checkpoint", f"epoch {metadata.get('epoch', '?')}{scored}, exported to ONNX"),
+        ("input", f"{crop}x{crop} px"),
+    ]
 
 
 def _training_images(source: Path) -> dict[str, int]:

@@ -64,7 +64,7 @@ class Classifier:
         ]
 
     def _repr_html_(self) -> str:
-        return card("Classifier", html_table(["", ""], self.describe()) + f"<div>on {escape(self.runtime.describe())}"
+        return card("Classifier", html_table(None, self.describe()) + f"<div>on {escape(self.runtime.describe())}"
                     "; <code>clf.predict(path or image)</code></div>")  # fmt: skip
 
     def predict(self, inputs, *, topk: int = 5, batch_size: int = 64):
