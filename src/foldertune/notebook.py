@@ -21,11 +21,11 @@ from tqdm.std import tqdm as _text_tqdm
 
 
 def in_jupyter() -> bool:
-    """True inside a Jupyter kernel (notebook, JupyterLab, VS Code), where cells display rich output."""
-    if "ipykernel" not in sys.modules:
+    """True inside a Jupyter kernel (notebook, JupyterLab, VS Code, Colab), where cells display rich output."""
+    kernel = sys.modules.get("ipykernel.zmqshell")
+    if kernel is None or "IPython" not in sys.modules:
         return False
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    return type(shell).__name__ == "ZMQInteractiveShell"
+    return isinstance(sys.modules["IPython"].get_ipython(), kernel.ZMQInteractiveShell)
 
 
 class _NotebookTextBar(_text_tqdm):
@@ -39,6 +39,8 @@ def _choose_bar() -> type:
     """tqdm's widget bar in a notebook with ipywidgets; a text bar otherwise (the terminal's bar outside Jupyter)."""
     if not in_jupyter():
         return _text_tqdm
+    if any(name == "QT_API" or name.startswith("SPYDER") for name in os.environ):
+        return _NotebookTextBar  # Qt console and Spyder: a kernel, but no widgets
     try:
         import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
         from tqdm.notebook import tqdm as widget_bar
