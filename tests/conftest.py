@@ -83,9 +83,37 @@ def chinese_run(tmp_path_factory, mobilenet_weights):
     return base / "runs" / "中文", data
 
 
+@pytest.fixture(scope="session")
+def jupyter_kernel(tmp_path_factory) -> str:
+    """The name of a Jupyter kernel that runs this Python (so that it imports this foldertune), whatever kernels
+    the user has installed."""
+    import json
+    import sys
+
+    folder = tmp_path_factory.mktemp("jupyter")
+    spec = folder / "kernels" / "foldertune-tests"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "foldertune tests", "language": "python"})
+    )
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(folder), os.environ.get("JUPYTER_PATH")]))
+    return "foldertune-tests"
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 REQUIRED = os.environ.get("FOLDERTUNE_REQUIRE_BROWSER") == "1"  # set by CI: there a missing browser is a failure
+
+
+ARTIFACTS = Path(os.environ.get("FOLDERTUNE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where tests leave what a person should look at (screenshots): test-artifacts/, or $FOLDERTUNE_TEST_ARTIFACTS."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
 
 
 @pytest.fixture

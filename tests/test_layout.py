@@ -1,7 +1,7 @@
 """The package's layers: every import, at the top of a module or inside a function, points down.
 
-    errors, preprocessing, device  <  runs  <  data  <  models  <  inference  <  analysis  <  reporting  <  deploy
-    <  config  <  training  <  api, cli
+    errors, preprocessing, device, notebook  <  runs  <  data  <  models  <  inference  <  analysis  <  reporting
+    <  deploy  <  config  <  training  <  api, cli
 
 A module may import from its own layer and from any layer below it, never from one above.
 """
@@ -13,7 +13,7 @@ import foldertune
 
 PACKAGE = Path(foldertune.__file__).parent
 LAYERS = [
-    {"errors", "preprocessing", "device"},
+    {"errors", "preprocessing", "device", "notebook"},
     {"runs"},
     {"data"},
     {"models"},

@@ -117,33 +117,42 @@ def _in_keywords(message: str, flags: dict[str, argparse.Action]) -> str:
 
 @keywords("train")
 def train(
-    data: str | os.PathLike | None = None, *, quiet: bool = False, resume: str | os.PathLike | None = None, **settings
+    data: str | os.PathLike | None = None,
+    *,
+    quiet: bool = False,
+    live: bool | None = None,
+    resume: str | os.PathLike | None = None,
+    **settings: Any,
 ) -> Path:
-    """Train on `data` (default: the bundled sample) with any setting of `foldertune train`; returns the run folder.
+    """Train on `data` (default: the bundled sample) with any setting of `foldertune train`; returns the run folder
+    (a Path that shows a summary as the value of a notebook cell: `.report()`, `.show(figure)`).
 
     Settings use the flag names with underscores: model, mode, epochs, batch_size, lr, img_size, val, test,
     manifest, seed, device, precision, patience, name, project, no_pretrained, ... An unknown name is an error
-    with a suggestion. `resume=RUN` continues RUN instead (taking only epochs, device and workers).
+    with a suggestion. `live` redraws the loss and accuracy curves in the notebook cell while training (default:
+    in Jupyter, unless `quiet`). `resume=RUN` continues RUN instead (taking only epochs, device and workers).
     """
     from foldertune.config import RunConfig
     from foldertune.data import sample_data_path
+    from foldertune.reporting.notebook_views import RunPath
     from foldertune.training.fit import fit
 
     if resume is not None:
         extra = sorted(set(settings) - {"epochs", "device", "workers"}) + (["data"] if data is not None else [])
         if extra:
             raise UserError(f"{', '.join(extra)} cannot change when resuming (the run keeps its config.json).")
-        return _resume(resume, quiet=quiet, **settings)
+        return _resume(resume, quiet=quiet, live=live, **settings)
     if data is None and not settings.get("manifest"):
         data = sample_data_path()
     cfg = RunConfig.from_flat(data=None if data is None else str(data), **settings)
-    return fit(cfg, quiet=quiet)
+    return RunPath(fit(cfg, quiet=quiet, live=_live(live, quiet)))
 
 
-def _resume(run, *, epochs=None, device=None, workers=None, quiet=False) -> Path:
+def _resume(run, *, epochs=None, device=None, workers=None, quiet=False, live=None) -> Path:
+    from foldertune.reporting.notebook_views import RunPath
     from foldertune.training.fit import resume as resume_run
 
-    return resume_run(run, epochs=epochs, device=device, workers=workers, quiet=quiet)
+    return RunPath(resume_run(run, epochs=epochs, device=device, workers=workers, quiet=quiet, live=_live(live, quiet)))
 
 
 @keywords("train", cli_only={"resume": "pass the run as ft.resume's first argument."})
@@ -154,13 +163,21 @@ def resume(
     device: str | None = None,
     workers: int | None = None,
     quiet: bool = False,
+    live: bool | None = None,
 ) -> Path:
     """Continue an interrupted run from its last.pt (optionally to a larger number of epochs)."""
-    return _resume(run, epochs=epochs, device=device, workers=workers, quiet=quiet)
+    return _resume(run, epochs=epochs, device=device, workers=workers, quiet=quiet, live=live)
+
+
+def _live(live: bool | None, quiet: bool) -> bool:
+    from foldertune.notebook import in_jupyter
+
+    return (in_jupyter() and not quiet) if live is None else live
 
 
 def load(path: str | os.PathLike, *, device: str = "auto"):
-    """A `Classifier` from a run folder (its best.pt) or a checkpoint file."""
+    """A `Classifier` from a run folder (its best.pt) or a checkpoint file (in a notebook: what it is, its classes, what
+    it was trained on)."""
     from foldertune.inference.classifier import Classifier
 
     return Classifier.from_path(path, device=device)
@@ -181,15 +198,16 @@ def evaluate(
     log=print,
 ) -> Path:
     """Evaluate a run's best.pt (or a checkpoint) on a split or another folder, and draw its figures (unless
-    `no_figures=True`); returns the evaluation folder."""
+    `no_figures=True`); returns the evaluation folder (a Path that shows the numbers and figures in a notebook)."""
     from foldertune.analysis.evaluation import evaluate_checkpoint
+    from foldertune.reporting.notebook_views import EvalPath
     from foldertune.reporting.plots import plot_evaluation
 
     out = evaluate_checkpoint(source, data, split=split, out=out, force=force, device=device, figures=figures,
                               progress=progress, log=log)  # fmt: skip
     if figures:
         plot_evaluation(out, fmt=fmt)
-    return out
+    return EvalPath(out)
 
 
 @keywords("explain")
@@ -223,11 +241,12 @@ def plot(run: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
 def compare(runs, *, out: str | os.PathLike | None = None, force: bool = False, fmt: str = "png", log=print) -> Path:
     """Overlay the validation curves of several runs and tabulate their best metrics; returns the output folder."""
     from foldertune.analysis.comparison import compare as compare_runs
+    from foldertune.reporting.notebook_views import ComparisonPath
     from foldertune.reporting.plots.curves import plot_compare
 
     out, folders = compare_runs(list(runs), out=out, force=force, log=log)
     plot_compare(folders, out, fmt=fmt)
-    return out
+    return ComparisonPath(out)
 
 
 @keywords("report")
@@ -257,7 +276,7 @@ def check(
     progress: bool = True,
 ):
     """The dataset doctor on a data folder, a split manifest or a run folder: a DataCheck (`.summary()`, `.rows()`,
-    `.findings`, `.duplicate_groups`); nothing is written."""
+    `.findings`, `.duplicate_groups`; a table and the findings in a notebook); nothing is written."""
     from foldertune.data.check import check_source
 
     return check_source(data, decode="full" if deep else "header", tiny_side=min_side, max_aspect=max_aspect,

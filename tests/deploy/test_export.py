@@ -1,10 +1,12 @@
 """Export to ONNX and TorchScript from a real trained run, the parity check, and prediction without PyTorch."""
 
+import html
 import json
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -46,6 +48,12 @@ def test_the_export_carries_classes_and_preprocessing_and_its_parity(exported):
     val = [row for row in read_csv(run / "split.csv") if row["split"] == "val"]
     assert stored["parity"]["images"] == len(val) and stored["parity"]["top1_agreement"] == 1.0
     assert stored["parity"]["max_probability_difference"] < 1e-4
+    data = exported[1]
+    assert stored["training"] == {
+        "mode": "finetune",
+        "data": str(data),
+        "val_accuracy": checkpoint["metrics"]["accuracy"],
+    }
     with pytest.raises(UserError, match=r"^topk= must be at least 1; got 0\.$"):  # as the PyTorch classifier says
         OnnxClassifier(model).predict_files([SAMPLE], topk=0)
 
@@ -134,6 +142,9 @@ def test_an_onnx_export_is_served_where_torch_cannot_be_imported(exported):
                 assert server.poll() is None, server.stderr.read().decode()
                 time.sleep(0.2)
         assert health["kind"] == "onnx" and health["gradcam"] is False
+        with urllib.request.urlopen(base + "/", timeout=30) as response:
+            page = response.read().decode("utf-8")
+        assert f"<dt>trained on</dt><dd>{html.escape(str(data))}</dd>" in page and "<li>纪念碑</li>" in page
         photo = sorted((data / "纪念碑").iterdir())[0]
         status, body = post_files(base + "/predict?cam=true", [(photo.name, photo.read_bytes())])
         assert status == 200 and "gradcam" not in body["predictions"][0]

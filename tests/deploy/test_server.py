@@ -85,6 +85,7 @@ def test_the_api_predicts_like_the_checkpoint(server):
     assert health["status"] == "ok" and health["kind"] == "checkpoint" and health["gradcam"] is True
     assert get(base + "/classes") == {"classes": ["工具 箱", "纪念碑", "鱼"]}
     photos = sorted(data.rglob("*.webp"))[:3]
+    assert len({Image.open(p).size[0] / Image.open(p).size[1] for p in photos}) > 1  # photos of several shapes
     status, body = post_files(base + "/predict?cam=true", [(p.name, p.read_bytes()) for p in photos])
     assert status == 200, body
     expected = Classifier.from_path(run).predict([str(p) for p in photos])
@@ -93,7 +94,16 @@ def test_the_api_predicts_like_the_checkpoint(server):
         assert answer["probability"] == pytest.approx(prediction.probability, abs=1e-5)
         assert [item["label"] for item in answer["topk"]] == [label for label, _ in prediction.topk]
         overlay = Image.open(io.BytesIO(base64.b64decode(answer["gradcam"].split(",", 1)[1])))
-        assert overlay.size == (64, 64) and np.asarray(overlay).std() > 5
+        width, height = Image.open(photo).size
+        assert abs(overlay.width / overlay.height - width / height) < 0.02 and max(overlay.size) <= 512
+        # outside the centre crop the network saw, the photo dimmed; inside, the heat map's colours
+        shown = np.asarray(Image.open(photo).convert("RGB").resize(overlay.size), dtype=float)
+        pixels = np.asarray(overlay.convert("RGB"), dtype=float)
+        pre = Classifier.from_path(run).preprocessing
+        margin = int((max(overlay.size) - min(overlay.size) * pre.crop_size / pre.resize_size) / 2) - 1
+        outside = (slice(None), slice(0, margin)) if width > height else (slice(0, margin), slice(None))
+        assert np.abs(pixels[outside] - 0.35 * shown[outside]).mean() < 2
+        assert np.abs(pixels - 0.35 * shown).mean() > 10
     schema = get(base + "/openapi.json")
     assert {"/predict", "/health", "/classes"} <= set(schema["paths"])
 
@@ -140,3 +150,74 @@ def test_a_browser_uploads_a_photo_and_sees_the_prediction_and_grad_cam(server, 
     assert browser.find_element(By.ID, "error").text == ""
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not severe, severe
+
+
+LAYOUT = ["header h1", "#drop", "#status", "#answer", "#photo", "#heat", "#model", "footer"]  # the page's parts
+BOXES = """return arguments[0].map(s => { const r = document.querySelector(s).getBoundingClientRect();
+  return [s, r.left, r.top, r.right, r.bottom]; })"""
+
+
+def overlaps(boxes: list) -> list[tuple[str, str]]:
+    """Pairs of (name, left, top, right, bottom) boxes that share more than a pixel's width of area."""
+    pairs = []
+    for i, (a, *ra) in enumerate(boxes):
+        for b, *rb in boxes[i + 1 :]:
+            width = min(ra[2], rb[2]) - max(ra[0], rb[0])
+            height = min(ra[3], rb[3]) - max(ra[1], rb[1])
+            if width > 0.5 and height > 0.5:
+                pairs.append((a, b))
+    return pairs
+
+
+def viewport(browser, width: int, height: int) -> None:
+    """The page's viewport in CSS pixels, as a phone (under 500 px wide) or a desktop browser has it."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
+@pytest.mark.parametrize("width", [390, 820, 1440])
+def test_the_page_lays_out_without_overlaps_and_describes_the_model(server, browser, artifacts, width):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _, data = server
+    viewport(browser, width, 900)
+    browser.get(base + "/")
+    model = browser.find_element(By.ID, "model").text
+    assert "trained on" in model and str(data) in model and "mobilenet_v2, finetune mode" in model
+    assert "3 classes (training images)" in model
+    chips = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#classes li")]
+    assert [chip.rsplit(" ", 1)[0] for chip in chips] == ["工具 箱", "纪念碑", "鱼"]
+    assert all(chip.rsplit(" ", 1)[1].isdigit() for chip in chips)
+
+    photo = next(p for p in sorted((data / "纪念碑").iterdir()) if Image.open(p).height > Image.open(p).width)
+    picker = browser.find_element(By.ID, "file")
+    browser.execute_script("arguments[0].hidden = false", picker)
+    picker.send_keys(str(photo))
+    browser.execute_script("arguments[0].hidden = true", picker)
+    WebDriverWait(browser, 60).until(lambda driver: driver.execute_script(
+        "const c = document.getElementById('cam'); return c.complete && c.naturalWidth > 0 "
+        "&& !document.getElementById('heat').hidden"))  # fmt: skip
+    assert browser.find_element(By.ID, "status").text == photo.name
+
+    boxes = browser.execute_script(BOXES, LAYOUT)
+    assert all(right - left > 10 and bottom - top > 10 for _, left, top, right, bottom in boxes), boxes
+    assert overlaps(boxes) == [], (width, boxes)
+    rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#result .row')).map(row => "
+        "Array.from(row.children).map(c => { const r = c.getBoundingClientRect(); "
+        "return [c.className, r.left, r.top, r.right, r.bottom]; }))"
+    )
+    assert len(rows) == 3 and all(overlaps(row) == [] for row in rows), rows
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width  # no sideways scrolling
+    aspects = browser.execute_script(
+        "return ['preview', 'cam'].map(id => { const i = document.getElementById(id), r = i.getBoundingClientRect();"
+        "return [i.naturalWidth / i.naturalHeight, r.width / r.height, r.top]; })"
+    )
+    (photo_aspect, photo_shown, photo_top), (cam_aspect, cam_shown, cam_top) = aspects
+    assert abs(cam_aspect - photo_aspect) < 0.02 and abs(cam_shown - photo_shown) < 0.02
+    assert abs(cam_top - photo_top) < 1  # side by side
+    viewport(browser, width, browser.execute_script("return document.documentElement.scrollHeight"))  # all of it
+    screenshot = artifacts / f"serve-page-{width}px.png"
+    assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

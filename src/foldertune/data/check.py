@@ -22,12 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from foldertune.data.images import GREY_MODES, ImageInfo
 from foldertune.data.scan import SPLITS, ImageRecord, SkippedFile
 from foldertune.data.split import format_counts, split_counts
 from foldertune.errors import UserError
+from foldertune.notebook import card, escape, html_table, tqdm
 from foldertune.runs.cache import file_digest
 from foldertune.runs.folder import RunFolder
 from foldertune.runs.tables import read_table
@@ -121,6 +120,30 @@ class DataCheck:
         if self.decode == "header":
             lines.append("headers only: a file cut short or with corrupt pixels passes; --deep decodes every image.")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The summary as a notebook cell shows it: images per class (and split), then the findings by severity."""
+        counts = split_counts(self.records)
+        columns = ["class"] + [split for split in SPLITS if any(row[split] for row in counts)] + ["total"]
+        if columns == ["class", "train", "total"]:  # nothing split yet
+            columns = ["class", "total"]
+        parts = [html_table(columns, [[row[column] for column in columns] for row in counts])]
+        parts += [f'<div style="color:#a60">warning: {escape(text)}</div>' for text in self.warnings]
+        colour = {"error": "#b00", "warning": "#a60", "note": "#666"}
+        for kind, (severity, meaning) in KINDS.items():
+            if self.count(kind):
+                examples = "".join(
+                    f"<li>{escape(_relative(path, self.source))}: {escape(detail)}</li>"
+                    for path, detail in self._examples(kind)[:MAX_ERRORS_LISTED]
+                )
+                parts.append(
+                    f'<details><summary style="color:{colour[severity]}">{severity}: {escape(kind)}: '
+                    f"{self.count(kind)} file(s), {escape(meaning)}</summary><ul>{examples}</ul></details>"
+                )
+        if not any(self.count(kind) for kind in KINDS if KINDS[kind][0] != "note") and not self.warnings:
+            parts.append("<div>no errors or warnings.</div>")
+        total = len(self.records) + self.count("unreadable")
+        return card(f"Data check: {escape(self.source)} ({total} image file(s))", "".join(parts))
 
     def warning_lines(self) -> list[str]:
         """The warnings alone, one line per kind (for training's summary; unreadable files are listed there)."""

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from foldertune.data import DEFAULT_MAX_PIXELS
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.errors import UserError
+from foldertune.notebook import tqdm
 from foldertune.runs.cache import ArrayStore, file_digest
 
 MEMORY_SHARE = 0.8  # --cache ram may use at most this share of the memory available when it starts

@@ -21,11 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from foldertune.data import DEFAULT_MAX_PIXELS
 from foldertune.data.images import IMAGE_EXTENSIONS, ImageInfo, ImageReadError, inspect_image
 from foldertune.errors import UserError
+from foldertune.notebook import tqdm
 from foldertune.runs.atomic import is_inside
 
 CLUTTER_NAMES = frozenset({"__macosx", "thumbs.db", "desktop.ini", "$recycle.bin", "system volume information"})

@@ -5,11 +5,12 @@
     result.parity         # {'images': 28, 'top1_agreement': 1.0, 'max_probability_difference': 2.4e-07, ...}
 
 The ONNX file's metadata (key "foldertune") and the JSON beside it hold the class names, the backbone, the input
-(name, shape, NCHW float32 RGB) and the preprocessing (crop and resize sizes, interpolation, mean, std, the 8:1
-aspect limit). The parity check runs real images through both sides, exactly as a deployment would: PyTorch
-with the checkpoint and foldertune's own readers; ONNX Runtime with the torch-free reader of onnx_predictor.py.
-Top-1 must agree on every image in fp32 (at least HALF_MIN_AGREEMENT with --half), or the export is refused and
-nothing is left behind. The model is exported with torch.export (`torch.onnx.export(dynamo=True)`).
+(name, shape, NCHW float32 RGB), the preprocessing (crop and resize sizes, interpolation, mean, std, the 8:1
+aspect limit) and what the model was trained on (mode, data, validation accuracy). The parity check runs real
+images through both sides, exactly as a deployment would: PyTorch with the checkpoint and foldertune's own readers;
+ONNX Runtime with the torch-free reader of onnx_predictor.py. Top-1 must agree on every image in fp32 (at least
+HALF_MIN_AGREEMENT with --half), or the export is refused and nothing is left behind. The model is exported with
+torch.export (`torch.onnx.export(dynamo=True)`).
 """
 
 from __future__ import annotations
@@ -125,7 +126,19 @@ def _metadata(checkpoint: dict, pre: Preprocessing, *, fmt: str, dynamic_batch: 
         "weights": "fp16" if half else "fp32",
         "opset": opset,
         "epoch": checkpoint.get("epoch"),
+        "training": _training(checkpoint),
         "foldertune_version": __version__,
+    }
+
+
+def _training(checkpoint: dict) -> dict:
+    """What the model learned from, for a deployment to say (the serve page shows it)."""
+    settings = checkpoint.get("config") or {}
+    data = settings.get("data", {})
+    return {
+        "mode": settings.get("train", {}).get("mode"),
+        "data": data.get("manifest") or data.get("root"),
+        "val_accuracy": (checkpoint.get("metrics") or {}).get("accuracy"),
     }
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from foldertune.data.images import ImageReadError, open_image, to_rgb
 from foldertune.data.scan import list_image_files
 from foldertune.errors import UserError
 from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
+from foldertune.notebook import tqdm
 from foldertune.preprocessing import Preprocessing, limit_aspect
 
 METADATA_KEY = "foldertune"  # the ONNX metadata_props key holding the JSON description (classes, preprocessing, ...)

@@ -10,6 +10,10 @@ checkpoint), `GET /health`, `GET /classes`; the OpenAPI description is at /opena
 loaded once, when the app is made. A request larger than `max_upload_mb` is refused with 413 and none of it is kept;
 a file that is not an image, is damaged or is a decompression bomb gets 422 with the file named and the reason.
 Each upload is read exactly as `foldertune predict` reads files (EXIF orientation, any mode to RGB, pixel limit).
+
+The page says what the model is (backbone, mode, training data, validation accuracy, classes with their training
+images) and shows the Grad-CAM overlay over the whole photo, at its aspect, beside it; it lays out without overlaps
+from 390 px (a phone) to desktop widths. Its calls to the server all go through one small `request` function.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time
@@ -47,6 +51,7 @@ class Model:
 
             self.classifier = OnnxClassifier(self.source)
             self.kind = "onnx"
+            self.about = _export_facts(self.classifier.metadata)
         else:
             from foldertune.inference.classifier import Classifier
             from foldertune.inference.gradcam import Explainer, cam_available
@@ -54,8 +59,10 @@ class Model:
             self.classifier = Classifier.from_path(self.source)
             self.kind = "checkpoint"
             self.explainer = Explainer(self.classifier) if cam_available() else None
+            self.about = [(name, value) for name, value in self.classifier.describe() if name != "classes"]
         self.classes: list[str] = list(self.classifier.classes)
         self.min_side = self.classifier.preprocessing.resize_size
+        self.training_images = _training_images(self.source) if self.kind == "checkpoint" else {}
 
     def predict(self, path: Path, *, cam: bool) -> tuple[Prediction, str | None]:
         """The prediction for one image file, and its Grad-CAM overlay as a data URL when asked and available."""
@@ -63,8 +70,11 @@ class Model:
             prediction = self.classifier.predict_files([path], topk=TOPK, progress=False)[0]
             overlay = None
             if cam and self.explainer is not None and prediction.error is None:
-                explanation = self.explainer.explain([open_image(path, min_side=self.min_side)])[0]
-                overlay = _data_url(Image.fromarray(explanation.overlay))
+                from foldertune.inference.gradcam import overlay_on_photo
+
+                photo = open_image(path, min_side=self.min_side)
+                explanation = self.explainer.explain([photo])[0]
+                overlay = _data_url(overlay_on_photo(photo, explanation, self.classifier.preprocessing))
         return prediction, overlay
 
 
@@ -102,7 +112,8 @@ def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         title = _escape(model.source.name if model.kind == "onnx" else _run_name(model.source))
-        return PAGE.replace("{{TITLE}}", title).replace("{{CAM}}", "true" if model.explainer else "false")
+        page = PAGE.replace("{{TITLE}}", title).replace("{{MODEL}}", _model_section(model))
+        return page.replace("{{CAM}}", "true" if model.explainer else "false")
 
     @app.get("/health", summary="Whether the model is loaded")
     def health() -> dict:
@@ -205,6 +216,43 @@ def _data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _export_facts(metadata: dict) -> list[tuple[str, str]]:
+    """An ONNX export's account of itself, from its metadata, in the rows Classifier.describe() gives."""
+    training = metadata.get("training") or {}
+    mode = f", {training['mode']} mode" if training.get("mode") else ""
+    accuracy = training.get("val_accuracy")
+    scored = f", validation accuracy {accuracy:.3f}" if accuracy is not None else ""
+    crop = metadata["preprocessing"]["crop_size"]
+    return [
+        ("backbone", f"{metadata.get('backbone', '?')}{mode}"),
+        ("trained on", str(training.get("data") or "not recorded in this export")),
+        ("checkpoint", f"epoch {metadata.get('epoch', '?')}{scored}, exported to ONNX"),
+        ("input", f"{crop}x{crop} px"),
+    ]
+
+
+def _training_images(source: Path) -> dict[str, int]:
+    """Training images per class, from the run folder's config.json when the checkpoint lies in one."""
+    from foldertune.runs.folder import locate_checkpoint
+
+    _, run = locate_checkpoint(source)
+    if not run.is_run():
+        return {}
+    return {row["class"]: int(row["train"]) for row in run.config().get("data", {}).get("counts", [])}
+
+
+def _model_section(model: Model) -> str:
+    """The page's account of the model: what it is, what it was trained on, and its classes."""
+    facts = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in model.about)
+    counts = model.training_images
+    items = "".join(
+        f"<li>{_escape(name)}" + (f' <span class="muted">{counts[name]}</span>' if name in counts else "") + "</li>"
+        for name in model.classes
+    )
+    note = ' <span class="muted">(training images)</span>' if counts else ""
+    return f'<dl>{facts}</dl><h3>{len(model.classes)} classes{note}</h3><ul id="classes">{items}</ul>'
+
+
 def _run_name(source: Path) -> str:
     return source.name if source.is_dir() else f"{source.parent.name}/{source.name}"
 
@@ -219,63 +267,101 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>foldertune: {{TITLE}}</title><link rel="icon" href="data:,">
 <style>
- body { font: 16px system-ui, "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; max-width: 760px; margin: 2em auto;
-        padding: 0 1em; color: #222; }
- #drop { border: 2px dashed #888; border-radius: 10px; padding: 2.5em 1em; text-align: center; cursor: pointer; }
+ * { box-sizing: border-box; }
+ [hidden] { display: none !important; }
+ body { font: 16px/1.4 system-ui, "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; color: #222; margin: 0;
+        padding: 1em clamp(.75em, 3vw, 2em); }
+ header, main, footer { max-width: 1200px; margin: 0 auto; }
+ h1 { font-size: 1.5em; margin: 0 0 .6em; overflow-wrap: anywhere; }
+ h2 { font-size: 1.2em; margin: 0 0 .4em; overflow-wrap: anywhere; }
+ h3 { font-size: 1em; margin: .8em 0 .4em; }
+ main { display: grid; grid-template-columns: minmax(0, 1fr); gap: 1.2em; }
+ @media (min-width: 900px) { main { grid-template-columns: minmax(0, 1fr) 18em; } #model { grid-column: 2;
+   grid-row: 1 / span 3; align-self: start; } }
+ #drop { display: block; border: 2px dashed #888; border-radius: 10px; padding: 2em 1em; text-align: center;
+         cursor: pointer; }
  #drop.over { background: #eef5ff; border-color: #36c; }
- .row { display: grid; grid-template-columns: 12em 1fr 4.5em; gap: .6em; align-items: center; margin: .35em 0; }
+ #status, #error { margin: .5em 0 0; min-height: 1.4em; overflow-wrap: anywhere; }
+ .row { display: grid; grid-template-columns: minmax(4em, 12em) minmax(3em, 1fr) 4em; gap: .6em; align-items: center;
+        margin: .35em 0; }
+ .label { overflow-wrap: anywhere; }
  .track { background: #eee; border-radius: 4px; height: 1.1em; }
  .fill { background: #36c; border-radius: 4px; height: 100%; }
  .prob { text-align: right; font-variant-numeric: tabular-nums; }
- #pictures { display: flex; gap: 1em; flex-wrap: wrap; margin-top: 1em; }
- #pictures img { max-width: 340px; max-height: 340px; border-radius: 6px; }
+ #pictures { display: flex; flex-wrap: wrap; gap: 1em; }
+ #pictures figure { flex: 1 1 150px; max-width: 420px; margin: 0; }  /* two side by side from 340 px on */
+ #pictures img { display: block; width: 100%; height: auto; border-radius: 6px; }
+ figcaption { font-size: .85em; color: #777; margin-top: .3em; }
+ #model { background: #f6f7f9; border-radius: 10px; padding: 1em; }
+ #model dl { display: grid; grid-template-columns: auto minmax(0, 1fr); gap: .2em .8em; margin: 0; font-size: .9em; }
+ #model dt { color: #777; } #model dd { margin: 0; overflow-wrap: anywhere; }
+ #classes { list-style: none; padding: 0; margin: 0; display: flex; flex-wrap: wrap; gap: .3em; max-height: 14em;
+            overflow: auto; font-size: .9em; }
+ #classes li { background: #fff; border: 1px solid #dde; border-radius: 1em; padding: .05em .6em; }
  #error { color: #b00; }
  .muted { color: #777; font-size: .9em; }
+ footer { margin-top: 1.5em; }
 </style></head>
 <body>
-<h1>{{TITLE}}</h1>
-<label id="drop" for="file">Drop a photo here, or click to pick one
- <input id="file" type="file" accept="image/*" hidden></label>
-<p id="status" class="muted"></p>
-<p id="error"></p>
-<h2 id="top1"></h2>
-<div id="result"></div>
-<div id="pictures"><img id="preview" alt="" hidden><img id="cam" alt="Grad-CAM: where the network looked" hidden></div>
-<p class="muted">API: POST /predict, GET /classes, GET /health; <a href="/openapi.json">OpenAPI</a></p>
+<header><h1>{{TITLE}}</h1></header>
+<main>
+ <section id="upload">
+  <label id="drop" for="file">Drop a photo here, or click to pick one
+   <input id="file" type="file" accept="image/*" hidden></label>
+  <p id="status" class="muted"></p>
+  <p id="error"></p>
+ </section>
+ <section id="answer" hidden><h2 id="top1"></h2><div id="result"></div></section>
+ <section id="pictures" hidden>
+  <figure id="photo"><img id="preview" alt="the photo"><figcaption>the photo</figcaption></figure>
+  <figure id="heat" hidden><img id="cam" alt="Grad-CAM: where the network looked"><figcaption>Grad-CAM: where the
+   network looked (the part outside the centre crop it saw is dimmed)</figcaption></figure>
+ </section>
+ <aside id="model"><h2>The model</h2>{{MODEL}}</aside>
+</main>
+<footer class="muted">API: POST /predict, GET /classes, GET /health; <a href="/openapi.json">OpenAPI</a></footer>
 <script>
 const CAM = {{CAM}};
-const drop = document.getElementById("drop"), input = document.getElementById("file");
-const show = (id, text) => { document.getElementById(id).textContent = text; };
+// every call to the server goes through here
+async function request(path, options) {
+  let response;
+  try { response = await fetch(path, options); }
+  catch (error) { throw new Error("the server did not answer: " + error.message); }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.detail || response.status + " " + response.statusText);
+  return body;
+}
+const $ = id => document.getElementById(id);
+const show = (id, text) => { $(id).textContent = text; };
+const drop = $("drop"), input = $("file");
 drop.addEventListener("dragover", e => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", e => { e.preventDefault(); drop.classList.remove("over");
   if (e.dataTransfer.files.length) predict(e.dataTransfer.files[0]); });
 input.addEventListener("change", () => { if (input.files.length) predict(input.files[0]); });
+function bar(item) {
+  const row = document.createElement("div"); row.className = "row";
+  const name = document.createElement("span"); name.className = "label"; name.textContent = item.label;
+  const track = document.createElement("div"); track.className = "track";
+  const fill = document.createElement("div"); fill.className = "fill";
+  fill.style.width = (100 * item.probability).toFixed(1) + "%"; track.appendChild(fill);
+  const prob = document.createElement("span"); prob.className = "prob";
+  prob.textContent = (100 * item.probability).toFixed(1) + "%";
+  row.append(name, track, prob);
+  return row;
+}
 async function predict(file) {
   show("error", ""); show("top1", ""); show("status", "predicting " + file.name + " ...");
-  document.getElementById("result").replaceChildren();
-  const preview = document.getElementById("preview"), cam = document.getElementById("cam");
-  preview.src = URL.createObjectURL(file); preview.hidden = false; cam.hidden = true;
+  $("result").replaceChildren(); $("answer").hidden = true; $("heat").hidden = true;
+  $("preview").src = URL.createObjectURL(file); $("pictures").hidden = false;
   const form = new FormData(); form.append("files", file);
   try {
-    const response = await fetch("/predict" + (CAM ? "?cam=true" : ""), { method: "POST", body: form });
-    const body = await response.json();
-    if (!response.ok) { show("status", ""); show("error", body.detail || response.statusText); return; }
-    const p = body.predictions[0];
+    const p = (await request("/predict" + (CAM ? "?cam=true" : ""), { method: "POST", body: form })).predictions[0];
     show("top1", p.label + " (" + (100 * p.probability).toFixed(1) + "%)");
-    for (const item of p.topk) {
-      const row = document.createElement("div"); row.className = "row";
-      const name = document.createElement("span"); name.className = "label"; name.textContent = item.label;
-      const track = document.createElement("div"); track.className = "track";
-      const fill = document.createElement("div"); fill.className = "fill";
-      fill.style.width = (100 * item.probability).toFixed(1) + "%"; track.appendChild(fill);
-      const prob = document.createElement("span"); prob.className = "prob";
-      prob.textContent = (100 * item.probability).toFixed(1) + "%";
-      row.append(name, track, prob); document.getElementById("result").appendChild(row);
-    }
-    if (p.gradcam) { cam.src = p.gradcam; cam.hidden = false; }
+    $("result").append(...p.topk.map(bar)); $("answer").hidden = false;
+    if (p.gradcam) { $("cam").src = p.gradcam; $("heat").hidden = false; }
     show("status", file.name);
-  } catch (error) { show("status", ""); show("error", "the server did not answer: " + error); }
+  } catch (error) { show("status", file.name); show("error", error.message); }
 }
 </script>
 </body></html>

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm.auto import tqdm
 
 from foldertune.errors import UserError
+from foldertune.notebook import tqdm
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 INSTALL = "pip install 'foldertune[video]' (OpenCV)"

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from foldertune.data.images import ImageReadError, to_rgb
 from foldertune.data.readers import EvalReader
@@ -26,6 +25,7 @@ from foldertune.data.transforms import build_eval_transform, model_input
 from foldertune.device import choose_runtime
 from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
 from foldertune.models.build import capture_head_input, fuse_for_inference, model_from_checkpoint
+from foldertune.notebook import card, escape, html_table, tqdm
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.checkpoint import load_checkpoint
 
@@ -37,6 +37,9 @@ class Classifier:
         self.classes: list[str] = list(checkpoint["classes"])
         self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
         self.backbone: str = checkpoint["backbone"]
+        self.epoch: int = checkpoint["epoch"]
+        self.metrics: dict = dict(checkpoint.get("metrics") or {})  # that epoch's validation summary
+        self.settings: dict = dict(checkpoint.get("config") or {})  # RunConfig.to_dict() of the run
         self.runtime = choose_runtime(device, precision)
         layout = torch.channels_last if self.runtime.channels_last else torch.preserve_format
         self.model = model_from_checkpoint(checkpoint).to(self.runtime.device, memory_format=layout)  # for Grad-CAM
@@ -46,6 +49,23 @@ class Classifier:
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kwargs) -> Classifier:
         return cls(load_checkpoint(path), **kwargs)
+
+    def describe(self) -> list[tuple[str, str]]:
+        """What the model is and what it learned from, as (name, value) rows: for a notebook and the serve page."""
+        data, mode = self.settings.get("data", {}), self.settings.get("train", {}).get("mode", "?")
+        source = data.get("manifest") or data.get("root") or "?"
+        scored = f", validation accuracy {self.metrics['accuracy']:.3f}" if "accuracy" in self.metrics else ""
+        return [
+            ("backbone", f"{self.backbone}, {mode} mode"),
+            ("trained on", str(source)),
+            ("checkpoint", f"epoch {self.epoch}{scored}"),
+            ("input", f"{self.preprocessing.crop_size}x{self.preprocessing.crop_size} px"),
+            ("classes", f"{len(self.classes)}: " + ", ".join(self.classes)),
+        ]
+
+    def _repr_html_(self) -> str:
+        return card("Classifier", html_table(None, self.describe()) + f"<div>on {escape(self.runtime.describe())}"
+                    "; <code>clf.predict(path or image)</code></div>")  # fmt: skip
 
     def predict(self, inputs, *, topk: int = 5, batch_size: int = 64):
         """Predictions for a path, a PIL image, an HxWx3 uint8 array, or a list of them; a folder, a list or an

@@ -2,6 +2,7 @@
 
     explainer = Explainer(Classifier.from_path("runs/mobilenet_v2-finetune"))
     cams = explainer.explain(["photo.jpg"])         # [Explanation(image=..., heatmap=..., overlay=..., label=...)]
+    overlay_on_photo(photo, cams[0], classifier.preprocessing)   # the map over the whole photo, at its aspect
 
 The maps come from the maintained pytorch-grad-cam library (PyPI: grad-cam, the extra `foldertune[explain]`)
 applied to the backbone's last convolutional stage (declared per backbone in the registry), on the same
@@ -20,6 +21,7 @@ from foldertune.data.transforms import normalize_batch
 from foldertune.errors import UserError
 from foldertune.inference.classifier import Classifier
 from foldertune.models.registry import get_backbone
+from foldertune.preprocessing import Preprocessing
 
 INSTALL = "pip install 'foldertune[explain]'"
 
@@ -83,3 +85,23 @@ class Explainer:
         except ValueError:
             choices = ", ".join(self.classifier.classes)
             raise UserError(f"--class {name!r} is not one of the model's classes: {choices}.") from None
+
+
+def overlay_on_photo(photo: Image.Image, explanation: Explanation, pre: Preprocessing, *, max_side: int = 512):
+    """The heat map over the whole photo, at the photo's aspect (at most `max_side` pixels on its longer side): the
+    centre crop the network saw is coloured by the map, the rest of the photo dimmed."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    scale = min(1.0, max_side / max(photo.size))
+    shown = photo.convert("RGB").resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))))
+    # evaluation resizes the shorter side to resize_size and keeps the centred crop_size square of it
+    side = min(shown.size) * pre.crop_size / pre.resize_size
+    left, top = round((shown.width - side) / 2), round((shown.height - side) / 2)
+    right, bottom = left + max(1, round(side)), top + max(1, round(side))
+    pixels = np.asarray(shown, dtype=np.float32) / 255
+    result = pixels * 0.35  # outside the crop: dimmed, the network did not see it
+    heat = Image.fromarray(np.uint8(np.clip(explanation.heatmap, 0, 1) * 255)).resize((right - left, bottom - top))
+    region = show_cam_on_image(pixels[top:bottom, left:right], np.asarray(heat, dtype=np.float32) / 255, use_rgb=True,
+                               image_weight=0.55)  # fmt: skip
+    result[top:bottom, left:right] = region / 255
+    return Image.fromarray(np.uint8(np.round(result * 255)))

@@ -7,11 +7,13 @@ pictures_from_array(frame)                             # an HxWx3 uint8 array ->
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from foldertune.errors import UserError
+from foldertune.notebook import card, escape
 
 
 @dataclass
@@ -21,6 +23,18 @@ class Prediction:
     topk: list[tuple[str, float]] = field(default_factory=list)  # best first
     path: str | None = None
     error: str | None = None
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the top classes with probability bars (or why the image could not be read)."""
+        name = escape(Path(self.path).name) if self.path else "image"
+        if self.error:
+            return card(name, f'<span style="color:#b00">{escape(self.error)}</span>')
+        rows = "".join(
+            f'<tr><td style="padding:1px 8px">{escape(label)}</td><td style="width:200px"><div style="background:#36c;'
+            f'height:10px;width:{100 * p:.1f}%"></div></td><td style="text-align:right">{100 * p:.1f}%</td></tr>'
+            for label, p in self.topk
+        )
+        return card(f"{name}: {escape(self.label)} ({100 * self.probability:.1f}%)", f"<table>{rows}</table>")
 
 
 def check_predict_options(*, topk: int, batch_size: int | None = None, flags: bool = False) -> None:

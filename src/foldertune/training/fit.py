@@ -39,6 +39,7 @@ from foldertune.models.build import apply_mode, build_model, head_of, set_train_
 from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
+from foldertune.reporting.live_curve import LiveCurve
 from foldertune.runs.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from foldertune.runs.folder import CsvLog, EvalFolder, RunFolder, check_new_run
 from foldertune.runs.tables import write_table
@@ -54,8 +55,11 @@ from foldertune.training.state import EpochResult, PartialEpoch, Progress
 from foldertune.training.trackers import Trackers
 
 
-def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False, log=print) -> Path:
+def fit(
+    cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False, live: bool = False, log=print
+) -> Path:
     """Train a new run as `cfg` says (on `data`, when the caller has prepared it already); returns its run folder.
+    `live` redraws the training curves in a notebook cell as the run goes.
 
     Under torchrun, rank 0 prepares the data and the run folder and hands them to the other processes.
     """
@@ -96,7 +100,7 @@ def fit(cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False
 
     torch.manual_seed(cfg.train.seed)  # the new head's initialisation (and the whole network's in scratch mode)
     model = build_model(cfg.model.backbone, len(data.classes), state_dict=state_dict)
-    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log), model, start=None)
+    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live), model, start=None)
 
 
 def resume(
@@ -106,6 +110,7 @@ def resume(
     device: str | None = None,
     workers: int | None = None,
     quiet: bool = False,
+    live: bool = False,
     log=print,
 ) -> Path:
     """Continue a run from its last.pt: same split, weights, optimizer and schedule state; more epochs if given.
@@ -147,7 +152,7 @@ def resume(
 
     model = build_model(cfg.model.backbone, len(classes))
     model.load_state_dict(checkpoint["model"])
-    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log), model, start=checkpoint)
+    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live), model, start=checkpoint)
 
 
 def _check_resumable(run: RunFolder, cfg: RunConfig, checkpoint: dict, dist: Distributed) -> None:
@@ -224,6 +229,7 @@ class Job:
     dist: Distributed
     quiet: bool  # no progress bars
     log: Callable[[str], object]  # print on rank 0, silent on the others
+    live: bool = False  # redraw the curves in a notebook cell (rank 0)
 
     def save(self, path: Path, model: nn.Module, epoch: int, metrics: dict, training: dict | None = None) -> None:
         """A checkpoint of `model` after `epoch`, written by rank 0; a failure there (a full disk) stops every
@@ -326,11 +332,14 @@ def _restore(training: Training, start: dict) -> None:
 
 
 def _start_trackers(job: Job) -> Trackers:
-    """W&B and TensorBoard, on rank 0, when asked for (otherwise a Trackers that does nothing)."""
+    """W&B, TensorBoard and the notebook's live curves, on rank 0, when asked for (otherwise a Trackers that does
+    nothing)."""
+    live = LiveCurve() if job.live and job.dist.is_main else None
     if not (job.dist.is_main and (job.cfg.wandb or job.cfg.tensorboard)):
-        return Trackers()
+        return Trackers(live=live)
     record = job.run.config()
     trackers = Trackers.start(job.run, job.cfg, record)
+    trackers.live = live
     job.run.write_config(record)  # with the W&B run id, so that --resume continues that run
     return trackers
 

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from foldertune.data.dataset import EpochBatchSampler, sample_seed
 from foldertune.data.images import ImageReadError
@@ -45,6 +44,7 @@ from foldertune.device import Runtime
 from foldertune.errors import UserError
 from foldertune.models.build import capture_head_input, fuse_for_inference, head_of
 from foldertune.models.registry import get_backbone
+from foldertune.notebook import tqdm
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.cache import ArrayStore, file_digest
 

@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from foldertune.analysis.metrics import classification_summary
 from foldertune.data.dataset import EpochBatchSampler
 from foldertune.data.transforms import model_input
 from foldertune.device import Runtime
 from foldertune.errors import UserError
+from foldertune.notebook import tqdm
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.folder import CsvLog
 from foldertune.training.distributed import Distributed

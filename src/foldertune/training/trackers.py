@@ -4,6 +4,7 @@
     trackers = Trackers.start(run, cfg, record)  # does nothing when neither is asked for
     trackers.log_steps(rows)                     # rows of batches.csv: train/loss, train/accuracy, lr per step
     trackers.log_epoch(row, step)                # a row of epochs.csv: train/* and val/* per epoch
+    Trackers(live=LiveCurve())                   # the curves redrawn in a notebook cell (ft.train's `live`)
     trackers.finish(run, steps_per_epoch)        # figures, confusion matrix, sample images, best.pt (W&B artifact)
 
 The CSV logs in the run folder stay the record; trackers get the same numbers, keyed by the global step. W&B
@@ -23,6 +24,7 @@ from PIL import Image
 
 from foldertune.config import RunConfig
 from foldertune.errors import UserError
+from foldertune.reporting.live_curve import LiveCurve
 from foldertune.runs.folder import RunFolder
 
 EPOCH_KEYS = {"train_loss": "train/epoch_loss", "train_acc": "train/epoch_accuracy", "val_loss": "val/loss",
@@ -41,9 +43,10 @@ def require_trackers(cfg: RunConfig) -> None:
 
 
 class Trackers:
-    def __init__(self, wandb_run: Any = None, writer: Any = None) -> None:
+    def __init__(self, wandb_run: Any = None, writer: Any = None, live: LiveCurve | None = None) -> None:
         self.wandb_run = wandb_run
         self.writer = writer
+        self.live = live  # the curves redrawn in a notebook cell
 
     @classmethod
     def start(cls, run: RunFolder, cfg: RunConfig, record: dict) -> Trackers:
@@ -64,16 +67,22 @@ class Trackers:
         return cls(wandb_run, writer)
 
     def log_steps(self, rows: list[dict[str, Any]]) -> None:
+        if self.live is not None:
+            self.live.add_steps(rows)
         for row in rows:
             values = {"train/loss": row["loss"], "train/accuracy": row["accuracy"], "lr": row["lr"]}
             self._log(values, row["step"])
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:
+        if self.live is not None:
+            self.live.add_epoch(row, step)
         values = {name: row[key] for key, name in EPOCH_KEYS.items()}
         self._log({**values, "epoch": row["epoch"]}, step)
 
     def finish(self, run: RunFolder, best: dict[str, Any], step: int) -> None:
         """The figures the run drew, the confusion matrix and sample images; best.pt as a W&B model artifact."""
+        if self.live is not None:
+            self.live.close()
         if self.writer is None and self.wandb_run is None:
             return
         from foldertune.reporting.plots.classification import plot_confusion
@@ -107,6 +116,8 @@ class Trackers:
         try:
             yield
         except BaseException:
+            if self.live is not None:
+                self.live.close()
             if self.writer is not None:
                 self.writer.close()
             if self.wandb_run is not None:
