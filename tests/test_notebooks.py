@@ -93,7 +93,7 @@ def test_transfer_modes_notebook_ends_with_the_comparison(tmp_path, mobilenet_we
     comparison = html_of(notebook.cells[-1].outputs)
     assert "Comparison" in comparison and all(f"mobilenet_v2-{m}" in comparison for m in ("linear", "scratch"))
     assert 'src="data:image/png;base64,' in comparison
-    assert (tmp_path / "runs" / "compare" / "compare.csv").is_file()
+    assert (tmp_path / "compare" / "compare.csv").is_file()  # beside the runs folder, not inside it
 
 
 def test_the_executed_quickstart_rendered_by_nbconvert_shows_the_displays_in_chromium(quickstart, browser, artifacts):

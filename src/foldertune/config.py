@@ -19,6 +19,7 @@ import inspect
 import itertools
 import os
 import sys
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,9 +93,22 @@ def _docs_by_class() -> dict[str, dict[str, str]]:
     return docs
 
 
+KINDS = {int: "a whole number", float: "a number", str: "text", bool: "True or False"}
+
+
 def _check_choices(config: Any) -> None:
+    """Each field's value is of its annotated kind (the API passes values unconverted) and one of its choices."""
+    hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        kinds = [k for k in typing.get_args(hints[f.name]) or [hints[f.name]] if k is not type(None)]
+        if value is not None and len(kinds) == 1 and kinds[0] in KINDS:
+            kind = kinds[0]
+            fits = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+            if fits and kind is not bool and isinstance(value, bool):
+                fits = False
+            if not fits:
+                raise UserError(f"{flag(f.name)} must be {KINDS[kind]}; got {value!r}.")
         if f.name in CHOICES and value not in CHOICES[f.name]:
             raise UserError(f"{flag(f.name)} must be one of {', '.join(CHOICES[f.name])}; got {value!r}.")
 
