@@ -97,12 +97,13 @@ def report(run: str | os.PathLike) -> Path:
     return write_report(run)
 
 
-def check(data: str | os.PathLike, *, deep: bool = False, progress: bool = True):
+def check(data: str | os.PathLike, *, fast: bool = False, deep: bool = False, progress: bool = True):
     """The dataset doctor on a data folder, a split manifest or a run folder: a DataCheck (`.summary()`, `.rows()`,
-    `.findings`, `.duplicate_groups`); nothing is written."""
-    from foldertune.data.check import check_source
+    `.findings`, `.duplicate_groups`); nothing is written. Every image is decoded as training reads it, unless
+    `fast` (headers only) or `deep` (every pixel at full size)."""
+    from foldertune.data.check import check_source, decode_level
 
-    return check_source(data, decode="full" if deep else "header", progress=progress)
+    return check_source(data, decode=decode_level(fast=fast, deep=deep), progress=progress)
 
 
 def export(source: str | os.PathLike, *, fmt: str = "onnx", **options: Any):

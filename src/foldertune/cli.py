@@ -1,7 +1,7 @@
 """The command line: one table from sub-command to function; user errors become one line and exit code 2.
 
     foldertune train [DATA] [--model mobilenet_v2] [--mode finetune] [--epochs 10] ...
-    foldertune check DATA|MANIFEST|RUN [--deep] [--out check.csv] [--quarantine DIR | --restore DIR]
+    foldertune check DATA|MANIFEST|RUN [--fast|--deep] [--out check.csv] [--quarantine DIR | --restore DIR]
     foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx PATH... [--topk 5] [--out preds.csv|preds.json]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx VIDEO [--out annotated.mp4] | --camera N
@@ -309,8 +309,14 @@ def run_split(args: argparse.Namespace) -> None:
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", metavar="DATA", help="a data folder, a split manifest (.csv) or a run folder")
-    p.add_argument("--deep", action="store_true", help="decode every image in full (default: read headers only)")
+    p.add_argument(
+        "--fast", action="store_true", help="read headers only: thousands a second, but a file cut short passes"
+    )
+    p.add_argument(
+        "--deep", action="store_true", help="decode every image at full size (default: as training reads it)"
+    )
     p.add_argument("--out", metavar="CSV", help="where to write one row per file (default: ./check.csv)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (never images)")
     p.add_argument(
         "--quarantine",
         metavar="DIR",
@@ -331,7 +337,7 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 def run_check(args: argparse.Namespace) -> None:
     import time
 
-    from foldertune.data.check import CHECK_COLUMNS, check_source
+    from foldertune.data.check import CHECK_COLUMNS, check_source, decode_level
     from foldertune.runs.atomic import is_inside
     from foldertune.runs.folder import RunFolder
     from foldertune.runs.tables import write_table
@@ -350,6 +356,10 @@ def run_check(args: argparse.Namespace) -> None:
         raise UserError(f"--out '{out}' is inside the data folder; check never writes there: pick a path outside it.")
     if out.exists() and _first_line(out) != ",".join(CHECK_COLUMNS):
         raise UserError(f"--out '{out}' exists and is not a check CSV; pass another --out so it is not overwritten.")
+    if out.exists() and not args.force:
+        raise UserError(f"'{out}' already exists; pass --out OTHER.csv, or --force to overwrite it.")
+    if args.quarantine and args.fast:
+        raise UserError("--quarantine decodes every image to find the unreadable ones; drop --fast.")
     if args.quarantine and (is_run or not data.is_dir()):
         raise UserError("--quarantine needs DATA to be a data folder (the one the files are moved out of).")
     if args.quarantine and (is_inside(args.quarantine, data) or is_inside(data, args.quarantine)):
@@ -357,7 +367,7 @@ def run_check(args: argparse.Namespace) -> None:
             f"--quarantine '{args.quarantine}' is inside the data folder (or holds it); pick a folder beside it."
         )
 
-    decode = "full" if args.deep or args.quarantine else "header"
+    decode = decode_level(fast=args.fast, deep=args.deep or bool(args.quarantine))
     started = time.perf_counter()
     report = check_source(data, decode=decode, tiny_side=args.min_side, max_aspect=args.max_aspect,
                           workers=args.workers, progress=not args.quiet)  # fmt: skip

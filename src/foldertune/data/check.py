@@ -1,7 +1,7 @@
 """The dataset doctor: what a data folder holds, what training will leave out and why, and what may mislead it.
 
-    scan = scan_folder("photos/", decode="header")        # or decode="full" to decode every pixel (--deep)
-    report = check_data(scan.images, scan.info, scan.skipped, source=str(scan.root), decode="header")
+    scan = scan_folder("photos/", decode="draft")         # as training reads: "header" (--fast), "full" (--deep)
+    report = check_data(scan.images, scan.info, scan.skipped, source=str(scan.root), decode="draft")
     print(report.summary())                                 # class counts, imbalance, findings grouped by kind
     write_table("check.csv", CHECK_COLUMNS, report.rows())  # one row per file, with every finding
 
@@ -119,7 +119,10 @@ class DataCheck:
         if not any(self.count(kind) for kind in KINDS if KINDS[kind][0] != "note") and not self.warnings:
             lines.append("no errors or warnings.")
         if self.decode == "header":
-            lines.append("headers only: a file cut short or with corrupt pixels passes; --deep decodes every image.")
+            lines.append(
+                "headers only (--fast): a file cut short or with corrupt pixels passes; without --fast every image is "
+                "decoded as training reads it."
+            )
         return "\n".join(lines)
 
     def warning_lines(self) -> list[str]:
@@ -319,6 +322,13 @@ def _relative(path: str, source: str) -> str:
         return path
 
 
+def decode_level(*, fast: bool, deep: bool) -> str:
+    """How far `check` reads each image: as training does (draft), headers only (--fast) or every pixel (--deep)."""
+    if fast and deep:
+        raise UserError("--fast and --deep exclude each other: --fast reads headers only, --deep every pixel.")
+    return "header" if fast else "full" if deep else "draft"
+
+
 def check_source(
     source: str | os.PathLike,
     *,
@@ -336,7 +346,7 @@ def check_source(
     if workers is not None and not workers >= 1:
         raise UserError(f"--workers must be at least 1; got {workers}.")
     from foldertune.data import DEFAULT_MAX_PIXELS
-    from foldertune.data.scan import scan_folder, verify_records
+    from foldertune.data.scan import check_layout, scan_folder, verify_records
     from foldertune.data.split import read_manifest
 
     path = Path(source).expanduser()
@@ -344,6 +354,7 @@ def check_source(
     manifest = run.split_file if run.is_run() else path if path.suffix.lower() == ".csv" else None
     if manifest is None:
         scan = scan_folder(path, decode=decode, workers=workers, progress=progress)
+        check_layout(scan, min_classes=2)
         records, info, skipped, root = scan.images, scan.info, scan.skipped, str(scan.root)
     else:
         listed = read_manifest(manifest)

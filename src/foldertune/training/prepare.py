@@ -14,7 +14,7 @@ from pathlib import Path
 from foldertune.config import DataConfig
 from foldertune.data.check import DataCheck, check_data, find_duplicates, ignored_lines
 from foldertune.data.images import ImageInfo
-from foldertune.data.scan import ImageRecord, SkippedFile, scan_folder, verify_records
+from foldertune.data.scan import ImageRecord, SkippedFile, check_layout, scan_folder, verify_records
 from foldertune.data.split import assign_splits, format_counts, read_manifest, split_counts
 from foldertune.errors import UserError
 
@@ -74,6 +74,7 @@ def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
         groups = find_duplicates(records, info, progress=progress)
     else:
         scan = scan_folder(cfg.root, max_pixels=cfg.max_pixels, progress=progress)
+        check_layout(scan, min_classes=2)
         groups = find_duplicates(scan.images, scan.info, progress=progress)
         records, split_warnings = assign_splits(
             scan.images, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=seed, together=groups
