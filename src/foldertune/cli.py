@@ -263,7 +263,9 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_split(args: argparse.Namespace) -> None:
-    from foldertune.data.scan import scan_folder
+    from foldertune.data.check import find_duplicates
+    from foldertune.data.near_duplicates import copy_groups, find_near_pairs
+    from foldertune.data.scan import check_layout, scan_folder
     from foldertune.data.split import (
         assign_splits,
         check_seed,
@@ -287,9 +289,15 @@ def run_split(args: argparse.Namespace) -> None:
     scan = scan_folder(args.data, progress=not args.quiet)
     if scan.presplit:
         raise UserError(f"'{scan.root}' is already split into train/val folders; train on it directly.")
+    check_layout(scan, min_classes=1)
     if not scan.classes:
         raise UserError(f"no usable images found in '{scan.root}'; it needs one sub-folder per class.")
-    records, warnings = assign_splits(scan.images, val_fraction=args.val, test_fraction=args.test, seed=args.seed)
+    copies = find_duplicates(scan.images, scan.info, progress=not args.quiet)
+    near = find_near_pairs([record.path for record in scan.images], progress=not args.quiet)
+    together = copy_groups(scan.images, copies, near)  # copies, exact or near, go to one split
+    records, warnings = assign_splits(
+        scan.images, val_fraction=args.val, test_fraction=args.test, seed=args.seed, together=together
+    )
     if args.out:
         materialize(records, scan.root, args.out, how=args.how or "copy")
         print(f"{'linked' if args.how == 'link' else 'copied'} {len(records)} images into {Path(args.out).absolute()}")

@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from foldertune.data.images import GREY_MODES, ImageInfo
+from foldertune.data.near_duplicates import NearPair, find_near_pairs
 from foldertune.data.scan import SPLITS, ImageRecord, SkippedFile
 from foldertune.data.split import format_counts, split_counts
 from foldertune.errors import UserError
@@ -44,9 +45,12 @@ KINDS = {
     "unreadable": ("error", "left out of training"),
     "leak": ("warning", "the same image is in two splits: validation or test scores are inflated"),
     "label conflict": ("warning", "the same image is filed under two classes: at least one label is wrong"),
+    "label-issue": ("warning", "the model, trained without it, puts it in another class: check its label"),
+    "outlier": ("warning", "unlike the images of every class: a stray file?"),
     "tiny": ("warning", "too small to learn much from: it is upscaled to the network's input size"),
     "elongated": ("warning", "the centre crop keeps only the middle of it"),
     "duplicate": ("note", "exact copies in one class and split: each copy counts again"),
+    "near-duplicate": ("note", "near copies (resized, re-encoded, cropped, mirrored) in one class and split"),
     "exif-rotated": ("note", "turned upright by its EXIF orientation, as a photo viewer shows it"),
     "grey": ("note", "no colour: converted to RGB"),
     "cmyk": ("note", "CMYK: converted to RGB"),
@@ -58,7 +62,9 @@ SEVERITIES = ("error", "warning", "note")
 CHECK_COLUMNS = [
     "path", "class", "split", "status", "findings", "detail",
     "format", "mode", "width", "height", "bytes", "mtime_ns", "duplicate_group",
+    "suggested_class", "label_score", "outlier_score", "near_duplicate_of",
 ]  # fmt: skip
+SCORE_COLUMNS = ("suggested_class", "label_score", "outlier_score")  # filled by the label check (--labels)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class DataCheck:
     findings: dict[str, list[Finding]]  # path -> findings, usable images only
     duplicate_groups: list[list[ImageRecord]]  # identical contents, 2+ files each
     warnings: list[str] = field(default_factory=list)  # about classes as a whole: imbalance, too few images
+    near_pairs: list[NearPair] = field(default_factory=list)  # one photo in two files that are not identical
+    scores: dict[str, dict[str, object]] = field(default_factory=dict)  # path -> SCORE_COLUMNS (label check)
 
     def count(self, kind: str) -> int:
         if kind == "unreadable":
@@ -140,6 +148,10 @@ class DataCheck:
     def rows(self) -> list[dict[str, object]]:
         """One row per file: every usable image with its findings, then every file or folder left out."""
         group_of = {record.path: number for number, group in enumerate(self.duplicate_groups, 1) for record in group}
+        near_of: dict[str, str] = {}
+        for pair in self.near_pairs:
+            near_of.setdefault(pair.second, pair.first)
+            near_of.setdefault(pair.first, pair.second)
         rows = []
         for record in self.records:
             found, info = self.findings.get(record.path, []), self.info.get(record.path)
@@ -151,7 +163,8 @@ class DataCheck:
                 "format": info.format if info else "", "mode": info.mode if info else "",
                 "width": info.width if info else "", "height": info.height if info else "",
                 "bytes": info.file_bytes if info else "", "mtime_ns": info.mtime_ns if info else "",
-                "duplicate_group": group_of.get(record.path, ""),
+                "duplicate_group": group_of.get(record.path, ""), "near_duplicate_of": near_of.get(record.path, ""),
+                **self.scores.get(record.path, {}),
             })  # fmt: skip
         for s in self.skipped:
             status = "error" if s.problem == "unreadable" else "skipped"
@@ -177,8 +190,10 @@ def check_data(
     workers: int | None = None,
     progress: bool = True,
     duplicate_groups: list[list[ImageRecord]] | None = None,
+    near_pairs: list[NearPair] = (),
 ) -> DataCheck:
-    """Findings for every usable image (as read by `verify_records`), exact duplicates, and class-level warnings.
+    """Findings for every usable image (as read by `verify_records`), exact duplicates, near-duplicates (from
+    `find_near_pairs`), and class-level warnings.
 
     `duplicate_groups` (from `find_duplicates` on the same records) saves hashing the files again.
     """
@@ -192,7 +207,16 @@ def check_data(
     for group in groups:
         for record in group:
             findings[record.path] += duplicate_findings(record, group, source)
-    result = DataCheck(source, decode, records, info, skipped, {p: f for p, f in findings.items() if f}, groups)
+    by_path = {record.path: record for record in records}
+    exact = {record.path: number for number, group in enumerate(groups) for record in group}
+    near_pairs = [pair for pair in near_pairs if pair.first in by_path and pair.second in by_path
+                  and exact.get(pair.first, -1) != exact.get(pair.second, -2)]  # fmt: skip
+    for pair in near_pairs:
+        first, second = by_path[pair.first], by_path[pair.second]
+        findings[first.path] += near_duplicate_findings(first, second, pair.how, source)
+        findings[second.path] += near_duplicate_findings(second, first, pair.how, source)
+    findings = {path: _once_per_kind(found) for path, found in findings.items() if found}
+    result = DataCheck(source, decode, records, info, skipped, findings, groups, near_pairs=list(near_pairs))
     result.warnings = class_warnings(records)
     return result
 
@@ -237,6 +261,25 @@ def duplicate_findings(record: ImageRecord, group: list[ImageRecord], source: st
     if not found:
         found.append(Finding("duplicate", f"same as {_relative(others[0].path, source)}"))
     return found
+
+
+def near_duplicate_findings(record: ImageRecord, other: ImageRecord, how: str, source: str) -> list[Finding]:
+    """A near copy in another split is a leak, in another class a label conflict, else a near-duplicate note."""
+    shown = f"{_relative(other.path, source)} ({how})"
+    found = []
+    if other.split != record.split and other.split and record.split:
+        found.append(Finding("leak", f"near copy in {other.split}: {shown}"))
+    if other.label != record.label:
+        found.append(Finding("label conflict", f"near copy in class '{other.label}': {shown}"))
+    return found or [Finding("near-duplicate", f"near copy of {shown}")]
+
+
+def _once_per_kind(found: list[Finding]) -> list[Finding]:
+    """The first finding of each kind (an image with three near copies is one near-duplicate, the CSV names one)."""
+    kinds: dict[str, Finding] = {}
+    for finding in found:
+        kinds.setdefault(finding.kind, finding)
+    return list(kinds.values())
 
 
 def find_duplicates(
@@ -362,9 +405,10 @@ def check_source(
             listed, decode=decode, max_pixels=DEFAULT_MAX_PIXELS, workers=workers, progress=progress
         )
         root = os.path.commonpath([record.path for record in listed]) if listed else str(path.parent)
+    near = [] if decode == "header" else find_near_pairs([r.path for r in records], workers=workers, progress=progress)
     return check_data(
         records, info, skipped, source=root, decode=decode, tiny_side=tiny_side, max_aspect=max_aspect,
-        workers=workers, progress=progress,
+        workers=workers, progress=progress, near_pairs=near,
     )  # fmt: skip
 
 
