@@ -97,13 +97,42 @@ def report(run: str | os.PathLike) -> Path:
     return write_report(run)
 
 
-def check(data: str | os.PathLike, *, fast: bool = False, deep: bool = False, progress: bool = True):
+def check(
+    data: str | os.PathLike,
+    *,
+    fast: bool = False,
+    deep: bool = False,
+    labels: bool = False,
+    fix_manifest: str | os.PathLike | None = None,
+    relabel: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    **label_options: Any,
+):
     """The dataset doctor on a data folder, a split manifest or a run folder: a DataCheck (`.summary()`, `.rows()`,
-    `.findings`, `.duplicate_groups`); nothing is written. Every image is decoded as training reads it, unless
-    `fast` (headers only) or `deep` (every pixel at full size)."""
+    `.findings`, `.scores`, `.near_pairs`, `.duplicate_groups`). Every image is decoded as training reads it, unless
+    `fast` (headers only) or `deep` (every pixel at full size). `labels=True` adds suspected label errors (with the
+    suggested class and a score), near copies by the backbone's features and outliers; label options: model,
+    img_size, folds, min_label_score, device, cache_dir. Nothing is written, except `fix_manifest` when given."""
     from foldertune.data.check import check_source, decode_level
 
-    return check_source(data, decode=decode_level(fast=fast, deep=deep), progress=progress)
+    decode = decode_level(fast=fast, deep=deep)
+    options = None
+    if labels or fix_manifest is not None or relabel or label_options:
+        from foldertune.training.label_check import check_fix_options, check_output_path, label_check_options
+
+        check_fix_options(labels=labels, fix_manifest=fix_manifest, relabel=relabel)
+        options = label_check_options(**label_options)
+        if fix_manifest is not None:
+            fix_manifest = check_output_path(fix_manifest, data, flag="--fix-manifest", force=force)
+    report = check_source(data, decode=decode, progress=progress)
+    if options is not None and labels:
+        from foldertune.training.label_check import check_labels, write_fix_manifest
+
+        check_labels(report, options, progress=progress, log=lambda *_: None)
+        if fix_manifest is not None:
+            write_fix_manifest(report, fix_manifest, relabel=relabel)
+    return report
 
 
 def export(source: str | os.PathLike, *, fmt: str = "onnx", **options: Any):

@@ -1,7 +1,8 @@
 """The command line: one table from sub-command to function; user errors become one line and exit code 2.
 
     foldertune train [DATA] [--model mobilenet_v2] [--mode finetune] [--epochs 10] ...
-    foldertune check DATA|MANIFEST|RUN [--fast|--deep] [--out check.csv] [--quarantine DIR | --restore DIR]
+    foldertune check DATA|MANIFEST|RUN [--fast|--deep] [--labels [--fix-manifest OUT.csv [--relabel]]]
+                     [--out check.csv] [--quarantine DIR | --restore DIR]
     foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx PATH... [--topk 5] [--out preds.csv|preds.json]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx VIDEO [--out annotated.mp4] | --camera N
@@ -339,6 +340,26 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
         "elongated (default: 3)",
     )  # fmt: skip
     p.add_argument("--workers", type=int, metavar="N", help="threads reading files (default: 2 per CPU core, max 16)")
+    labels = p.add_argument_group("label check (--labels)")
+    labels.add_argument(
+        "--labels", action="store_true", help="also find suspected label errors, near copies by the backbone's "
+        "features, and outliers (runs the pretrained backbone once per image, through the feature cache)",
+    )  # fmt: skip
+    labels.add_argument("--model", default=None, metavar="NAME", help="backbone that judges (default: mobilenet_v2)")
+    labels.add_argument("--img-size", type=int, metavar="PX", help="its input size (default: the backbone's own)")
+    labels.add_argument("--folds", type=int, default=5, metavar="K", help="out-of-fold linear heads (default: 5)")
+    labels.add_argument(
+        "--min-label-score", type=float, default=None, metavar="S",
+        help="flag an image when another class is likeliest and its own has at most 1-S (default: 0.8)",
+    )  # fmt: skip
+    labels.add_argument(
+        "--device", default="auto", help="where the backbone runs: auto, cpu, cuda, mps (default: auto)"
+    )
+    labels.add_argument(
+        "--fix-manifest", metavar="OUT.csv", help="write a path,class,split manifest without the suspected label "
+        "errors, for train --manifest (the data folder is never written)",
+    )  # fmt: skip
+    labels.add_argument("--relabel", action="store_true", help="with --fix-manifest: give them the suggested class")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -362,7 +383,7 @@ def run_check(args: argparse.Namespace) -> None:
     out = Path(args.out or "check.csv")  # never RUN/data_check.csv: --resume compares the data with that one
     if not is_run and data.is_dir() and is_inside(out, data):
         raise UserError(f"--out '{out}' is inside the data folder; check never writes there: pick a path outside it.")
-    if out.exists() and _first_line(out) != ",".join(CHECK_COLUMNS):
+    if out.exists() and not _first_line(out).startswith(",".join(CHECK_COLUMNS[:5])):
         raise UserError(f"--out '{out}' exists and is not a check CSV; pass another --out so it is not overwritten.")
     if out.exists() and not args.force:
         raise UserError(f"'{out}' already exists; pass --out OTHER.csv, or --force to overwrite it.")
@@ -376,9 +397,22 @@ def run_check(args: argparse.Namespace) -> None:
         )
 
     decode = decode_level(fast=args.fast, deep=args.deep or bool(args.quarantine))
+    label_options = fix_manifest = None
+    if args.labels or args.fix_manifest or args.relabel:
+        from foldertune.training.label_check import check_fix_options, check_output_path, label_check_options
+
+        check_fix_options(labels=args.labels, fix_manifest=args.fix_manifest, relabel=args.relabel)
+        label_options = label_check_options(model=args.model, img_size=args.img_size, folds=args.folds,
+                                            min_label_score=args.min_label_score, device=args.device)  # fmt: skip
+        if args.fix_manifest:
+            fix_manifest = check_output_path(args.fix_manifest, data, flag="--fix-manifest", force=args.force)
     started = time.perf_counter()
     report = check_source(data, decode=decode, tiny_side=args.min_side, max_aspect=args.max_aspect,
                           workers=args.workers, progress=not args.quiet)  # fmt: skip
+    if label_options is not None:
+        from foldertune.training.label_check import check_labels
+
+        check_labels(report, label_options, progress=not args.quiet)
     seconds = time.perf_counter() - started
     files = len(report.records) + report.count("unreadable")
     print(report.summary())
@@ -386,6 +420,13 @@ def run_check(args: argparse.Namespace) -> None:
     print(
         f"checked {files} file(s) in {seconds:.1f} s ({files / max(seconds, 1e-9):.0f}/s); every file: {out.absolute()}"
     )
+    if fix_manifest is not None:
+        from foldertune.training.label_check import write_fix_manifest
+
+        counts = write_fix_manifest(report, fix_manifest, relabel=args.relabel)
+        changed = f"{counts['relabelled']} relabelled" if args.relabel else f"{counts['left out']} left out"
+        print(f"fix manifest: {counts['images']} images, {changed} (suspected label errors): {fix_manifest.absolute()}"
+              f"\ntrain on it: foldertune train --manifest {fix_manifest}")  # fmt: skip
     unreadable = [s for s in report.skipped if s.problem == "unreadable"]
     if args.quarantine and unreadable:
         from foldertune.data.quarantine import quarantine
@@ -397,8 +438,8 @@ def run_check(args: argparse.Namespace) -> None:
         print(f"quarantined {done} of {len(moves)} unreadable file(s) in {Path(args.quarantine).absolute()}; "
               f"undo: foldertune check --restore {args.quarantine}")  # fmt: skip
         unreadable = [s for s, move in zip(unreadable, moves, strict=True) if not move.done]
-    if unreadable or report.count("leak"):
-        raise SystemExit(1)  # for scripts: the data has files training will skip, or validation images it trains on
+    if unreadable or report.count("leak") or report.count("label-issue"):
+        raise SystemExit(1)  # for scripts: files training skips, validation images it trains on, or wrong labels
 
 
 def _first_line(path: Path) -> str:

@@ -87,6 +87,9 @@ class DataCheck:
     warnings: list[str] = field(default_factory=list)  # about classes as a whole: imbalance, too few images
     near_pairs: list[NearPair] = field(default_factory=list)  # one photo in two files that are not identical
     scores: dict[str, dict[str, object]] = field(default_factory=dict)  # path -> SCORE_COLUMNS (label check)
+    about: list[str] = field(default_factory=list)  # how the label check was made, for the summary
+    labels_checked: bool = False  # the label check ran: suspected label errors then count as failures too
+    ranked: dict[str, list[str]] = field(default_factory=dict)  # kind -> paths, likeliest first (label check)
 
     def count(self, kind: str) -> int:
         if kind == "unreadable":
@@ -98,8 +101,27 @@ class DataCheck:
 
     @property
     def failed(self) -> bool:
-        """Unreadable files, or an image leaking between splits: worth a non-zero exit status."""
-        return self.count("unreadable") > 0 or self.count("leak") > 0
+        """Unreadable files, an image (or a near copy) in two splits, or suspected label errors: a non-zero exit
+        status."""
+        return self.count("unreadable") > 0 or self.count("leak") > 0 or self.count("label-issue") > 0
+
+    def add_near_pairs(self, pairs: list[NearPair]) -> None:
+        """Near-duplicates found later (by the backbone's features): their findings, each pair once."""
+        by_path = {record.path: record for record in self.records}
+        exact = {record.path: number for number, group in enumerate(self.duplicate_groups) for record in group}
+        known = {frozenset((pair.first, pair.second)) for pair in self.near_pairs}
+        for pair in pairs:
+            if frozenset((pair.first, pair.second)) in known or pair.first not in by_path or pair.second not in by_path:
+                continue
+            if exact.get(pair.first, -1) == exact.get(pair.second, -2):
+                continue
+            first, second = by_path[pair.first], by_path[pair.second]
+            self.add_findings(first.path, near_duplicate_findings(first, second, pair.how, self.source))
+            self.add_findings(second.path, near_duplicate_findings(second, first, pair.how, self.source))
+            self.near_pairs.append(pair)
+
+    def add_findings(self, path: str, found: list[Finding]) -> None:
+        self.findings[path] = _once_per_kind(self.findings.get(path, []) + found)
 
     def summary(self, *, max_listed: int = MAX_LISTED) -> str:
         how = {"header": "headers only", "draft": "every image decoded", "full": "every image fully decoded"}
@@ -107,6 +129,7 @@ class DataCheck:
         lines = [
             f"data: {self.source} ({total} image file(s), {how[self.decode]})",
             format_counts(split_counts(self.records)),
+            *self.about,
         ]
         lines += [f"warning: {text}" for text in self.warnings]
         for severity in SEVERITIES:
@@ -175,7 +198,11 @@ class DataCheck:
     def _examples(self, kind: str) -> list[tuple[str, str]]:
         if kind == "unreadable":
             return [(s.path, s.reason) for s in self.skipped if s.problem == "unreadable"]
-        return [(path, f.detail) for path, found in self.findings.items() for f in found if f.kind == kind]
+        found = [(path, f.detail) for path, found in self.findings.items() for f in found if f.kind == kind]
+        if kind in self.ranked:
+            position = {path: rank for rank, path in enumerate(self.ranked[kind])}
+            found.sort(key=lambda item: position.get(item[0], len(position)))
+        return found
 
 
 def check_data(
