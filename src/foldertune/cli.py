@@ -325,7 +325,8 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
         "--deep", action="store_true", help="decode every image at full size (default: as training reads it)"
     )
     p.add_argument("--out", metavar="CSV", help="where to write one row per file (default: ./check.csv)")
-    p.add_argument("--force", action="store_true", help="replace an existing --out file (never images)")
+    p.add_argument("--html", metavar="PAGE", help="where to write the page with thumbnails (default: --out as .html)")
+    p.add_argument("--force", action="store_true", help="replace existing output files (never images)")
     p.add_argument(
         "--quarantine",
         metavar="DIR",
@@ -367,6 +368,7 @@ def run_check(args: argparse.Namespace) -> None:
     import time
 
     from foldertune.data.check import CHECK_COLUMNS, check_source, decode_level
+    from foldertune.reporting.check_page import write_check_page
     from foldertune.runs.atomic import is_inside
     from foldertune.runs.folder import RunFolder
     from foldertune.runs.tables import write_table
@@ -387,6 +389,11 @@ def run_check(args: argparse.Namespace) -> None:
         raise UserError(f"--out '{out}' exists and is not a check CSV; pass another --out so it is not overwritten.")
     if out.exists() and not args.force:
         raise UserError(f"'{out}' already exists; pass --out OTHER.csv, or --force to overwrite it.")
+    page = Path(args.html).expanduser() if args.html else out.with_suffix(".html")
+    if not is_run and data.is_dir() and is_inside(page, data):
+        raise UserError(f"--html '{page}' is inside the data folder; check never writes there: pick a path outside it.")
+    if page.exists() and not args.force:
+        raise UserError(f"'{page}' already exists; pass --html OTHER.html, or --force to overwrite it.")
     if args.quarantine and args.fast:
         raise UserError("--quarantine decodes every image to find the unreadable ones; drop --fast.")
     if args.quarantine and (is_run or not data.is_dir()):
@@ -417,9 +424,19 @@ def run_check(args: argparse.Namespace) -> None:
     files = len(report.records) + report.count("unreadable")
     print(report.summary())
     write_table(out, CHECK_COLUMNS, report.rows())
+    write_check_page(report, page)
     print(
         f"checked {files} file(s) in {seconds:.1f} s ({files / max(seconds, 1e-9):.0f}/s); every file: {out.absolute()}"
+        f"\nto look at: {page.absolute()}"
     )
+    if is_run and report.labels_checked:
+        run = RunFolder(data)
+        write_check_page(report, run.check_page_file)  # the report links it
+        if run.report_file.exists():
+            from foldertune.reporting.html_report import write_report
+
+            write_report(run.path, log=lambda *_: None)
+        print(f"label check of the run: {run.check_page_file.absolute()}, linked from {run.report_file.name}")
     if fix_manifest is not None:
         from foldertune.training.label_check import write_fix_manifest
 

@@ -90,6 +90,9 @@ class DataCheck:
     about: list[str] = field(default_factory=list)  # how the label check was made, for the summary
     labels_checked: bool = False  # the label check ran: suspected label errors then count as failures too
     ranked: dict[str, list[str]] = field(default_factory=dict)  # kind -> paths, likeliest first (label check)
+    neighbours: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # suspect -> {"given": [...],
+    # "suggested": [...]}: its nearest images in the class it is filed under and in the suggested class
+    _index: dict[str, ImageRecord] = field(default_factory=dict, repr=False)  # path -> record, for by_path
 
     def count(self, kind: str) -> int:
         if kind == "unreadable":
@@ -119,6 +122,15 @@ class DataCheck:
             self.add_findings(first.path, near_duplicate_findings(first, second, pair.how, self.source))
             self.add_findings(second.path, near_duplicate_findings(second, first, pair.how, self.source))
             self.near_pairs.append(pair)
+
+    def by_path(self, path: str) -> ImageRecord:
+        if path not in self._index:
+            self._index = {record.path: record for record in self.records}
+        return self._index[path]
+
+    def shown(self, path: str) -> str:
+        """A path as the summary shows it: relative to the data folder where below it."""
+        return _relative(path, self.source)
 
     def add_findings(self, path: str, found: list[Finding]) -> None:
         self.findings[path] = _once_per_kind(self.findings.get(path, []) + found)

@@ -123,6 +123,7 @@ def check_labels(report: DataCheck, options: LabelCheckOptions, *, progress: boo
             report.add_findings(record.path, [Finding(
                 "outlier", f"outlier score {outliers[i]:.2f}, typical {typical:.2f}"
             )])  # fmt: skip
+    _nearest_of_suspects(report, features, labels, verdict.suggested, np.flatnonzero(verdict.flagged))
     report.labels_checked = True
     report.ranked["label-issue"] = [paths[i] for i in verdict.order]
     report.ranked["outlier"] = [paths[i] for i in np.argsort(-outliers, kind="stable")]
@@ -161,6 +162,23 @@ def check_output_path(path: str | os.PathLike, data: str | os.PathLike, *, flag:
     if path.exists() and not force:
         raise UserError(f"'{path}' already exists; pass {flag} OTHER, or --force to overwrite it.")
     return path
+
+
+def _nearest_of_suspects(
+    report: DataCheck, features: np.ndarray, labels: np.ndarray, suggested: np.ndarray, suspects: np.ndarray, k: int = 3
+) -> None:
+    """For each suspect, its `k` nearest images (cosine) in the class it is filed under and in the suggested one."""
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    for i in suspects.tolist():
+        similarity = unit @ unit[i]
+        similarity[i] = -np.inf
+        nearest = {}
+        for name, label in (("given", labels[i]), ("suggested", suggested[i])):
+            members = np.flatnonzero(labels == label)
+            members = members[members != i]
+            chosen = members[np.argsort(-similarity[members], kind="stable")[:k]]
+            nearest[name] = [report.records[j].path for j in chosen.tolist()]
+        report.neighbours[report.records[i].path] = nearest
 
 
 def _features(paths: list[str], options: LabelCheckOptions, *, progress: bool, log) -> tuple[np.ndarray, int]:
