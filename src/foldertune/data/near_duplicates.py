@@ -90,7 +90,7 @@ def hash_pairs(hashes: np.ndarray, *, max_distance: int = HASH_DISTANCE) -> list
     """Pairs (i, j, bits) whose hashes, or one's hash and the other's mirror hash, differ in at most
     `max_distance` bits. Candidates come from buckets of equal bands, so the work grows with the pairs, not N^2."""
     plain, mirrored = hashes[:, 0], hashes[:, 1]
-    valid = np.flatnonzero(plain != 0)
+    valid = np.flatnonzero(plain != 0)  # 0: unreadable, or a blank picture (no structure to compare)
     bands = max_distance + 1
     widths = [64 // bands + (b < 64 % bands) for b in range(bands)]
     found: dict[tuple[int, int], int] = {}
@@ -98,22 +98,21 @@ def hash_pairs(hashes: np.ndarray, *, max_distance: int = HASH_DISTANCE) -> list
         shift = 0
         for width in widths:
             mask = np.uint64((1 << width) - 1)
-            keys_plain = (plain >> np.uint64(shift)) & mask
-            keys_query = (query >> np.uint64(shift)) & mask
-            buckets: dict[int, list[int]] = defaultdict(list)
-            for i in valid:
-                buckets[int(keys_plain[i])].append(int(i))
-            for j in valid:
-                for i in buckets.get(int(keys_query[j]), ()):
-                    if i == j:
-                        continue
-                    pair = (min(i, j), max(i, j))
-                    if pair not in found:
-                        distance = min(_bits(plain[i] ^ plain[j]), _bits(plain[i] ^ mirrored[j]),
-                                       _bits(mirrored[i] ^ plain[j]))  # fmt: skip
-                        if distance <= max_distance:
-                            found[pair] = distance
+            keys = (plain[valid] >> np.uint64(shift)) & mask
+            wanted = (query[valid] >> np.uint64(shift)) & mask
             shift += width
+            order = np.argsort(keys, kind="stable")
+            ordered = keys[order]
+            left = np.searchsorted(ordered, wanted, "left")
+            counts = np.searchsorted(ordered, wanted, "right") - left
+            starts = np.repeat(left - np.cumsum(counts) + counts, counts)
+            i = valid[order[np.arange(counts.sum()) + starts]]  # every image whose band equals j's
+            j = np.repeat(valid, counts)
+            distance = np.minimum.reduce([_bits(plain[i] ^ plain[j]), _bits(plain[i] ^ mirrored[j]),
+                                          _bits(mirrored[i] ^ plain[j])])  # fmt: skip
+            close = (distance <= max_distance) & (i != j)
+            for a, b, d in zip(i[close].tolist(), j[close].tolist(), distance[close].tolist(), strict=True):
+                found[(min(a, b), max(a, b))] = d
     return [(i, j, float(d)) for (i, j), d in sorted(found.items())]
 
 
@@ -161,8 +160,14 @@ def _as_int(image_hash) -> int:
     return int("".join("1" if bit else "0" for bit in image_hash.hash.flatten()), 2)
 
 
-def _bits(value: np.uint64) -> int:
-    return int(value).bit_count()
+_POPCOUNT = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint8)
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (numpy 2's bitwise_count where there, else a byte table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(values)
+    return _POPCOUNT[np.ascontiguousarray(values, dtype=np.uint64).view(np.uint8).reshape(-1, 8)].sum(axis=1)
 
 
 def copy_groups(records: Sequence, exact_groups: Sequence[Sequence], near_pairs: Sequence[NearPair]) -> list[list]:
