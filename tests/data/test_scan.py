@@ -173,12 +173,20 @@ def test_check_and_train_refuse_a_folder_without_classes_in_one_sentence(unusabl
 
 
 def test_evaluate_refuses_a_folder_without_classes_in_the_same_sentence(unusable_folders, chinese_run, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
     from helpers import run_cli
 
     run, _ = chinese_run
-    for name in ("flat", "empty"):  # one class is fine to evaluate on
+    names = ("flat", "empty")  # one class is fine to evaluate on
+
+    def evaluate(name):
+        return run_cli("evaluate", str(run), str(unusable_folders[name][0]), "--out", str(tmp_path / name))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(names, pool.map(evaluate, names), strict=True))
+    for name, result in results.items():
         folder, sentence = unusable_folders[name]
-        result = run_cli("evaluate", str(run), str(folder), "--out", str(tmp_path / name))
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert sentence.format(folder) in result.stderr
 
