@@ -121,7 +121,7 @@ def check(
     if labels or fix_manifest is not None or relabel or label_options:
         from foldertune.training.label_check import check_fix_options, check_output_path, label_check_options
 
-        check_fix_options(labels=labels, fix_manifest=fix_manifest, relabel=relabel)
+        check_fix_options(labels=labels, fix_manifest=fix_manifest, relabel=relabel, label_options=label_options)
         options = label_check_options(**label_options)
         if fix_manifest is not None:
             fix_manifest = check_output_path(fix_manifest, data, flag="--fix-manifest", force=force)

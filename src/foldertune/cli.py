@@ -348,14 +348,12 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     labels.add_argument("--model", default=None, metavar="NAME", help="backbone that judges (default: mobilenet_v2)")
     labels.add_argument("--img-size", type=int, metavar="PX", help="its input size (default: the backbone's own)")
-    labels.add_argument("--folds", type=int, default=5, metavar="K", help="out-of-fold linear heads (default: 5)")
+    labels.add_argument("--folds", type=int, metavar="K", help="out-of-fold linear heads (default: 5)")
     labels.add_argument(
         "--min-label-score", type=float, default=None, metavar="S",
         help="flag an image when another class is likeliest and its own has at most 1-S (default: 0.8)",
     )  # fmt: skip
-    labels.add_argument(
-        "--device", default="auto", help="where the backbone runs: auto, cpu, cuda, mps (default: auto)"
-    )
+    labels.add_argument("--device", help="where the backbone runs: auto, cpu, cuda, mps (default: auto)")
     labels.add_argument(
         "--fix-manifest", metavar="OUT.csv", help="write a path,class,split manifest without the suspected label "
         "errors, for train --manifest (the data folder is never written)",
@@ -405,12 +403,13 @@ def run_check(args: argparse.Namespace) -> None:
 
     decode = decode_level(fast=args.fast, deep=args.deep or bool(args.quarantine))
     label_options = fix_manifest = None
-    if args.labels or args.fix_manifest or args.relabel:
+    given = {"model": args.model, "img_size": args.img_size, "folds": args.folds,
+             "min_label_score": args.min_label_score, "device": args.device}  # fmt: skip
+    if args.labels or args.fix_manifest or args.relabel or any(v is not None for v in given.values()):
         from foldertune.training.label_check import check_fix_options, check_output_path, label_check_options
 
-        check_fix_options(labels=args.labels, fix_manifest=args.fix_manifest, relabel=args.relabel)
-        label_options = label_check_options(model=args.model, img_size=args.img_size, folds=args.folds,
-                                            min_label_score=args.min_label_score, device=args.device)  # fmt: skip
+        check_fix_options(labels=args.labels, fix_manifest=args.fix_manifest, relabel=args.relabel, label_options=given)
+        label_options = label_check_options(**given)
         if args.fix_manifest:
             fix_manifest = check_output_path(args.fix_manifest, data, flag="--fix-manifest", force=args.force)
     started = time.perf_counter()

@@ -116,6 +116,7 @@ def test_the_cli_and_the_api_refuse_the_same_label_options_with_the_same_sentenc
     (tmp_path / "taken.csv").write_text("path,class,split\n")
     cases = {
         ("--relabel",): dict(relabel=True),
+        ("--model", "resnet18"): dict(model="resnet18"),
         ("--fix-manifest", "x.csv"): dict(fix_manifest="x.csv"),
         ("--labels", "--folds", "1"): dict(labels=True, folds=1),
         ("--labels", "--min-label-score", "2"): dict(labels=True, min_label_score=2.0),

@@ -12,6 +12,7 @@ written.
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from dataclasses import dataclass
@@ -69,20 +70,38 @@ def label_check_options(
     *,
     model: str | None = None,
     img_size: int | None = None,
-    folds: int = FOLDS,
+    folds: int | None = None,
     min_label_score: float | None = None,
-    device: str = "auto",
+    device: str | None = None,
     cache_dir: str | None = None,
 ) -> LabelCheckOptions:
     """LabelCheckOptions from the flags' values (None: the default), validated."""
     return LabelCheckOptions(
-        model=model or ModelConfig.backbone, img_size=img_size, folds=folds, device=device, cache_dir=cache_dir,
+        model=model or ModelConfig.backbone, img_size=img_size, folds=FOLDS if folds is None else folds,
+        device=device or "auto", cache_dir=cache_dir,
         min_score=MIN_LABEL_SCORE if min_label_score is None else min_label_score,
     )  # fmt: skip
 
 
-def check_fix_options(*, labels: bool, fix_manifest: str | os.PathLike | None, relabel: bool) -> None:
-    """Refuse --fix-manifest without --labels and --relabel without --fix-manifest, as the CLI and API both do."""
+LABEL_OPTIONS = ("model", "img_size", "folds", "min_label_score", "device", "cache_dir")  # of label_check_options
+
+
+def check_fix_options(
+    *, labels: bool, fix_manifest: str | os.PathLike | None, relabel: bool, label_options: dict | None = None
+) -> None:
+    """Refuse label-check options without --labels, and --relabel without --fix-manifest, as the CLI and API do.
+
+    `label_options`: the options of `label_check_options` that were given (None values count as not given).
+    """
+    given = {name: value for name, value in (label_options or {}).items() if value is not None}
+    unknown = sorted(set(given) - set(LABEL_OPTIONS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], LABEL_OPTIONS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"unknown option {unknown[0]!r} for check; {hint}choose from {', '.join(LABEL_OPTIONS)}.")
+    if given and not labels:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise UserError(f"{flag} needs --labels: it sets how the label check looks at the images.")
     if fix_manifest is not None and not labels:
         raise UserError("--fix-manifest needs --labels: the label check finds what to leave out.")
     if relabel and fix_manifest is None:
