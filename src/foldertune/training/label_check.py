@@ -121,10 +121,11 @@ def check_labels(report: DataCheck, options: LabelCheckOptions, *, progress: boo
 
     index = {label: i for i, label in enumerate(classes)}
     labels = np.array([index[record.label] for record in report.records])
+    position = {path: i for i, path in enumerate(paths)}
     group_of = np.arange(len(paths))
     for number, group in enumerate(copy_groups(report.records, report.duplicate_groups, report.near_pairs)):
         for record in group:
-            group_of[paths.index(record.path)] = len(paths) + number  # copies share a fold
+            group_of[position[record.path]] = len(paths) + number  # copies share a fold
     probabilities = out_of_fold_probabilities(features, labels, group_of, folds=options.folds, seed=options.seed)
     verdict = rank_label_issues(labels, probabilities, min_score=options.min_score)
     outliers = outlier_scores(features)
