@@ -7,7 +7,9 @@ Data: copies of the bundled sample photos (about 320x240 WebP), each re-encoded 
 two files are identical and sizes rarely collide (as in a real folder), plus phone-size copies (4000x3000 JPEG),
 in a temporary folder. Every case reads the same files from a warm page cache, in a fresh process:
 
-- check (headers): `foldertune check DATA`, the default: headers, EXIF, sizes; duplicates by hashing equal sizes;
+- check --fast (headers): headers, EXIF, sizes; duplicates by hashing equal sizes;
+- check: the default, every image decoded as training reads it (JPEGs at reduced scale) and perceptually hashed
+  for near-duplicates;
 - check --deep: every pixel decoded;
 - the plain loop: `Image.open(path).convert("RGB")` for every file, one at a time: what a script does to find broken
   files (it decodes every pixel, and finds no duplicates).
@@ -80,9 +82,10 @@ def main() -> None:
         total = make_folder(data, args.files, args.phone)
         subprocess.run(["cat", *map(str, data.rglob("*.jpg"))], stdout=subprocess.DEVNULL, check=True)  # warm cache
         out = Path(folder) / "check.csv"
-        check = [sys.executable, "-m", "foldertune", "check", str(data), "--quiet", "--out", str(out)]
+        check = [sys.executable, "-m", "foldertune", "check", str(data), "--quiet", "--force", "--out", str(out)]
         cases = {
-            "check (headers)": check,
+            "check --fast": [*check, "--fast"],
+            "check": check,
             "check --deep": [*check, "--deep"],
             "plain PIL loop": [sys.executable, "-c", PLAIN_LOOP, str(data)],
         }

@@ -182,7 +182,7 @@ def user_error_cases(tmp_path):
     return {
         "missing data folder": (["train", str(tmp_path / "nope")], "does not exist"),
         "data is a file": (["train", str(tmp_path / "notes.txt")], "is a file"),
-        "empty folder": (["train", str(empty)], "no usable images"),
+        "empty folder": (["train", str(empty)], "no images found in"),
         "single class": (["train", str(one_class)], "only one class ('fish')"),
         "unknown backbone": (["train", str(two), "--model", "resnet19"], "did you mean 'resnet18'"),
         "zero epochs": (["train", str(two), "--epochs", "0"], "--epochs"),

@@ -40,8 +40,8 @@ def test_check_names_every_bad_file_once_and_lists_every_good_one(corpus, tmp_pa
     assert relative([r["path"] for r in rows if r["status"] == "error"], root) == set(bad)
     assert relative([r["path"] for r in rows if r["status"] in ("ok", "note", "warning")], root) == good
     by_rel = {os.path.relpath(r["path"], root): r for r in rows}
-    assert {by_rel[f"monuments/exif{n}.jpg"]["findings"] for n in range(2, 9)} == {"exif-rotated"}
-    assert by_rel["monuments/exif1.jpg"]["status"] == "ok"
+    assert {by_rel[f"monuments/exif{n}.jpg"]["findings"] for n in range(2, 9)} == {"exif-rotated;near-duplicate"}
+    assert by_rel["monuments/exif1.jpg"]["findings"] == "near-duplicate"  # one photo saved in eight orientations
     assert "link loop" in by_rel["monuments/loop"]["findings"]
     assert "empty class" in by_rel["empty class"]["findings"]
     assert not any("__MACOSX" in r["path"] or "/." in r["path"] or "Thumbs.db" in r["path"] for r in rows)

@@ -258,10 +258,9 @@ def report(run: str | os.PathLike) -> Path:
 
 
 CHECK_CLI_ONLY = {
-    "out": "ft.check writes nothing; its result's .rows() are check.csv's rows.",
+    "out": "ft.check writes no check.csv; its result's .rows() are check.csv's rows.",
     "quarantine": "ft.check moves nothing; run `foldertune check DATA --quarantine DIR`.",
     "restore": "ft.check moves nothing; run `foldertune check --restore DIR`.",
-    "force": "ft.check writes nothing.",
 }
 
 
@@ -269,18 +268,52 @@ CHECK_CLI_ONLY = {
 def check(
     data: str | os.PathLike,
     *,
+    fast: bool = False,
     deep: bool = False,
     min_side: int = 32,
     max_aspect: float = 3.0,
     workers: int | None = None,
+    labels: bool = False,
+    fix_manifest: str | os.PathLike | None = None,
+    relabel: bool = False,
+    force: bool = False,
+    model: str | None = None,
+    img_size: int | None = None,
+    folds: int | None = None,
+    min_label_score: float | None = None,
+    device: str | None = None,
+    cache_dir: str | None = None,
     progress: bool = True,
 ):
     """The dataset doctor on a data folder, a split manifest or a run folder: a DataCheck (`.summary()`, `.rows()`,
-    `.findings`, `.duplicate_groups`; a table and the findings in a notebook); nothing is written."""
-    from foldertune.data.check import check_source
+    `.findings`, `.scores`, `.near_pairs`, `.duplicate_groups`; a table and the findings in a notebook). Every image
+    is decoded as training reads it, unless `fast` (headers only) or `deep` (every pixel at full size).
+    `labels=True` adds suspected label errors (with the suggested class and a score), near copies by the backbone's
+    features and outliers; label options: model, img_size, folds, min_label_score, device, cache_dir. Nothing is
+    written, except `fix_manifest` when given."""
+    from foldertune.data.check import check_source, decode_level
 
-    return check_source(data, decode="full" if deep else "header", tiny_side=min_side, max_aspect=max_aspect,
-                        workers=workers, progress=progress)  # fmt: skip
+    decode = decode_level(fast=fast, deep=deep)
+    given = {"model": model, "img_size": img_size, "folds": folds, "min_label_score": min_label_score,
+             "device": device, "cache_dir": cache_dir}  # fmt: skip
+    label_options = {key: value for key, value in given.items() if value is not None}
+    options = None
+    if labels or fix_manifest is not None or relabel or label_options:
+        from foldertune.training.label_check import check_fix_options, check_output_path, label_check_options
+
+        check_fix_options(labels=labels, fix_manifest=fix_manifest, relabel=relabel, label_options=label_options)
+        options = label_check_options(**label_options)
+        if fix_manifest is not None:
+            fix_manifest = check_output_path(fix_manifest, data, flag="--fix-manifest", force=force)
+    report = check_source(data, decode=decode, tiny_side=min_side, max_aspect=max_aspect, workers=workers,
+                          progress=progress)  # fmt: skip
+    if options is not None and labels:
+        from foldertune.training.label_check import check_labels, write_fix_manifest
+
+        check_labels(report, options, progress=progress, log=lambda *_: None)
+        if fix_manifest is not None:
+            write_fix_manifest(report, fix_manifest, relabel=relabel)
+    return report
 
 
 @keywords("export")

@@ -1,7 +1,8 @@
 """The command line: one table from sub-command to function; user errors become one line and exit code 2.
 
     foldertune train [DATA] [--model mobilenet_v2] [--mode finetune] [--epochs 10] ...
-    foldertune check DATA|MANIFEST|RUN [--deep] [--out check.csv] [--quarantine DIR | --restore DIR]
+    foldertune check DATA|MANIFEST|RUN [--fast|--deep] [--labels [--fix-manifest OUT.csv [--relabel]]]
+                     [--out check.csv] [--quarantine DIR | --restore DIR]
     foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx PATH... [--topk 5] [--out preds.csv|preds.json]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx VIDEO [--out annotated.mp4] | --camera N
@@ -281,7 +282,9 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_split(args: argparse.Namespace) -> None:
-    from foldertune.data.scan import scan_folder
+    from foldertune.data.check import find_duplicates
+    from foldertune.data.near_duplicates import copy_groups, find_near_pairs
+    from foldertune.data.scan import check_layout, scan_folder
     from foldertune.data.split import (
         assign_splits,
         check_seed,
@@ -305,9 +308,15 @@ def run_split(args: argparse.Namespace) -> None:
     scan = scan_folder(args.data, progress=not args.quiet)
     if scan.presplit:
         raise UserError(f"'{scan.root}' is already split into train/val folders; train on it directly.")
+    check_layout(scan, min_classes=1)
     if not scan.classes:
         raise UserError(f"no usable images found in '{scan.root}'; it needs one sub-folder per class.")
-    records, warnings = assign_splits(scan.images, val_fraction=args.val, test_fraction=args.test, seed=args.seed)
+    copies = find_duplicates(scan.images, scan.info, progress=not args.quiet)
+    near = find_near_pairs([record.path for record in scan.images], progress=not args.quiet)
+    together = copy_groups(scan.images, copies, near)  # copies, exact or near, go to one split
+    records, warnings = assign_splits(
+        scan.images, val_fraction=args.val, test_fraction=args.test, seed=args.seed, together=together
+    )
     if args.out:
         materialize(records, scan.root, args.out, how=args.how or "copy")
         print(f"{'linked' if args.how == 'link' else 'copied'} {len(records)} images into {Path(args.out).absolute()}")
@@ -327,8 +336,15 @@ def run_split(args: argparse.Namespace) -> None:
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", metavar="DATA", help="a data folder, a split manifest (.csv) or a run folder")
-    p.add_argument("--deep", action="store_true", help="decode every image in full (default: read headers only)")
+    p.add_argument(
+        "--fast", action="store_true", help="read headers only: thousands a second, but a file cut short passes"
+    )
+    p.add_argument(
+        "--deep", action="store_true", help="decode every image at full size (default: as training reads it)"
+    )
     p.add_argument("--out", metavar="CSV", help="where to write one row per file (default: ./check.csv)")
+    p.add_argument("--html", metavar="PAGE", help="where to write the page with thumbnails (default: --out as .html)")
+    p.add_argument("--force", action="store_true", help="replace existing output files (never images)")
     p.add_argument(
         "--quarantine",
         metavar="DIR",
@@ -343,13 +359,32 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
         "elongated (default: 3)",
     )  # fmt: skip
     p.add_argument("--workers", type=int, metavar="N", help="threads reading files (default: 2 per CPU core, max 16)")
+    labels = p.add_argument_group("label check (--labels)")
+    labels.add_argument(
+        "--labels", action="store_true", help="also find suspected label errors, near copies by the backbone's "
+        "features, and outliers (runs the pretrained backbone once per image, through the feature cache)",
+    )  # fmt: skip
+    labels.add_argument("--model", default=None, metavar="NAME", help="backbone that judges (default: mobilenet_v2)")
+    labels.add_argument("--img-size", type=int, metavar="PX", help="its input size (default: the backbone's own)")
+    labels.add_argument("--folds", type=int, metavar="K", help="out-of-fold linear heads (default: 5)")
+    labels.add_argument(
+        "--min-label-score", type=float, default=None, metavar="S",
+        help="flag an image when another class is likeliest and its own has at most 1-S (default: 0.8)",
+    )  # fmt: skip
+    labels.add_argument("--device", help="where the backbone runs: auto, cpu, cuda, mps (default: auto)")
+    labels.add_argument(
+        "--fix-manifest", metavar="OUT.csv", help="write a path,class,split manifest without the suspected label "
+        "errors, for train --manifest (the data folder is never written)",
+    )  # fmt: skip
+    labels.add_argument("--relabel", action="store_true", help="with --fix-manifest: give them the suggested class")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_check(args: argparse.Namespace) -> None:
     import time
 
-    from foldertune.data.check import CHECK_COLUMNS, check_source
+    from foldertune.data.check import CHECK_COLUMNS, check_source, decode_level
+    from foldertune.reporting.check_page import write_check_page
     from foldertune.runs.atomic import is_inside
     from foldertune.runs.folder import RunFolder
     from foldertune.runs.tables import write_table
@@ -366,8 +401,17 @@ def run_check(args: argparse.Namespace) -> None:
     out = Path(args.out or "check.csv")  # never RUN/data_check.csv: --resume compares the data with that one
     if not is_run and data.is_dir() and is_inside(out, data):
         raise UserError(f"--out '{out}' is inside the data folder; check never writes there: pick a path outside it.")
-    if out.exists() and _first_line(out) != ",".join(CHECK_COLUMNS):
+    if out.exists() and not _first_line(out).startswith(",".join(CHECK_COLUMNS[:5])):
         raise UserError(f"--out '{out}' exists and is not a check CSV; pass another --out so it is not overwritten.")
+    if out.exists() and not args.force:
+        raise UserError(f"'{out}' already exists; pass --out OTHER.csv, or --force to overwrite it.")
+    page = Path(args.html).expanduser() if args.html else out.with_suffix(".html")
+    if not is_run and data.is_dir() and is_inside(page, data):
+        raise UserError(f"--html '{page}' is inside the data folder; check never writes there: pick a path outside it.")
+    if page.exists() and not args.force:
+        raise UserError(f"'{page}' already exists; pass --html OTHER.html, or --force to overwrite it.")
+    if args.quarantine and args.fast:
+        raise UserError("--quarantine decodes every image to find the unreadable ones; drop --fast.")
     if args.quarantine and (is_run or not data.is_dir()):
         raise UserError("--quarantine needs DATA to be a data folder (the one the files are moved out of).")
     if args.quarantine and (is_inside(args.quarantine, data) or is_inside(data, args.quarantine)):
@@ -375,17 +419,48 @@ def run_check(args: argparse.Namespace) -> None:
             f"--quarantine '{args.quarantine}' is inside the data folder (or holds it); pick a folder beside it."
         )
 
-    decode = "full" if args.deep or args.quarantine else "header"
+    decode = decode_level(fast=args.fast, deep=args.deep or bool(args.quarantine))
+    label_options = fix_manifest = None
+    given = {"model": args.model, "img_size": args.img_size, "folds": args.folds,
+             "min_label_score": args.min_label_score, "device": args.device}  # fmt: skip
+    if args.labels or args.fix_manifest or args.relabel or any(v is not None for v in given.values()):
+        from foldertune.training.label_check import check_fix_options, check_output_path, label_check_options
+
+        check_fix_options(labels=args.labels, fix_manifest=args.fix_manifest, relabel=args.relabel, label_options=given)
+        label_options = label_check_options(**given)
+        if args.fix_manifest:
+            fix_manifest = check_output_path(args.fix_manifest, data, flag="--fix-manifest", force=args.force)
     started = time.perf_counter()
     report = check_source(data, decode=decode, tiny_side=args.min_side, max_aspect=args.max_aspect,
                           workers=args.workers, progress=not args.quiet)  # fmt: skip
+    if label_options is not None:
+        from foldertune.training.label_check import check_labels
+
+        check_labels(report, label_options, progress=not args.quiet)
     seconds = time.perf_counter() - started
     files = len(report.records) + report.count("unreadable")
     print(report.summary())
     write_table(out, CHECK_COLUMNS, report.rows())
+    write_check_page(report, page)
     print(
         f"checked {files} file(s) in {seconds:.1f} s ({files / max(seconds, 1e-9):.0f}/s); every file: {out.absolute()}"
+        f"\nto look at: {page.absolute()}"
     )
+    if is_run and report.labels_checked:
+        run = RunFolder(data)
+        write_check_page(report, run.check_page_file)  # the report links it
+        if run.report_file.exists():
+            from foldertune.reporting.html_report import write_report
+
+            write_report(run.path, log=lambda *_: None)
+        print(f"label check of the run: {run.check_page_file.absolute()}, linked from {run.report_file.name}")
+    if fix_manifest is not None:
+        from foldertune.training.label_check import write_fix_manifest
+
+        counts = write_fix_manifest(report, fix_manifest, relabel=args.relabel)
+        changed = f"{counts['relabelled']} relabelled" if args.relabel else f"{counts['left out']} left out"
+        print(f"fix manifest: {counts['images']} images, {changed} (suspected label errors): {fix_manifest.absolute()}"
+              f"\ntrain on it: foldertune train --manifest {fix_manifest}")  # fmt: skip
     unreadable = [s for s in report.skipped if s.problem == "unreadable"]
     if args.quarantine and unreadable:
         from foldertune.data.quarantine import quarantine
@@ -397,8 +472,8 @@ def run_check(args: argparse.Namespace) -> None:
         print(f"quarantined {done} of {len(moves)} unreadable file(s) in {Path(args.quarantine).absolute()}; "
               f"undo: foldertune check --restore {args.quarantine}")  # fmt: skip
         unreadable = [s for s, move in zip(unreadable, moves, strict=True) if not move.done]
-    if unreadable or report.count("leak"):
-        raise SystemExit(1)  # for scripts: the data has files training will skip, or validation images it trains on
+    if unreadable or report.count("leak") or report.count("label-issue"):
+        raise SystemExit(1)  # for scripts: files training skips, validation images it trains on, or wrong labels
 
 
 def _first_line(path: Path) -> str:

@@ -17,7 +17,11 @@ from foldertune.data.split import assign_splits
 
 
 def findings_by_name(report):
-    return {os.path.basename(path): {f.kind for f in found} for path, found in report.findings.items()}
+    """Kinds per file name; near-duplicate notes aside (the odd files below are all made from one photo)."""
+    kinds = {
+        os.path.basename(path): {f.kind for f in found} - {"near-duplicate"} for path, found in report.findings.items()
+    }
+    return {name: found for name, found in kinds.items() if found}
 
 
 @pytest.fixture
@@ -56,6 +60,10 @@ def test_every_finding_lands_on_the_file_that_has_it(odd_folder):
     assert found["elongated.png"] == {"elongated"}
     assert found["fish1.webp"] == found["copy of fish1.webp"] == {"duplicate"}
     assert found["fish10.webp"] == found["fish10 filed as a tool.webp"] == {"label conflict"}
+    near = {
+        os.path.basename(p) for p, found in report.findings.items() if any(f.kind == "near-duplicate" for f in found)
+    }
+    assert {"rotated.jpg", "grey.png", "cmyk.jpg", "elongated.png"} <= near  # one photo, saved in many ways
     plain = {name for name in os.listdir(odd_folder / "tool") if name.startswith("tool")}
     assert not plain & set(found), "photos without anything odd have no findings"
     unreadable = {os.path.basename(s.path): s.reason for s in report.skipped if s.problem == "unreadable"}
@@ -73,7 +81,7 @@ def test_header_scan_finds_the_same_except_what_needs_pixels(odd_folder):
     header_bad = {os.path.basename(s.path) for s in header.unreadable_files()}
     deep_bad = {os.path.basename(s.path) for s in deep.unreadable_files()}
     assert deep_bad - header_bad == {"truncated.jpg"}  # cut short: only decoding finds it
-    assert "--deep" in header.summary()
+    assert "without --fast" in header.summary()
     assert tree_fingerprint(odd_folder) == before
 
 
@@ -233,3 +241,45 @@ def test_copies_keep_a_class_its_training_images(tmp_path):
     for seed in range(8):
         split, _ = assign_splits(records, val_fraction=0.5, test_fraction=0, seed=seed, together=groups)
         assert {r.split for r in split} == {"train"}, seed
+
+
+def test_a_plain_check_names_the_truncated_jpeg_that_training_leaves_out(tmp_path):
+    root = copy_subset(tmp_path / "data", 4, {"fishes": "fish", "tools": "tool"})
+    photo = Image.open(SAMPLE / "monuments" / "monument1.webp").convert("RGB")
+    photo.save(tmp_path / "whole.jpg", quality=90)
+    whole = (tmp_path / "whole.jpg").read_bytes()
+    (root / "fish" / "cut short.jpg").write_bytes(whole[: len(whole) * 2 // 3])  # a copy interrupted mid-transfer
+    left_out_by_training = {os.path.basename(s.path) for s in scan_folder(root, progress=False).unreadable}
+    assert left_out_by_training == {"cut short.jpg"}
+
+    plain = run_cli("check", str(root), "--out", str(tmp_path / "plain.csv"), "--quiet")
+    assert plain.returncode == 1, plain.stderr
+    assert "cut short.jpg: truncated image data" in plain.stdout
+    assert "headers only" not in plain.stdout
+    rows = {os.path.basename(row["path"]): row for row in read_csv(tmp_path / "plain.csv")}
+    assert rows["cut short.jpg"]["status"] == "error"
+
+    fast = run_cli("check", str(root), "--fast", "--out", str(tmp_path / "fast.csv"), "--quiet")
+    assert fast.returncode == 0 and "cut short.jpg" not in fast.stdout
+    assert "headers only (--fast)" in fast.stdout
+
+
+def test_check_refuses_to_overwrite_its_csv_unless_forced(tmp_path):
+    import foldertune
+    from foldertune.errors import UserError
+
+    root = copy_subset(tmp_path / "data", 3, {"fishes": "fish", "tools": "tool"})
+    first = run_cli("check", str(root), "--quiet", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    written = (tmp_path / "check.csv").read_bytes()
+    again = run_cli("check", str(root), "--quiet", cwd=tmp_path)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "'check.csv' already exists; pass --out OTHER.csv, or --force to overwrite it." in again.stderr
+    assert (tmp_path / "check.csv").read_bytes() == written
+    forced = run_cli("check", str(root), "--quiet", "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+
+    both = run_cli("check", str(root), "--fast", "--deep", "--out", str(tmp_path / "x.csv"))
+    with pytest.raises(UserError) as refused:
+        foldertune.check(root, fast=True, deep=True)
+    assert both.returncode == 2 and both.stderr == f"foldertune check: error: {refused.value}\n"

@@ -132,3 +132,69 @@ def test_names_that_are_not_utf8_are_reported_not_fatal(tmp_path):
 
     records, _ = assign_splits(result.images, val_fraction=0.3, test_fraction=0, seed=0)
     write_manifest(tmp_path / "m.csv", records)  # every name that got through can be written
+
+
+@pytest.fixture
+def unusable_folders(tmp_path):
+    """Three folders no classifier can learn from: photos without class folders, nothing, one class."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for photo in sorted((SAMPLE / "fishes").iterdir())[:15]:
+        shutil.copy(photo, flat / photo.name)
+    (tmp_path / "empty").mkdir()
+    oneclass = copy_subset(tmp_path / "oneclass", 6, {"tools": "tool"})
+    return {
+        "flat": (flat, "15 images lie directly in '{}', not in class sub-folders: make one sub-folder per class"),
+        "empty": (tmp_path / "empty", "no images found in '{}': it needs one sub-folder per class"),
+        "oneclass": (oneclass, "only one class ('tool') found in '{}'; a classifier needs at least two class"),
+    }
+
+
+def test_check_and_train_refuse_a_folder_without_classes_in_one_sentence(unusable_folders, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers import run_cli
+
+    calls = [(command, name) for name in unusable_folders for command in ("check", "train")]
+
+    def call(command_and_name):
+        command, name = command_and_name
+        return run_cli(command, str(unusable_folders[name][0]), "--quiet", cwd=tmp_path)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:  # both commands refuse before torch is imported
+        done = dict(zip(calls, pool.map(call, calls), strict=True))
+    for (command, name), result in done.items():
+        folder, sentence = unusable_folders[name]
+        assert result.returncode == 2, (command, name, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert sentence.format(folder) in result.stderr, (command, name, result.stderr)
+        assert "no errors or warnings" not in result.stdout
+    assert not list(tmp_path.glob("*.csv")) and not (tmp_path / "runs").exists()
+
+
+def test_evaluate_refuses_a_folder_without_classes_in_the_same_sentence(unusable_folders, chinese_run, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers import run_cli
+
+    run, _ = chinese_run
+    names = ("flat", "empty")  # one class is fine to evaluate on
+
+    def evaluate(name):
+        return run_cli("evaluate", str(run), str(unusable_folders[name][0]), "--out", str(tmp_path / name))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(names, pool.map(evaluate, names), strict=True))
+    for name, result in results.items():
+        folder, sentence = unusable_folders[name]
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert sentence.format(folder) in result.stderr
+
+
+def test_a_folder_whose_images_are_all_unreadable_is_reported_not_refused(tmp_path):
+    from foldertune.data.scan import check_layout
+
+    write_bad_images(tmp_path / "data" / "cat")
+    scan = scan_folder(tmp_path / "data", progress=False)
+    check_layout(scan, min_classes=2)  # the unreadable files are what check and train then name
+    assert scan.unreadable

@@ -32,7 +32,7 @@ from PIL import Image
 from foldertune.analysis.embedding import embed, sample_for_map
 from foldertune.analysis.metrics import evaluation_report, sample_losses
 from foldertune.data.images import ImageReadError, open_image
-from foldertune.data.scan import SPLITS, scan_folder
+from foldertune.data.scan import SPLITS, check_layout, scan_folder
 from foldertune.data.split import read_manifest
 from foldertune.data.transforms import decode_min_side
 from foldertune.errors import UserError
@@ -157,6 +157,7 @@ def _records(run: RunFolder, classes: list[str], data, split: str, log) -> tuple
             raise UserError(f"run '{run.path}' has no {split} images; use --split val, or pass DATA.")
         return records, split
     scan = scan_folder(data, verify=False, progress=False)  # unreadable files show up in predictions.csv
+    check_layout(scan, min_classes=1)  # one class is enough to measure on
     images = [r for r in scan.images if r.split == split] if scan.presplit else scan.images
     if not images:
         raise UserError(f"'{data}' has no {split}/ images to evaluate.")

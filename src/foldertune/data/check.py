@@ -1,7 +1,7 @@
 """The dataset doctor: what a data folder holds, what training will leave out and why, and what may mislead it.
 
-    scan = scan_folder("photos/", decode="header")        # or decode="full" to decode every pixel (--deep)
-    report = check_data(scan.images, scan.info, scan.skipped, source=str(scan.root), decode="header")
+    scan = scan_folder("photos/", decode="draft")         # as training reads: "header" (--fast), "full" (--deep)
+    report = check_data(scan.images, scan.info, scan.skipped, source=str(scan.root), decode="draft")
     print(report.summary())                                 # class counts, imbalance, findings grouped by kind
     write_table("check.csv", CHECK_COLUMNS, report.rows())  # one row per file, with every finding
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from foldertune.data.images import GREY_MODES, ImageInfo
+from foldertune.data.near_duplicates import NearPair, find_near_pairs
 from foldertune.data.scan import SPLITS, ImageRecord, SkippedFile
 from foldertune.data.split import format_counts, split_counts
 from foldertune.errors import UserError
@@ -43,9 +44,12 @@ KINDS = {
     "unreadable": ("error", "left out of training"),
     "leak": ("warning", "the same image is in two splits: validation or test scores are inflated"),
     "label conflict": ("warning", "the same image is filed under two classes: at least one label is wrong"),
+    "label-issue": ("warning", "the model, trained without it, puts it in another class: check its label"),
+    "outlier": ("warning", "unlike the images of every class: a stray file?"),
     "tiny": ("warning", "too small to learn much from: it is upscaled to the network's input size"),
     "elongated": ("warning", "the centre crop keeps only the middle of it"),
     "duplicate": ("note", "exact copies in one class and split: each copy counts again"),
+    "near-duplicate": ("note", "near copies (resized, re-encoded, cropped, mirrored) in one class and split"),
     "exif-rotated": ("note", "turned upright by its EXIF orientation, as a photo viewer shows it"),
     "grey": ("note", "no colour: converted to RGB"),
     "cmyk": ("note", "CMYK: converted to RGB"),
@@ -57,7 +61,9 @@ SEVERITIES = ("error", "warning", "note")
 CHECK_COLUMNS = [
     "path", "class", "split", "status", "findings", "detail",
     "format", "mode", "width", "height", "bytes", "mtime_ns", "duplicate_group",
+    "suggested_class", "label_score", "outlier_score", "near_duplicate_of",
 ]  # fmt: skip
+SCORE_COLUMNS = ("suggested_class", "label_score", "outlier_score")  # filled by the label check (--labels)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,14 @@ class DataCheck:
     findings: dict[str, list[Finding]]  # path -> findings, usable images only
     duplicate_groups: list[list[ImageRecord]]  # identical contents, 2+ files each
     warnings: list[str] = field(default_factory=list)  # about classes as a whole: imbalance, too few images
+    near_pairs: list[NearPair] = field(default_factory=list)  # one photo in two files that are not identical
+    scores: dict[str, dict[str, object]] = field(default_factory=dict)  # path -> SCORE_COLUMNS (label check)
+    about: list[str] = field(default_factory=list)  # how the label check was made, for the summary
+    labels_checked: bool = False  # the label check ran: suspected label errors then count as failures too
+    ranked: dict[str, list[str]] = field(default_factory=dict)  # kind -> paths, likeliest first (label check)
+    neighbours: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # suspect -> {"given": [...],
+    # "suggested": [...]}: its nearest images in the class it is filed under and in the suggested class
+    _index: dict[str, ImageRecord] = field(default_factory=dict, repr=False)  # path -> record, for by_path
 
     def count(self, kind: str) -> int:
         if kind == "unreadable":
@@ -89,8 +103,36 @@ class DataCheck:
 
     @property
     def failed(self) -> bool:
-        """Unreadable files, or an image leaking between splits: worth a non-zero exit status."""
-        return self.count("unreadable") > 0 or self.count("leak") > 0
+        """Unreadable files, an image (or a near copy) in two splits, or suspected label errors: a non-zero exit
+        status."""
+        return self.count("unreadable") > 0 or self.count("leak") > 0 or self.count("label-issue") > 0
+
+    def add_near_pairs(self, pairs: list[NearPair]) -> None:
+        """Near-duplicates found later (by the backbone's features): their findings, each pair once."""
+        by_path = {record.path: record for record in self.records}
+        exact = {record.path: number for number, group in enumerate(self.duplicate_groups) for record in group}
+        known = {frozenset((pair.first, pair.second)) for pair in self.near_pairs}
+        for pair in pairs:
+            if frozenset((pair.first, pair.second)) in known or pair.first not in by_path or pair.second not in by_path:
+                continue
+            if exact.get(pair.first, -1) == exact.get(pair.second, -2):
+                continue
+            first, second = by_path[pair.first], by_path[pair.second]
+            self.add_findings(first.path, near_duplicate_findings(first, second, pair.how, self.source))
+            self.add_findings(second.path, near_duplicate_findings(second, first, pair.how, self.source))
+            self.near_pairs.append(pair)
+
+    def by_path(self, path: str) -> ImageRecord:
+        if path not in self._index:
+            self._index = {record.path: record for record in self.records}
+        return self._index[path]
+
+    def shown(self, path: str) -> str:
+        """A path as the summary shows it: relative to the data folder where below it."""
+        return _relative(path, self.source)
+
+    def add_findings(self, path: str, found: list[Finding]) -> None:
+        self.findings[path] = _once_per_kind(self.findings.get(path, []) + found)
 
     def summary(self, *, max_listed: int = MAX_LISTED) -> str:
         how = {"header": "headers only", "draft": "every image decoded", "full": "every image fully decoded"}
@@ -98,6 +140,7 @@ class DataCheck:
         lines = [
             f"data: {self.source} ({total} image file(s), {how[self.decode]})",
             format_counts(split_counts(self.records)),
+            *self.about,
         ]
         lines += [f"warning: {text}" for text in self.warnings]
         for severity in SEVERITIES:
@@ -118,7 +161,10 @@ class DataCheck:
         if not any(self.count(kind) for kind in KINDS if KINDS[kind][0] != "note") and not self.warnings:
             lines.append("no errors or warnings.")
         if self.decode == "header":
-            lines.append("headers only: a file cut short or with corrupt pixels passes; --deep decodes every image.")
+            lines.append(
+                "headers only (--fast): a file cut short or with corrupt pixels passes; without --fast every image is "
+                "decoded as training reads it."
+            )
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -160,6 +206,10 @@ class DataCheck:
     def rows(self) -> list[dict[str, object]]:
         """One row per file: every usable image with its findings, then every file or folder left out."""
         group_of = {record.path: number for number, group in enumerate(self.duplicate_groups, 1) for record in group}
+        near_of: dict[str, str] = {}
+        for pair in self.near_pairs:
+            near_of.setdefault(pair.second, pair.first)
+            near_of.setdefault(pair.first, pair.second)
         rows = []
         for record in self.records:
             found, info = self.findings.get(record.path, []), self.info.get(record.path)
@@ -171,7 +221,8 @@ class DataCheck:
                 "format": info.format if info else "", "mode": info.mode if info else "",
                 "width": info.width if info else "", "height": info.height if info else "",
                 "bytes": info.file_bytes if info else "", "mtime_ns": info.mtime_ns if info else "",
-                "duplicate_group": group_of.get(record.path, ""),
+                "duplicate_group": group_of.get(record.path, ""), "near_duplicate_of": near_of.get(record.path, ""),
+                **self.scores.get(record.path, {}),
             })  # fmt: skip
         for s in self.skipped:
             status = "error" if s.problem == "unreadable" else "skipped"
@@ -182,7 +233,11 @@ class DataCheck:
     def _examples(self, kind: str) -> list[tuple[str, str]]:
         if kind == "unreadable":
             return [(s.path, s.reason) for s in self.skipped if s.problem == "unreadable"]
-        return [(path, f.detail) for path, found in self.findings.items() for f in found if f.kind == kind]
+        found = [(path, f.detail) for path, found in self.findings.items() for f in found if f.kind == kind]
+        if kind in self.ranked:
+            position = {path: rank for rank, path in enumerate(self.ranked[kind])}
+            found.sort(key=lambda item: position.get(item[0], len(position)))
+        return found
 
 
 def check_data(
@@ -197,8 +252,10 @@ def check_data(
     workers: int | None = None,
     progress: bool = True,
     duplicate_groups: list[list[ImageRecord]] | None = None,
+    near_pairs: list[NearPair] = (),
 ) -> DataCheck:
-    """Findings for every usable image (as read by `verify_records`), exact duplicates, and class-level warnings.
+    """Findings for every usable image (as read by `verify_records`), exact duplicates, near-duplicates (from
+    `find_near_pairs`), and class-level warnings.
 
     `duplicate_groups` (from `find_duplicates` on the same records) saves hashing the files again.
     """
@@ -212,7 +269,16 @@ def check_data(
     for group in groups:
         for record in group:
             findings[record.path] += duplicate_findings(record, group, source)
-    result = DataCheck(source, decode, records, info, skipped, {p: f for p, f in findings.items() if f}, groups)
+    by_path = {record.path: record for record in records}
+    exact = {record.path: number for number, group in enumerate(groups) for record in group}
+    near_pairs = [pair for pair in near_pairs if pair.first in by_path and pair.second in by_path
+                  and exact.get(pair.first, -1) != exact.get(pair.second, -2)]  # fmt: skip
+    for pair in near_pairs:
+        first, second = by_path[pair.first], by_path[pair.second]
+        findings[first.path] += near_duplicate_findings(first, second, pair.how, source)
+        findings[second.path] += near_duplicate_findings(second, first, pair.how, source)
+    findings = {path: _once_per_kind(found) for path, found in findings.items() if found}
+    result = DataCheck(source, decode, records, info, skipped, findings, groups, near_pairs=list(near_pairs))
     result.warnings = class_warnings(records)
     return result
 
@@ -257,6 +323,25 @@ def duplicate_findings(record: ImageRecord, group: list[ImageRecord], source: st
     if not found:
         found.append(Finding("duplicate", f"same as {_relative(others[0].path, source)}"))
     return found
+
+
+def near_duplicate_findings(record: ImageRecord, other: ImageRecord, how: str, source: str) -> list[Finding]:
+    """A near copy in another split is a leak, in another class a label conflict, else a near-duplicate note."""
+    shown = f"{_relative(other.path, source)} ({how})"
+    found = []
+    if other.split != record.split and other.split and record.split:
+        found.append(Finding("leak", f"near copy in {other.split}: {shown}"))
+    if other.label != record.label:
+        found.append(Finding("label conflict", f"near copy in class '{other.label}': {shown}"))
+    return found or [Finding("near-duplicate", f"near copy of {shown}")]
+
+
+def _once_per_kind(found: list[Finding]) -> list[Finding]:
+    """The first finding of each kind (an image with three near copies is one near-duplicate, the CSV names one)."""
+    kinds: dict[str, Finding] = {}
+    for finding in found:
+        kinds.setdefault(finding.kind, finding)
+    return list(kinds.values())
 
 
 def find_duplicates(
@@ -342,6 +427,13 @@ def _relative(path: str, source: str) -> str:
         return path
 
 
+def decode_level(*, fast: bool, deep: bool) -> str:
+    """How far `check` reads each image: as training does (draft), headers only (--fast) or every pixel (--deep)."""
+    if fast and deep:
+        raise UserError("--fast and --deep exclude each other: --fast reads headers only, --deep every pixel.")
+    return "header" if fast else "full" if deep else "draft"
+
+
 def check_source(
     source: str | os.PathLike,
     *,
@@ -359,7 +451,7 @@ def check_source(
     if workers is not None and not workers >= 1:
         raise UserError(f"--workers must be at least 1; got {workers}.")
     from foldertune.data import DEFAULT_MAX_PIXELS
-    from foldertune.data.scan import scan_folder, verify_records
+    from foldertune.data.scan import check_layout, scan_folder, verify_records
     from foldertune.data.split import read_manifest
 
     path = Path(source).expanduser()
@@ -367,6 +459,7 @@ def check_source(
     manifest = run.split_file if run.is_run() else path if path.suffix.lower() == ".csv" else None
     if manifest is None:
         scan = scan_folder(path, decode=decode, workers=workers, progress=progress)
+        check_layout(scan, min_classes=2)
         records, info, skipped, root = scan.images, scan.info, scan.skipped, str(scan.root)
     else:
         listed = read_manifest(manifest)
@@ -374,9 +467,10 @@ def check_source(
             listed, decode=decode, max_pixels=DEFAULT_MAX_PIXELS, workers=workers, progress=progress
         )
         root = os.path.commonpath([record.path for record in listed]) if listed else str(path.parent)
+    near = [] if decode == "header" else find_near_pairs([r.path for r in records], workers=workers, progress=progress)
     return check_data(
         records, info, skipped, source=root, decode=decode, tiny_side=tiny_side, max_aspect=max_aspect,
-        workers=workers, progress=progress,
+        workers=workers, progress=progress, near_pairs=near,
     )  # fmt: skip
 
 

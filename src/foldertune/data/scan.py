@@ -136,6 +136,33 @@ def scan_folder(
     return ScanResult(root=root, classes=classes, images=candidates, skipped=skipped, presplit=presplit, info=info)
 
 
+def check_layout(scan: ScanResult, *, min_classes: int) -> None:
+    """Refuse a folder that holds no class sub-folders of images, in the one sentence every command uses.
+
+    Images lying directly in the folder, no image at all, or fewer than `min_classes` classes (2 to train or
+    check, 1 to evaluate). A folder whose only images are unreadable passes: the caller reports those files.
+    """
+    if len(scan.classes) >= min_classes or scan.unreadable:
+        return
+    loose = [s for s in scan.skipped if s.problem == "outside class folders"]
+    if not scan.classes and loose:
+        folder = Path(loose[0].path).parent
+        many = len(loose) != 1
+        raise UserError(
+            f"{len(loose)} image{'s' if many else ''} lie{'' if many else 's'} directly in '{folder}', not in class "
+            f"sub-folders: make one sub-folder per class (for example {folder / 'cat' / Path(loose[0].path).name})."
+        )
+    if not scan.classes:
+        raise UserError(
+            f"no images found in '{scan.root}': it needs one sub-folder per class with images in them "
+            f"(for example {scan.root / 'cat' / '1.jpg'})."
+        )
+    raise UserError(
+        f"only one class ('{scan.classes[0]}') found in '{scan.root}'; a classifier needs at least two class "
+        "sub-folders."
+    )
+
+
 def list_image_files(paths: list[str | os.PathLike]) -> tuple[list[Path], list[SkippedFile]]:
     """Expand files and folders (recursively, clutter skipped) into image paths, for prediction."""
     files: list[Path] = []

@@ -137,6 +137,9 @@ def _data(run: RunFolder, config: dict) -> str:
         html += "<p class='muted'>No file was left out.</p>"
     if run.data_check_file.exists():
         html += _data_check(read_table(run.data_check_file))
+    if run.check_page_file.exists():
+        html += ("<p>Label check (suspected label errors, near-duplicates, outliers, with thumbnails): "
+                 f'<a href="{run.check_page_file.name}">{run.check_page_file.name}</a></p>')  # fmt: skip
     return html
 
 

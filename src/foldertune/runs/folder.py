@@ -145,6 +145,11 @@ class RunFolder:
         return self.path / "metrics.json"
 
     @property
+    def check_page_file(self) -> Path:
+        """check.html of `foldertune check RUN --labels`: the label check of the run's split (report.html links it)."""
+        return self.path / "check.html"
+
+    @property
     def report_file(self) -> Path:
         return self.path / "report.html"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from foldertune.config import DataConfig
 from foldertune.data.check import DataCheck, check_data, find_duplicates, ignored_lines
 from foldertune.data.images import ImageInfo
-from foldertune.data.scan import ImageRecord, SkippedFile, scan_folder, verify_records
+from foldertune.data.near_duplicates import copy_groups, find_near_pairs
+from foldertune.data.scan import ImageRecord, SkippedFile, check_layout, scan_folder, verify_records
 from foldertune.data.split import assign_splits, format_counts, read_manifest, split_counts
 from foldertune.errors import UserError
 
@@ -64,8 +65,8 @@ class PreparedData:
 def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
     """Scan (or read the manifest), set aside unreadable files, split, check, and make sure training is possible.
 
-    Copies of one image (identical bytes) are kept in one split; where the split was given (folders, manifest),
-    copies across splits are reported as leaks by the data check.
+    Copies of one image (identical bytes, or near copies by perceptual hash) are kept in one split; where the split
+    was given (folders, manifest), copies across splits are reported as leaks by the data check.
     """
     if cfg.manifest:
         listed = read_manifest(cfg.manifest)
@@ -74,10 +75,13 @@ def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
         groups = find_duplicates(records, info, progress=progress)
     else:
         scan = scan_folder(cfg.root, max_pixels=cfg.max_pixels, progress=progress)
+        check_layout(scan, min_classes=2)
         _check_fractions(cfg, presplit=scan.presplit, root=scan.root)
         groups = find_duplicates(scan.images, scan.info, progress=progress)
+        near = find_near_pairs([record.path for record in scan.images], progress=progress)
+        together = copy_groups(scan.images, groups, near)  # copies, exact or near, share a split
         records, split_warnings = assign_splits(
-            scan.images, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=seed, together=groups
+            scan.images, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=seed, together=together
         )
         if scan.presplit and (cfg.val_fraction, cfg.test_fraction) != (DataConfig.val_fraction, 0.0):
             split_warnings.append(
@@ -87,8 +91,10 @@ def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
         source, skipped, info = str(scan.root), scan.skipped, scan.info
         by_path = {record.path: record for record in records}
         groups = [[by_path[record.path] for record in group] for group in groups]  # with their splits now
+    if cfg.manifest:
+        near = find_near_pairs([record.path for record in records], progress=progress)
     classes = sorted({record.label for record in records})
-    check = check_data(records, info, skipped, source=source, decode="draft", duplicate_groups=groups)
+    check = check_data(records, info, skipped, source=source, decode="draft", duplicate_groups=groups, near_pairs=near)
     data = PreparedData(source, classes, records, skipped, split_warnings, info, check)
     _check_trainable(data)
     return data

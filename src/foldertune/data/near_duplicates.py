@@ -1,0 +1,179 @@
+"""Near-duplicates: copies of one photo that are not byte-identical (resized, re-encoded, cropped, mirrored).
+
+    hashes = perceptual_hashes(paths)                       # (N, 2) uint64: pHash of each image and of its mirror
+    pairs = hash_pairs(hashes, max_distance=4)              # [(i, j, distance), ...], i < j
+    pairs += embedding_pairs(features, min_cosine=0.9)      # the backbone's view: catches crops the hash misses
+    groups = connected_groups(len(paths), pairs)            # [[i, j, k], ...] each 2+ images of one photo
+
+Two views, because each catches what the other misses: a perceptual hash (imagehash's DCT pHash over 64 bits) finds
+every resized and re-encoded copy and, hashed mirrored as well, every mirrored one, but few cropped ones; the cosine
+of the frozen backbone's features finds crops but misses some strongly downscaled copies. Neither search is
+quadratic in memory: hashes are bucketed by bands of bits (two hashes within `max_distance` bits share at least one
+band exactly, by the pigeonhole principle), and the cosine is computed one block of rows at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from foldertune.data.images import ImageReadError, open_image
+
+HASH_DISTANCE = 4  # bits of 64 within which two pHashes are one photo: copies measure 0-4, distinct photos 14+
+MIN_COSINE = 0.9  # feature cosine above which two images are one photo (crops and mirrors measure 0.9+)
+BLOCK = 512  # rows of the similarity matrix held at once: BLOCK x N float32
+
+
+@dataclass(frozen=True)
+class NearPair:
+    """Two files that hold one photo, and how that was seen."""
+
+    first: str  # path
+    second: str  # path
+    how: str  # "hash distance 2 bits", "mirrored, hash distance 0 bits", "feature cosine 0.94"
+
+
+def find_near_pairs(
+    paths: Sequence[str],
+    *,
+    hashes: np.ndarray | None = None,
+    features: np.ndarray | None = None,
+    max_distance: int = HASH_DISTANCE,
+    min_cosine: float = MIN_COSINE,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[NearPair]:
+    """Near-duplicate pairs among `paths` by perceptual hash (computed unless given) and, when `features` (one row
+    per path) are given, by feature cosine; a pair both find is listed once, with the hash's reason."""
+    if hashes is None:
+        hashes = perceptual_hashes(paths, workers=workers, progress=progress)
+    found: dict[tuple[int, int], str] = {}
+    for i, j, distance in hash_pairs(hashes, max_distance=max_distance):
+        mirrored = int(hashes[i, 0] ^ hashes[j, 0]).bit_count() > distance
+        found[(i, j)] = f"{'mirrored, ' if mirrored else ''}hash distance {distance:.0f} bits"
+    if features is not None:
+        for i, j, cosine in embedding_pairs(features, min_cosine=min_cosine, progress=progress):
+            found.setdefault((i, j), f"feature cosine {cosine:.2f}")
+    return [NearPair(paths[i], paths[j], how) for (i, j), how in sorted(found.items())]
+
+
+def perceptual_hashes(paths: Sequence[str], *, workers: int | None = None, progress: bool = True) -> np.ndarray:
+    """(N, 2) uint64: the 64-bit pHash of each image as training reads it, and of its mirror image; an image that
+    cannot be read gets 0, 0 and matches nothing (see `hash_pairs`)."""
+    import imagehash
+
+    def both(path: str) -> tuple[int, int]:
+        try:
+            image = open_image(path, min_side=64)  # pHash looks at 32x32: a reduced JPEG decode loses nothing
+        except ImageReadError:
+            return 0, 0
+        with image:
+            grey = image.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+        return _as_int(imagehash.phash(grey)), _as_int(imagehash.phash(grey.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+
+    workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        bar = tqdm(pool.map(both, paths), total=len(paths), desc="hashing images", unit="img",
+                   disable=None if progress else True, leave=False)  # fmt: skip
+        return np.array(list(bar), dtype=np.uint64).reshape(len(paths), 2)
+
+
+def hash_pairs(hashes: np.ndarray, *, max_distance: int = HASH_DISTANCE) -> list[tuple[int, int, float]]:
+    """Pairs (i, j, bits) whose hashes, or one's hash and the other's mirror hash, differ in at most
+    `max_distance` bits. Candidates come from buckets of equal bands, so the work grows with the pairs, not N^2."""
+    plain, mirrored = hashes[:, 0], hashes[:, 1]
+    valid = np.flatnonzero(plain != 0)  # 0: unreadable, or a blank picture (no structure to compare)
+    bands = max_distance + 1
+    widths = [64 // bands + (b < 64 % bands) for b in range(bands)]
+    found: dict[tuple[int, int], int] = {}
+    for query in (plain, mirrored):
+        shift = 0
+        for width in widths:
+            mask = np.uint64((1 << width) - 1)
+            keys = (plain[valid] >> np.uint64(shift)) & mask
+            wanted = (query[valid] >> np.uint64(shift)) & mask
+            shift += width
+            order = np.argsort(keys, kind="stable")
+            ordered = keys[order]
+            left = np.searchsorted(ordered, wanted, "left")
+            counts = np.searchsorted(ordered, wanted, "right") - left
+            starts = np.repeat(left - np.cumsum(counts) + counts, counts)
+            i = valid[order[np.arange(counts.sum()) + starts]]  # every image whose band equals j's
+            j = np.repeat(valid, counts)
+            distance = np.minimum.reduce([_bits(plain[i] ^ plain[j]), _bits(plain[i] ^ mirrored[j]),
+                                          _bits(mirrored[i] ^ plain[j])])  # fmt: skip
+            close = (distance <= max_distance) & (i != j)
+            for a, b, d in zip(i[close].tolist(), j[close].tolist(), distance[close].tolist(), strict=True):
+                found[(min(a, b), max(a, b))] = d
+    return [(i, j, float(d)) for (i, j), d in sorted(found.items())]
+
+
+def embedding_pairs(
+    features: np.ndarray, *, min_cosine: float = MIN_COSINE, block: int = BLOCK, progress: bool = False
+) -> list[tuple[int, int, float]]:
+    """Pairs (i, j, cosine) of feature rows with cosine similarity of at least `min_cosine`, i < j.
+
+    Memory: the normalised features plus one block x N similarity matrix, never N x N.
+    """
+    vectors = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors / np.maximum(norms, 1e-12)
+    found = []
+    starts = range(0, len(vectors), block)
+    for start in tqdm(starts, desc="comparing features", unit="block", disable=None if progress else True, leave=False):
+        similarity = vectors[start : start + block] @ vectors[start:].T  # (block, N - start)
+        rows, columns = np.nonzero(similarity >= min_cosine)
+        for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
+            i, j = start + row, start + column
+            if j > i:
+                found.append((i, j, float(similarity[row, column])))
+    return found
+
+
+def connected_groups(count: int, pairs: Sequence[tuple[int, int, float]]) -> list[list[int]]:
+    """The images joined by pairs, as groups of 2+ indices (sorted), by union-find."""
+    parent = list(range(count))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j, _ in pairs:
+        parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(count):
+        groups[root(i)].append(i)
+    return sorted((members for members in groups.values() if len(members) > 1), key=lambda members: members[0])
+
+
+def _as_int(image_hash) -> int:
+    return int("".join("1" if bit else "0" for bit in image_hash.hash.flatten()), 2)
+
+
+_POPCOUNT = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint8)
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (numpy 2's bitwise_count where there, else a byte table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(values)
+    return _POPCOUNT[np.ascontiguousarray(values, dtype=np.uint64).view(np.uint8).reshape(-1, 8)].sum(axis=1)
+
+
+def copy_groups(records: Sequence, exact_groups: Sequence[Sequence], near_pairs: Sequence[NearPair]) -> list[list]:
+    """Exact copy groups and near-duplicate pairs joined into groups of records that must share a split."""
+    index = {record.path: i for i, record in enumerate(records)}
+    pairs = [(index[a.path], index[b.path], 0.0) for group in exact_groups for a, b in pairwise(group)
+             if a.path in index and b.path in index]  # fmt: skip
+    pairs += [(index[p.first], index[p.second], 0.0) for p in near_pairs if p.first in index and p.second in index]
+    return [[records[i] for i in members] for members in connected_groups(len(records), pairs)]
