@@ -301,10 +301,8 @@ def run_split(args: argparse.Namespace) -> None:
         raise UserError(f"--{args.how} needs --out DIR: the folder to build train/ and val/ in.")
     manifest = Path(args.manifest or (Path(args.out) / "split.csv" if args.out else "split.csv"))
     counts_path = manifest.with_name(manifest.stem + "_counts.csv")
-    if not args.force:
-        for path in (manifest, counts_path):
-            if path.exists():
-                raise UserError(f"'{path}' already exists; pass --manifest OTHER.csv, or --force to overwrite it.")
+    for path in (manifest, counts_path):
+        check_output(path, "--manifest", force=args.force)
     scan = scan_folder(args.data, progress=not args.quiet)
     if scan.presplit:
         raise UserError(f"'{scan.root}' is already split into train/val folders; train on it directly.")
@@ -403,13 +401,11 @@ def run_check(args: argparse.Namespace) -> None:
         raise UserError(f"--out '{out}' is inside the data folder; check never writes there: pick a path outside it.")
     if out.exists() and not _first_line(out).startswith(",".join(CHECK_COLUMNS[:5])):
         raise UserError(f"--out '{out}' exists and is not a check CSV; pass another --out so it is not overwritten.")
-    if out.exists() and not args.force:
-        raise UserError(f"'{out}' already exists; pass --out OTHER.csv, or --force to overwrite it.")
+    check_output(out, "--out", force=args.force)
     page = Path(args.html).expanduser() if args.html else out.with_suffix(".html")
     if not is_run and data.is_dir() and is_inside(page, data):
         raise UserError(f"--html '{page}' is inside the data folder; check never writes there: pick a path outside it.")
-    if page.exists() and not args.force:
-        raise UserError(f"'{page}' already exists; pass --html OTHER.html, or --force to overwrite it.")
+    check_output(page, "--html", force=args.force)
     if args.quarantine and args.fast:
         raise UserError("--quarantine decodes every image to find the unreadable ones; drop --fast.")
     if args.quarantine and (is_run or not data.is_dir()):

@@ -274,7 +274,7 @@ def test_check_refuses_to_overwrite_its_csv_unless_forced(tmp_path):
     written = (tmp_path / "check.csv").read_bytes()
     again = run_cli("check", str(root), "--quiet", cwd=tmp_path)
     assert again.returncode == 2 and "Traceback" not in again.stderr
-    assert "'check.csv' already exists; pass --out OTHER.csv, or --force to overwrite it." in again.stderr
+    assert "--out 'check.csv' already exists; pass another --out, or --force to replace it." in again.stderr
     assert (tmp_path / "check.csv").read_bytes() == written
     forced = run_cli("check", str(root), "--quiet", "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr

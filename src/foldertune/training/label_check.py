@@ -34,7 +34,7 @@ from foldertune.data.near_duplicates import MIN_COSINE, NearPair, copy_groups, e
 from foldertune.data.split import assign_splits, write_manifest
 from foldertune.errors import UserError
 from foldertune.models.registry import get_backbone
-from foldertune.runs.atomic import is_inside
+from foldertune.runs.atomic import check_output, is_inside
 
 
 @dataclass(frozen=True)
@@ -179,9 +179,7 @@ def check_output_path(path: str | os.PathLike, data: str | os.PathLike, *, flag:
     path = Path(path).expanduser()
     if Path(data).is_dir() and is_inside(path, data):
         raise UserError(f"{flag} '{path}' is inside the data folder; check never writes there: pick a path outside it.")
-    if path.exists() and not force:
-        raise UserError(f"'{path}' already exists; pass {flag} OTHER, or --force to overwrite it.")
-    return path
+    return check_output(path, flag, force=force)
 
 
 def _nearest_of_suspects(
