@@ -226,6 +226,26 @@ def read_wandb_records(run_file: Path) -> list:
     return records
 
 
+def in_python_words(sentence: str, command: str) -> str:
+    """A CLI sentence as the API says it: each flag of `command` as its keyword ('--batch-size' -> 'batch_size=',
+    a switch '--force' -> 'force=True')."""
+    import argparse
+    import re
+
+    from foldertune.cli import build_parser
+
+    actions = {o: a for a in build_parser().commands[command]._actions for o in a.option_strings}
+    switches = (argparse._StoreTrueAction, argparse._StoreFalseAction)
+
+    def keyword(match: re.Match) -> str:
+        action = actions.get(match.group(0))
+        if action is None:
+            return match.group(0)
+        return match.group(1).replace("-", "_") + ("=True" if isinstance(action, switches) else "=")
+
+    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", keyword, sentence)
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`foldertune ARGS...` as a real subprocess of this Python."""
     return subprocess.run(

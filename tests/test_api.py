@@ -2,11 +2,10 @@
 
 import importlib
 import pkgutil
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from helpers import run_cli
+from helpers import in_python_words, run_cli
 
 import foldertune
 from foldertune.errors import UserError
@@ -44,14 +43,6 @@ def test_every_api_function_works_on_a_finished_run(chinese_run, tmp_path):
     assert exported.parity["top1_agreement"] == 1.0 and exported.path.is_file()
 
 
-SWITCHES = {"--half": "half=True", "--force": "force=True"}
-
-
-def in_python_words(sentence: str) -> str:
-    """The CLI's sentence as the API says it: each flag as its keyword ('--batch-size' -> 'batch_size=')."""
-    return re.sub(r"--([a-z][a-z-]*)", lambda m: SWITCHES.get(m.group(0), m.group(1).replace("-", "_") + "="), sentence)
-
-
 def test_the_api_refuses_what_the_cli_refuses_with_the_same_sentence(chinese_run, tmp_path):
     from foldertune.data.scan import scan_folder
     from foldertune.data.split import assign_splits
@@ -83,5 +74,5 @@ def test_the_api_refuses_what_the_cli_refuses_with_the_same_sentence(chinese_run
         assert done[argv].returncode == 2, (argv, done[argv].stderr)
         said = done[argv].stderr.removeprefix(f"foldertune {argv[0]}: error: ").removesuffix("\n")
         public = argv[0] not in ("serve", "split")  # ft.* and the Classifier's methods speak of keywords
-        assert str(refused.value) == (in_python_words(said) if public else said), argv
+        assert str(refused.value) == (in_python_words(said, argv[0]) if public else said), argv
     assert not list(tmp_path.iterdir())  # nothing written: no check.csv, no split.csv

@@ -261,6 +261,7 @@ CHECK_CLI_ONLY = {
     "out": "ft.check writes no check.csv; its result's .rows() are check.csv's rows.",
     "quarantine": "ft.check moves nothing; run `foldertune check DATA --quarantine DIR`.",
     "restore": "ft.check moves nothing; run `foldertune check --restore DIR`.",
+    "html": "ft.check writes no check.html; run `foldertune check DATA --labels` for the page.",
 }
 
 

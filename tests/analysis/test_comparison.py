@@ -12,7 +12,8 @@ def test_compare_two_runs_writes_curves_and_table(chinese_run, tmp_path, mobilen
     rows = read_csv(tmp_path / "cmp" / "compare.csv")
     assert [row["run"] for row in rows] == [run.name, linear.name]
     assert [row["mode"] for row in rows] == ["finetune", "linear"] and rows[0]["epochs"] == "2"
-    assert all(0 <= float(row["best_val_acc"]) <= 1 and float(row["train_seconds"]) > 0 for row in rows)
+    assert all(0 <= float(row["best_val_acc"]) <= 1 and float(row["train_seconds"]) >= 0 for row in rows), rows
+    assert float(rows[0]["train_seconds"]) > 0  # a linear epoch on cached features may round to 0.00 s
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 5000
     assert run.name in done.stdout and "best_val_acc" in done.stdout
     alone = run_cli("compare", str(run))

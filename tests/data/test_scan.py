@@ -181,7 +181,7 @@ def test_evaluate_refuses_a_folder_without_classes_in_the_same_sentence(unusable
     names = ("flat", "empty")  # one class is fine to evaluate on
 
     def evaluate(name):
-        return run_cli("evaluate", str(run), str(unusable_folders[name][0]), "--out", str(tmp_path / name))
+        return run_cli("evaluate", str(run), str(unusable_folders[name][0]), "--out", str(tmp_path / f"eval-{name}"))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(zip(names, pool.map(evaluate, names), strict=True))
