@@ -25,6 +25,34 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def without_timing(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """epochs.csv rows without the columns that measure time."""
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in rows]
+
+
+def wait_for_steps(process: subprocess.Popen, run: Path, steps: int, timeout: float = 300) -> None:
+    """Until the training `process` has logged `steps` rows to RUN/batches.csv (or ended, or `timeout` passed)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    log = run / "batches.csv"
+    while process.poll() is None and time.monotonic() < deadline:
+        if log.exists() and len(read_csv(log)) >= steps:
+            return
+        time.sleep(0.01)
+
+
+def assert_trained_alike(run: Path, whole: Path) -> None:
+    """`run` (interrupted, then resumed) logged and learned exactly what the uninterrupted `whole` did."""
+    import torch
+
+    assert without_timing(read_csv(run / "epochs.csv")) == without_timing(read_csv(whole / "epochs.csv"))
+    assert read_csv(run / "batches.csv") == read_csv(whole / "batches.csv")
+    resumed = torch.load(run / "last.pt", weights_only=True)["model"]
+    uninterrupted = torch.load(whole / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+
+
 def copy_subset(destination: Path, per_class: int, classes: dict[str, str] | None = None) -> Path:
     """`per_class` sample photos of each class (or of `classes`: sample name -> new folder name)."""
     classes = classes or {d.name: d.name for d in sorted(SAMPLE.iterdir()) if d.is_dir()}

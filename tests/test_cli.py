@@ -3,6 +3,8 @@
 import argparse
 import dataclasses
 import json
+import math
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import typing
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from conftest import CHINESE_CLASSES
 from helpers import copy_subset, read_csv, run_cli, tree_fingerprint
 
@@ -223,7 +226,7 @@ def user_error_cases(tmp_path):
     }
 
 
-def test_every_user_error_is_one_sentence_and_exit_code_2(tmp_path):
+def test_every_user_error_is_one_sentence_and_exit_code_2(tmp_path, mobilenet_weights):
     cases = user_error_cases(tmp_path)
     with ThreadPoolExecutor(max_workers=3) as pool:  # most cases answer before torch is even imported
         runs = pool.map(lambda case: run_cli(*case[0], cwd=tmp_path), cases.values())
@@ -235,3 +238,57 @@ def test_every_user_error_is_one_sentence_and_exit_code_2(tmp_path):
         assert cases[case][1] in lines[0], (case, lines[0])
         assert "Traceback" not in done.stderr and not list((tmp_path / "runs").glob("*-finetune*")), case
     assert not (tmp_path / "two" / "runs").exists()  # nothing was written into the data folder
+
+
+def test_names_weights_and_resume_targets_are_refused_before_torch_loads_or_the_data_is_read(tmp_path):
+    data = copy_subset(tmp_path / "photos", 4, {"fishes": "fish"})  # one class: the scan would refuse it
+    empty_hub = tmp_path / "torch_home"  # no weights cached, and (below) no network to fetch them from
+    cases = {
+        "--name ../escape": (["train", str(data), "--name", "../escape"], "--name '../escape' must be a plain folder"),
+        "no resnet18 weights": (["train", str(data), "--model", "resnet18"], "no ImageNet weights for resnet18"),
+        "--resume runs/nope": (["train", "--resume", "runs/nope"], "--resume 'runs/nope' is not a foldertune run"),
+    }
+    for case, (args, sentence) in cases.items():
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "foldertune", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**os.environ, "TORCH_HOME": str(empty_hub), "https_proxy": "http://127.0.0.1:9", "no_proxy": ""},
+        )  # fmt: skip  (-X importtime lists every module imported, on stderr)
+        imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "import time:" in line]
+        errors = [line for line in done.stderr.splitlines() if "import time:" not in line]
+        assert done.returncode == 2, (case, done.stderr[-2000:])
+        assert errors == [f"foldertune train: error: {errors[0].split('error: ', 1)[1]}"] and sentence in errors[0], (
+            case
+        )
+        assert "Traceback" not in done.stderr, case
+        assert "torch" not in imported, f"{case}: refused only after importing torch"
+        assert "only one class" not in done.stderr, f"{case}: refused only after the scan"
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()
+
+
+def test_epoch_lines_agree_with_the_logs_and_extending_a_finished_run_keeps_learning(tmp_path, mobilenet_weights):
+    data = copy_subset(tmp_path / "photos", 8, {"fishes": "fishes", "monuments": "monuments", "tools": "tools"})
+    run = tmp_path / "runs" / "run"
+    done = run_cli("train", str(data), "--epochs", "2", "--img-size", "64", "--batch-size", "8", "--workers", "0",
+                   "--quiet", "--no-report", "--project", str(tmp_path / "runs"), "--name", "run")  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
+    batches = read_csv(run / "batches.csv")
+    assert f"| lr {float(batches[-1]['lr']):.2e} " in lines[-1], lines[-1]  # the rate the last step used, not 0
+    best_epoch = json.loads((run / "metrics.json").read_text())["best_epoch"]
+    epoch_loss = re.search(r"val loss (\d\.\d{4})", lines[best_epoch - 1]).group(1)
+    final_loss = re.search(r"val +accuracy .* loss (\d\.\d{4})", done.stdout).group(1)
+    assert epoch_loss == final_loss, (lines, done.stdout)  # the same checkpoint on the same images
+
+    extended = run_cli("train", "--resume", str(run), "--epochs", "3", "--quiet")
+    assert extended.returncode == 0 and "Traceback" not in extended.stderr, extended.stderr
+    assert "--epochs 3 instead of 2: the learning rate follows the cosine schedule of a 3-epoch run" in extended.stdout
+    rows = read_csv(run / "batches.csv")
+    per_epoch, new = len(batches) // 2, [row for row in rows if row["epoch"] == "3"]
+    step = int(new[0]["step"]) - 1  # steps done before it; the schedule: one epoch of warm-up, then cosine to 0
+    expected = 5e-4 * 0.5 * (1 + math.cos(math.pi * (step - per_epoch) / (3 * per_epoch - per_epoch)))
+    assert float(new[0]["lr"]) == pytest.approx(expected, rel=1e-6) and expected > 1e-4
+    assert all(float(row["lr"]) > 0 for row in new)

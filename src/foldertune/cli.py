@@ -7,7 +7,7 @@
     foldertune predict RUN|CHECKPOINT|MODEL.onnx PATH... [--topk 5] [--out preds.csv|preds.json]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx VIDEO [--out annotated.mp4] | --camera N
     foldertune export RUN|CHECKPOINT [--format onnx|torchscript] [--opset N] [--dynamic-batch] [--half]
-    foldertune serve RUN|CHECKPOINT|MODEL.onnx [--host 127.0.0.1] [--port 8000] [--max-upload-mb 10]
+    foldertune serve RUN|CHECKPOINT|MODEL.onnx [--host 127.0.0.1] [--port 8000] [--max-upload-mb 10] [--token T]
     foldertune evaluate RUN|CHECKPOINT [DATA] [--split val|test]
     foldertune explain RUN|CHECKPOINT IMAGE... [--out DIR] [--class NAME]
     foldertune plot RUN [--format png|pdf|svg]
@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import difflib
 import functools
+import gc
 import os
 import sys
 import typing
@@ -76,31 +77,31 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     if unknown:  # reported by the sub-command's parser, which knows its flags and can suggest one
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
-    from foldertune.training.interrupt import TrainingInterrupted
+    from foldertune.training.interrupt import TrainingStopped
 
     speaks = os.environ.get("RANK", "0") == "0"  # under torchrun, one process reports for all
     warnings.showwarning = functools.partial(_show_warning, command=args.command)
     try:
         args.handler(args)
+        return
     except UserError as error:
-        if speaks:
-            print(f"foldertune {args.command}: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except TrainingInterrupted as stopped:  # saved cleanly; the exit code still says a signal ended it
-        if speaks:
-            print(f"foldertune {args.command}: {stopped}", file=sys.stderr)
-        raise SystemExit(stopped.exit_code) from None
-    except KeyboardInterrupt:
-        print(f"\nfoldertune {args.command}: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        code, message = 2, f"foldertune {args.command}: error: {error}"
+    except TrainingStopped as stopped:  # a signal (saved cleanly) or a dead loader process; the run can go on
+        code, message = stopped.exit_code, f"foldertune {args.command}: {stopped}"
     except OSError as error:  # a path of the user's that cannot be read or written: the path and the reason
         if error.filename is None:
             raise
         from foldertune.runs.atomic import describe_os_error
 
-        if speaks:
-            print(f"foldertune {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        code, message = 2, f"foldertune {args.command}: error: {describe_os_error(error)}"
+    except KeyboardInterrupt as stopped:  # Ctrl-C outside training, or a second stop signal during it
+        code, message, speaks = getattr(stopped, "exit_code", 130), f"\nfoldertune {args.command}: interrupted", True
+    if speaks:
+        print(message, file=sys.stderr)
+    # Out here the exception is gone, and with it the frames that hold the loaders: their worker processes are
+    # closed now, not during the interpreter's shutdown (where a dead worker's queue printed errors to nowhere).
+    gc.collect()
+    raise SystemExit(code)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, command: str) -> None:
@@ -154,7 +155,10 @@ WANDB_PROJECT = "foldertune"  # --wandb given without a project name
 
 # The exceptions, both ways. Flags of `train` that are not settings of a run (config.json does not hold them):
 TRAIN_ONLY_FLAGS = {
-    "resume": {"help": "continue RUN from its last.pt (with --epochs to extend it)"},
+    "resume": {
+        "help": "continue RUN from its last.pt (with --epochs to extend it); auto: continue the run --name names "
+        "if it exists (same settings) and is unfinished, else start it"
+    },
     "quiet": {"action": "store_true", "help": "no progress bars; one line per epoch (for log files)"},
 }
 # Settings without a flag, and why:
@@ -226,40 +230,95 @@ def _as_help(sentence: str) -> str:
 
 def run_train(args: argparse.Namespace) -> None:
     from foldertune.data import sample_data_path
-    from foldertune.runs.folder import check_new_run
+    from foldertune.runs.folder import check_new_run, resumable_run
     from foldertune.training.prepare import prepare_data
 
     given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
     quiet = given.pop("quiet", False)
-    if "resume" in given:
+    resume_target = given.pop("resume", None)
+    if resume_target is not None and resume_target != "auto":
         extra = sorted(set(given) - RESUME_FLAGS)
         if extra:
             names = ", ".join(flag(ALIASES.get(key, key)) for key in extra)
             raise UserError(f"{names} cannot change when resuming (the run keeps its config.json); drop them.")
-        from foldertune.training.fit import resume
-
-        resume(
-            given["resume"],
-            epochs=given.get("epochs"),
-            device=given.get("device"),
-            workers=given.get("workers"),
-            quiet=quiet,
-        )
+        _resume(resumable_run(resume_target), given, quiet)  # a mistaken RUN is reported before torch loads
         return
     if given.get("root") is None and not given.get("manifest"):
         given["root"] = str(sample_data_path())
         print(f"no DATA given: training on the bundled sample photos in {given['root']}")
     cfg = RunConfig.from_flat(**given)
+    if resume_target == "auto":  # the same command after a requeue: continue the run it started, if there is one
+        run = _auto_resume_target(cfg)
+        if run is not None:
+            _resume(run, given, quiet, finished_ok=True)
+            return
     from foldertune.training.trackers import require_trackers
 
     require_trackers(cfg)
     data = None
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # under torchrun, rank 0 alone prepares the data, in fit
         check_new_run(cfg)
+        if cfg.model.pretrained and not cfg.model.weights:  # found or fetched now: missing weights show before the scan
+            from foldertune.models.registry import get_backbone
+            from foldertune.models.weight_files import fetch_weights_file
+
+            fetch_weights_file(get_backbone(cfg.model.backbone))
         data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)  # data mistakes show before torch loads
     from foldertune.training.fit import fit
 
     fit(cfg, data=data, quiet=quiet)
+
+
+def _resume(run, given: dict, quiet: bool, *, finished_ok: bool = False) -> None:
+    """`train --resume RUN` (or --resume auto finding its run): continue it; with `finished_ok`, a finished run is
+    reported and left as it is."""
+    from foldertune.training.fit import RunFinished, resume
+
+    try:
+        resume(run.path, epochs=given.get("epochs"), device=given.get("device"), workers=given.get("workers"),
+               quiet=quiet)  # fmt: skip
+    except RunFinished as finished:
+        if not finished_ok:
+            raise
+        if os.environ.get("RANK", "0") == "0":
+            print(f"--resume auto: nothing left to do: {finished}")
+
+
+def _auto_resume_target(cfg: RunConfig):
+    """--resume auto: the run folder --name names when it exists with the same settings (then it continues), None
+    when it does not exist yet (then it starts)."""
+    from foldertune.runs.folder import RunFolder, resumable_run
+
+    if cfg.run_name is None:
+        raise UserError("--resume auto needs --name NAME: the run to continue if it exists, or to start.")
+    run = RunFolder(Path(cfg.project).expanduser() / cfg.run_name)
+    if not run.path.exists():
+        return None
+    if not run.is_run():
+        raise UserError(f"--resume auto: '{run.path}' exists but is not a foldertune run folder; pick another --name.")
+    differences = _setting_differences(run.config()["settings"], cfg.to_dict())
+    if differences:
+        raise UserError(
+            f"--resume auto: run '{run.path}' was started with other settings ({'; '.join(differences[:3])}); use "
+            "its settings, or another --name for a new run."
+        )
+    return resumable_run(run.path)
+
+
+def _shown(value: object) -> str:
+    return "not given" if value is None else str(value)
+
+
+def _setting_differences(saved: dict, given: dict) -> list[str]:
+    """'--lr 0.001 there, 0.01 here' for every setting that differs, except those --resume may change."""
+    differences = []
+    for key in sorted(set(saved) | set(given)):
+        there, here = saved.get(key), given.get(key)
+        if isinstance(there, dict) and isinstance(here, dict):
+            differences += _setting_differences(there, here)
+        elif there != here and key not in RESUME_FLAGS:
+            differences.append(f"{flag(key)} {_shown(there)} there, {_shown(here)} here")
+    return differences
 
 
 # ---------------------------------------------------------------------------------------------------- split
@@ -638,12 +697,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
     p.add_argument("--max-upload-mb", type=float, default=10, metavar="MB", help="largest request (default: 10)")
+    p.add_argument("--token", metavar="TOKEN", help="require 'Authorization: Bearer TOKEN' on every route but the "
+                   "page and /health (default: $FOLDERTUNE_TOKEN, else none)")  # fmt: skip
 
 
 def run_serve(args: argparse.Namespace) -> None:
     from foldertune.deploy.server import serve
 
-    serve(args.source, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+    serve(args.source, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, token=args.token)
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate

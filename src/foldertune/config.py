@@ -263,6 +263,9 @@ class RunConfig:
     """Also write TensorBoard event files to RUN/tb/ (needs pip install 'foldertune[tensorboard]')."""
 
     def __post_init__(self) -> None:
+        name = self.run_name
+        if name is not None and ("/" in name or "\\" in name or name in ("", ".", "..")):
+            raise UserError(f"--name {name!r} must be a plain folder name, without slashes.")
         if self.train.mode == "scratch" and self.model.weights:
             raise UserError("--weights cannot be combined with --mode scratch, which starts from random weights.")
         if self.train.mode == "linear" and not (self.model.pretrained or self.model.weights):

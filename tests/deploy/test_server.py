@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
+def post_files(url: str, files: list[tuple[str, bytes]], headers: dict | None = None) -> tuple[int, dict]:
     """A multipart POST with one `files` part per (name, bytes); (status, JSON body)."""
     boundary = uuid.uuid4().hex
     body = (
@@ -43,7 +44,7 @@ def post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
         + f"--{boundary}--\r\n".encode()
     )
     request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **(headers or {})}
     )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
@@ -57,14 +58,12 @@ def get(url: str) -> dict:
         return json.loads(response.read())
 
 
-@pytest.fixture(scope="module")
-def server(chinese_run):
-    """`foldertune serve RUN` on a free loopback port; yields (base URL, run, data)."""
-    run, data = chinese_run
+def start_server(run: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`foldertune serve RUN ARGS...` on a free port, once it answers /health: (process, loopback base URL)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "foldertune", "serve", str(run), "--port", str(port),
-                                "--max-upload-mb", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "foldertune", "serve", str(run), "--port", str(port), *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})})  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -74,6 +73,14 @@ def server(chinese_run):
         except OSError:
             assert process.poll() is None, process.stdout.read().decode()
             time.sleep(0.3)
+    return process, base
+
+
+@pytest.fixture(scope="module")
+def server(chinese_run):
+    """`foldertune serve RUN` on a free loopback port; yields (base URL, run, data)."""
+    run, data = chinese_run
+    process, base = start_server(run, "--max-upload-mb", "2")
     yield base, run, data
     process.terminate()
     process.wait(timeout=30)
@@ -221,3 +228,66 @@ def test_the_page_lays_out_without_overlaps_and_describes_the_model(server, brow
     screenshot = artifacts / f"serve-page-{width}px.png"
     assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def status_of(url: str, headers: dict | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def token_server(chinese_run):
+    """`foldertune serve RUN --host 0.0.0.0` with $FOLDERTUNE_TOKEN set: (base URL, data, its output so far)."""
+    run, data = chinese_run
+    process, base = start_server(run, "--host", "0.0.0.0", env={"FOLDERTUNE_TOKEN": TOKEN})
+    output = []
+    yield base, data, output
+    process.terminate()
+    output.append(process.communicate(timeout=30)[0].decode())
+
+
+def test_a_token_guards_every_route_but_the_page_and_health(token_server):
+    base, data, _ = token_server
+    right, wrong = {"Authorization": f"Bearer {TOKEN}"}, {"Authorization": "Bearer guess"}
+    assert status_of(base + "/health") == 200 and status_of(base + "/") == 200
+    for route in ("/classes", "/openapi.json", "/docs"):
+        assert (status_of(base + route), status_of(base + route, wrong)) == (401, 401), route
+        assert status_of(base + route, right) == 200, route
+    photo = sorted((data / "鱼").iterdir())[0]
+    code, body = post_files(base + "/predict", [(photo.name, photo.read_bytes())])
+    assert code == 401 and "Authorization: Bearer TOKEN" in body["detail"]
+    code, body = post_files(base + "/predict", [(photo.name, photo.read_bytes())], headers=right)
+    assert code == 200 and body["predictions"][0]["label"] == "鱼", body
+
+
+def test_the_page_sends_the_token_from_its_address(token_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, data, _ = token_server
+    photo = sorted((data / "鱼").iterdir())[0]
+    browser.get(base + f"/#token={TOKEN}")
+    picker = browser.find_element(By.ID, "file")
+    browser.execute_script("arguments[0].hidden = false", picker)
+    picker.send_keys(str(photo))
+    WebDriverWait(browser, 60).until(lambda driver: driver.find_element(By.ID, "top1").text)
+    assert browser.find_element(By.ID, "top1").text.startswith("鱼 (")
+    browser.get(base + "/")  # no token: the server's 401 sentence on the page
+    picker = browser.find_element(By.ID, "file")
+    browser.execute_script("arguments[0].hidden = false", picker)
+    picker.send_keys(str(photo))
+    WebDriverWait(browser, 60).until(lambda driver: driver.find_element(By.ID, "error").text)
+    assert "Authorization: Bearer TOKEN" in browser.find_element(By.ID, "error").text
+
+
+def test_serving_beyond_this_machine_without_a_token_says_how_to_add_one(chinese_run):
+    process, _ = start_server(chinese_run[0], "--host", "0.0.0.0", env={"FOLDERTUNE_TOKEN": ""})
+    process.terminate()
+    output = process.communicate(timeout=30)[0].decode()
+    assert "reachable from other machines; it has no authentication: add --token SECRET" in output, output

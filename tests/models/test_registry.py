@@ -41,7 +41,7 @@ def test_declared_preprocessing_matches_torchvision(name):
     assert [pre.resize_size] == list(reference.resize_size)
     assert pre.interpolation == reference.interpolation.value
     assert list(pre.mean) == list(reference.mean) and list(pre.std) == list(reference.std)
-    assert backbone.weights_file in backbone.weights_url and "-" in backbone.weights_file
+    assert backbone.weights_url == backbone.weights.url and "-" in backbone.weights_file  # declared, as torchvision
 
 
 def test_unknown_backbone_names_the_choices_and_a_near_match():

@@ -11,6 +11,7 @@ from torchvision.models import MobileNet_V2_Weights
 from foldertune.data.images import open_image
 from foldertune.data.transforms import build_eval_transform, normalize_batch
 from foldertune.errors import UserError
+from foldertune.models import weight_files
 from foldertune.models.build import build_model
 from foldertune.models.registry import get_backbone
 from foldertune.models.weights import hub_checkpoint_dir, load_weights_file, resolve_weights
@@ -92,7 +93,7 @@ def test_no_source_gives_one_sentence_naming_file_folder_and_no_pretrained(empty
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     # Machines that run these tests may or may not reach download.pytorch.org: make it unreachable for sure.
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(weight_files, "urlopen", offline)
     backbone = get_backbone("resnet18")  # and no package on the index carries resnet18
     with pytest.raises(UserError) as caught:
         resolve_weights(backbone, log=quiet)

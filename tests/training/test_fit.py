@@ -10,16 +10,19 @@ import time
 
 import pytest
 import torch
-from helpers import SAMPLE, read_csv, tree_fingerprint, write_bad_images
+from helpers import (
+    SAMPLE,
+    assert_trained_alike,
+    read_csv,
+    tree_fingerprint,
+    without_timing,
+    write_bad_images,
+)
 
 import foldertune as ft
 from foldertune.errors import UserError
 
 TINY = {"img_size": 64, "batch_size": 8, "workers": 0, "precision": "fp32", "quiet": True, "report": False}
-
-
-def without_timing(rows):
-    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in rows]
 
 
 def test_run_folder_holds_every_file_of_the_contract(small_dataset, tmp_path, mobilenet_weights):
@@ -135,50 +138,9 @@ def test_resume_after_a_killed_process_matches_an_uninterrupted_run(small_datase
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"resuming {killed} after epoch {interrupted_at} of 5" in done.stdout
-    whole = tmp_path / "whole"
-    assert without_timing(read_csv(killed / "epochs.csv")) == without_timing(read_csv(whole / "epochs.csv"))
-    assert read_csv(killed / "batches.csv") == read_csv(whole / "batches.csv")
-    resumed_state = torch.load(killed / "last.pt", weights_only=True)["model"]
-    whole_state = torch.load(whole / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(resumed_state[k], whole_state[k]) for k in whole_state)
+    assert_trained_alike(killed, tmp_path / "whole")
     config = json.loads((killed / "config.json").read_text())
     assert config["resumed"][0]["from_epoch"] == interrupted_at
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_signal_mid_epoch_saves_the_step_and_resume_matches_an_uninterrupted_run(
-    signum, small_dataset, tmp_path, mobilenet_weights
-):
-    args = [str(small_dataset), "--epochs", "2", "--img-size", "96", "--batch-size", "1", "--precision", "fp32",
-            "--workers", "0", "--quiet", "--no-report", "--project", str(tmp_path)]  # fmt: skip
-    command = [sys.executable, "-m", "foldertune", "train", *args]
-    subprocess.run([*command, "--name", "whole"], check=True, capture_output=True, timeout=600)
-
-    cut = tmp_path / "cut"
-    process = subprocess.Popen([*command, "--name", "cut"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    # 18 steps an epoch; batches.csv gets its first rows at step 10, mid-way through epoch 1
-    while process.poll() is None and time.monotonic() < deadline:
-        if (cut / "batches.csv").exists() and len(read_csv(cut / "batches.csv")) >= 10:
-            break
-        time.sleep(0.01)
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 128 + signum, stderr
-    assert f"foldertune train --resume {cut}" in stderr and "interrupted" in stderr
-    saved = torch.load(cut / "last.pt", weights_only=True)
-    assert saved["epoch"] == 0 and 10 <= saved["training"]["interrupted"]["steps"] < 18  # part-way through epoch 1
-    assert len(read_csv(cut / "batches.csv")) == saved["training"]["interrupted"]["steps"]  # the logs are saved
-
-    done = subprocess.run([sys.executable, "-m", "foldertune", "train", "--resume", str(cut), "--quiet"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    whole = tmp_path / "whole"
-    assert without_timing(read_csv(cut / "epochs.csv")) == without_timing(read_csv(whole / "epochs.csv"))
-    assert read_csv(cut / "batches.csv") == read_csv(whole / "batches.csv")
-    resumed_state = torch.load(cut / "last.pt", weights_only=True)["model"]
-    whole_state = torch.load(whole / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(resumed_state[k], whole_state[k]) for k in whole_state)
 
 
 def test_a_full_disk_while_saving_is_one_sentence_and_keeps_the_previous_checkpoint(small_dataset, tmp_path,

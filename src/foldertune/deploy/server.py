@@ -22,6 +22,7 @@ import base64
 import errno
 import io
 import os
+import secrets
 import socket
 import tempfile
 import threading
@@ -37,6 +38,8 @@ DEFAULT_MAX_UPLOAD_MB = 10  # per request; photos from phones are 2-8 MB
 MAX_FILES = 16  # images per request
 DRAIN_FACTOR = 8  # a refused upload up to this many times the limit is read to its end (and dropped) before the 413
 TOPK = 5
+TOKEN_VARIABLE = "FOLDERTUNE_TOKEN"  # serve's --token when the flag is not given
+OPEN_PATHS = ("/", "/health")  # with a token, the rest of the app wants it
 
 
 class Model:
@@ -78,9 +81,10 @@ class Model:
         return prediction, overlay
 
 
-def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
-    """The FastAPI app serving `source` (a run folder, a .pt checkpoint or an exported .onnx)."""
-    _check_options(max_upload_mb=max_upload_mb)
+def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, token: str | None = None):
+    """The FastAPI app serving `source` (a run folder, a .pt checkpoint or an exported .onnx); with `token`, every
+    route but the page and /health wants `Authorization: Bearer TOKEN`."""
+    _check_options(max_upload_mb=max_upload_mb, token=token)
     try:
         from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
         from fastapi.responses import HTMLResponse, JSONResponse
@@ -94,6 +98,18 @@ def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_
         summary=f"Image classifier: {len(model.classes)} classes, from {model.source.name}",
         version="1",
     )
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        # the page itself is static (it sends the token from its address's #token=... fragment); /health is for probes
+        if token is None or request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), token.encode()):
+            return JSONResponse({"detail": "this server needs the header 'Authorization: Bearer TOKEN' (foldertune "
+                                 "serve --token); open the page as /#token=TOKEN"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return await call_next(request)
 
     @app.middleware("http")
     async def refuse_large_uploads(request: Request, call_next):
@@ -155,19 +171,26 @@ def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_
     return app
 
 
-def serve(source: str | os.PathLike, *, host: str, port: int, max_upload_mb: float, log=print) -> None:
-    """Load the model, then serve until Ctrl-C."""
-    _check_options(port=port, max_upload_mb=max_upload_mb)
+def serve(
+    source: str | os.PathLike, *, host: str, port: int, max_upload_mb: float, token: str | None = None, log=print
+) -> None:
+    """Load the model, then serve until Ctrl-C; with `token` (else $FOLDERTUNE_TOKEN) only requests that carry it."""
+    token = token if token is not None else os.environ.get(TOKEN_VARIABLE) or None
+    _check_options(port=port, max_upload_mb=max_upload_mb, token=token)
     try:
         import uvicorn
     except ImportError:
         raise UserError("serve needs FastAPI and uvicorn: pip install 'foldertune[serve]'.") from None
     check_address(host, port)
-    app = create_app(source, max_upload_mb=max_upload_mb)
+    app = create_app(source, max_upload_mb=max_upload_mb, token=token)
     shown = f"[{host}]" if ":" in host else host
     log(f"serving {source} on http://{shown}:{port}/  (API: /predict, /health, /classes; OpenAPI: /openapi.json)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        log(f"note: --host {host} makes the app reachable from other machines; it has no authentication.")
+    if token is not None:
+        log(f"every route but / and /health needs 'Authorization: Bearer TOKEN'; open the page as "
+            f"http://{shown}:{port}/#token=TOKEN")  # fmt: skip
+    elif host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"note: --host {host} makes the app reachable from other machines; it has no authentication: add "
+            f"--token SECRET (or set {TOKEN_VARIABLE}) to require 'Authorization: Bearer SECRET'.")  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -203,7 +226,9 @@ def _free_port(host: str, family: int) -> int:
         return probe.getsockname()[1]
 
 
-def _check_options(*, max_upload_mb: float, port: int | None = None) -> None:
+def _check_options(*, max_upload_mb: float, port: int | None = None, token: str | None = None) -> None:
+    if token is not None and (not token or any(c.isspace() or not c.isprintable() for c in token)):
+        raise UserError("--token must be a non-empty string without spaces (for example: openssl rand -hex 16).")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
         raise UserError(f"--port must be between 1 and 65535; got {port}.")
     if not max_upload_mb > 0:
@@ -322,10 +347,12 @@ PAGE = """<!doctype html>
 <footer class="muted">API: POST /predict, GET /classes, GET /health; <a href="/openapi.json">OpenAPI</a></footer>
 <script>
 const CAM = {{CAM}};
+const TOKEN = new URLSearchParams(location.hash.slice(1)).get("token");  // serve --token: the page's #token=...
 // every call to the server goes through here
 async function request(path, options) {
   let response;
-  try { response = await fetch(path, options); }
+  const headers = TOKEN ? { Authorization: "Bearer " + TOKEN } : {};
+  try { response = await fetch(path, { ...options, headers }); }
   catch (error) { throw new Error("the server did not answer: " + error.message); }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.detail || response.status + " " + response.statusText);

