@@ -37,7 +37,7 @@ def test_every_api_function_works_on_a_finished_run(chinese_run, tmp_path):
     verdict = foldertune.check(run, progress=False)  # the split it trained on
     assert len(verdict.records) == 24 and not verdict.failed and not verdict.findings
     assert verdict.warnings == [
-        "3 class(es) have fewer than 10 images: '工具 箱' (8), '纪念碑' (8), '鱼' (8); their scores will be noisy"
+        "3 classes have fewer than 10 images: '工具 箱' (8), '纪念碑' (8), '鱼' (8); their scores will be noisy"
     ]
     exported = foldertune.export(run, fmt="torchscript", out=tmp_path / "model.pt", log=lambda *_: None)
     assert exported.parity["top1_agreement"] == 1.0 and exported.path.is_file()

@@ -396,9 +396,22 @@ def class_warnings(records: list[ImageRecord]) -> list[str]:
     if small:
         listed = ", ".join(f"'{label}' ({counts[label]})" for label in small[:MAX_LISTED])
         warnings.append(
-            f"{len(small)} class(es) have fewer than {FEW_IMAGES} images: {listed}; their scores will be noisy"
+            f"{len(small)} {'class has' if len(small) == 1 else 'classes have'} fewer than {FEW_IMAGES} images: "
+            f"{listed}; their scores will be noisy"
         )
     return warnings
+
+
+# What each kind of left-out item is called, one and many.
+IGNORED_NOUNS = {
+    "not an image": ("file that is not an image", "files that are not images"),
+    "outside class folders": ("file outside the class folders", "files outside the class folders"),
+    "ignored folder": ("ignored folder", "ignored folders"),
+    "empty class": ("empty class folder", "empty class folders"),
+    "unreadable folder": ("unreadable folder", "unreadable folders"),
+    "unreadable name": ("file with an unreadable name", "files with unreadable names"),
+    "link loop": ("link loop", "link loops"),
+}
 
 
 def ignored_lines(skipped: list[SkippedFile], source: str) -> list[str]:
@@ -408,7 +421,8 @@ def ignored_lines(skipped: list[SkippedFile], source: str) -> list[str]:
     for problem in sorted({s.problem for s in others}):
         group = [s for s in others if s.problem == problem]
         example = f"{_relative(group[0].path, source)} ({group[0].reason})"
-        lines.append(f"ignored {len(group)} {problem} item(s), e.g. {example}")
+        one, many = IGNORED_NOUNS.get(problem, (f"{problem} item", f"{problem} items"))
+        lines.append(f"ignored {len(group)} {one if len(group) == 1 else many}, e.g. {example}")
     return lines
 
 

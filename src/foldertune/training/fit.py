@@ -159,12 +159,16 @@ class RunFinished(UserError):
     """--resume of a run that has nothing left to train (its epochs are done, or early stopping ended it)."""
 
 
+def _epochs(count: int) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
 def _check_resumable(run: RunFolder, cfg: RunConfig, checkpoint: dict, dist: Distributed) -> None:
     """The mistakes that make a run impossible to continue as asked, each as one sentence with the way out."""
     if checkpoint["epoch"] >= cfg.train.epochs:
         raise RunFinished(
-            f"run '{run.path}' already finished its {checkpoint['epoch']} epochs; pass --epochs with a larger number "
-            "to train further."
+            f"run '{run.path}' already finished: it trained all {_epochs(checkpoint['epoch'])}; pass --epochs with a "
+            "larger number to train further."
         )
     stale = Progress.from_state_dict(checkpoint["training"]["progress"]).stale
     if cfg.train.patience and stale >= cfg.train.patience:
@@ -436,10 +440,10 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
             "per_class": evaluation["per_class"],
         }
         log(
-            f"  {split:<4} accuracy {overall['accuracy']:.4f}  precision {overall['macro_precision']:.4f}  "
-            f"recall {overall['macro_recall']:.4f}  f1 {overall['macro_f1']:.4f}  loss {overall['loss']:.4f}  "
-            f"({overall['images']} images)"
-        )
+            f"  {split:<4} accuracy {overall['accuracy']:.4f}  balanced_accuracy {overall['balanced_accuracy']:.4f}  "
+            f"macro_f1 {overall['macro_f1']:.4f}  loss {overall['loss']:.4f}  ({overall['images']} images)"
+        )  # the names and order of `foldertune evaluate`'s summary
+
     run.write_metrics(results)
     if cfg.report:
         from foldertune.reporting.html_report import write_report
@@ -453,6 +457,6 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
 def _print_epoch(log, epoch: int, epochs: int, trained: EpochResult, val: dict, lr: float, improved: bool) -> None:
     log(
         f"epoch {epoch:>{len(str(epochs))}}/{epochs}  train loss {trained.loss:.4f} acc {trained.accuracy:.3f}"
-        f"  | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} f1 {val['f1']:.3f}"
+        f"  | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} macro_f1 {val['f1']:.3f}"
         f"  | lr {lr:.2e}  {trained.seconds:.1f}s {trained.images_per_s:.0f} img/s" + ("  *best" if improved else "")
     )
