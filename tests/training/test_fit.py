@@ -203,7 +203,9 @@ def test_a_presplit_folder_and_a_manifest_keep_their_given_splits(small_dataset,
 def test_a_run_that_stopped_early_is_finished_and_resume_says_so(small_dataset, tmp_path, mobilenet_weights):
     run = ft.train(small_dataset, epochs=6, patience=1, lr=1e-9, scheduler="constant", project=tmp_path, **TINY)
     assert len(read_csv(run / "epochs.csv")) == 2
-    with pytest.raises(UserError, match=r"stopped early after epoch 2.*--weights"):
+    with pytest.raises(
+        UserError, match=r"stopped early after epoch 2 \(no better validation accuracy for 1 epoch\).*weights="
+    ):
         ft.resume(run)
 
 

@@ -174,7 +174,7 @@ def _check_resumable(run: RunFolder, cfg: RunConfig, checkpoint: dict, dist: Dis
     if cfg.train.patience and stale >= cfg.train.patience:
         raise RunFinished(
             f"run '{run.path}' stopped early after epoch {checkpoint['epoch']} (no better validation "
-            f"{cfg.train.best_metric} for {stale} epochs), so it is finished; to go on, start a new run with "
+            f"{cfg.train.best_metric} for {_epochs(stale)}), so it is finished; to go on, start a new run with "
             f"--weights {run.best}."
         )
     if run.classes() != checkpoint["classes"]:
@@ -388,7 +388,7 @@ def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop:
     if dist.any(stop.requested) and epoch < tc.epochs:  # the signal came during validation or saving
         raise TrainingInterrupted(stop.signum or signal.SIGTERM, run.path, f"after epoch {epoch}")
     if tc.patience and training.progress.stale >= tc.patience:
-        job.log(f"early stop: no better validation {tc.best_metric} for {tc.patience} epochs (best: epoch "
+        job.log(f"early stop: no better validation {tc.best_metric} for {_epochs(tc.patience)} (best: epoch "
                 f"{training.progress.best_epoch})")  # fmt: skip
         return False
     return True
