@@ -26,6 +26,7 @@ import dataclasses
 import difflib
 import functools
 import gc
+import itertools
 import os
 import sys
 import typing
@@ -302,6 +303,14 @@ def _auto_resume_target(cfg: RunConfig):
             f"--resume auto: run '{run.path}' was started with other settings ({'; '.join(differences[:3])}); use "
             "its settings, or another --name for a new run."
         )
+    if not run.last.is_file():  # stopped before its first epoch ended: nothing to continue, so it starts again
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone moves it
+            aside = next(run.path.with_name(f"{run.path.name}.unstarted-{n}") for n in itertools.count(1)
+                         if not run.path.with_name(f"{run.path.name}.unstarted-{n}").exists())  # fmt: skip
+            run.path.rename(aside)
+            print(f"--resume auto: run '{run.path}' stopped before its first epoch ended; starting it again (what "
+                  f"it had written is kept in '{aside}')")  # fmt: skip
+        return None
     return resumable_run(run.path)
 
 

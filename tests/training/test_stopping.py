@@ -164,3 +164,15 @@ def test_sigterm_to_torchrun_stops_every_process_cleanly_and_resumes_exactly(tmp
     resumed = subprocess.run([*torchrun, "--resume", str(cut), "--quiet"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
     assert_trained_alike(cut, tmp_path / "whole")
+
+
+def test_resume_auto_starts_again_a_run_stopped_before_its_first_epoch_ended(photos, tmp_path, mobilenet_weights):
+    small = ["--epochs", "1", "--img-size", "32", "--batch-size", "8", "--workers", "0", "--no-report"]
+    command = ["--project", str(tmp_path), "--name", "cut", *small, "--resume", "auto"]
+    resume(str(photos), *command)
+    cut = tmp_path / "cut"
+    (cut / "last.pt").unlink()  # as a job stopped during setup (the scan, linear mode's features) leaves its folder
+    done = resume(str(photos), *command)  # the requeued job: the same command
+    assert f"run '{cut}' stopped before its first epoch ended; starting it again" in done.stdout, done.stdout
+    assert (cut / "last.pt").is_file() and len(read_csv(cut / "epochs.csv")) == 1
+    assert (tmp_path / "cut.unstarted-1" / "config.json").is_file()  # what the first job wrote is kept, not deleted
