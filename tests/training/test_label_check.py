@@ -51,7 +51,7 @@ def test_photos_in_the_wrong_folder_are_flagged_with_their_true_class(misfiled):
         assert float(row["label_score"]) >= 0.8
         assert f"filed as '{filed}', looks like '{true}'" in row["detail"]
         assert f"{filed}/{name}: filed as '{filed}', looks like '{true}'" in done.stdout
-    listed = done.stdout.split("label-issue: ")[1].splitlines()[1:6]  # the five likeliest, as ranked by cleanlab
+    listed = done.stdout.split("label-issue: ")[1].splitlines()[1:6]  # the five likeliest (lowest self-confidence)
     assert sum(any(name in line for line in listed) for name in MISFILED) >= 2, listed
     assert "label check: mobilenet_v2 features of 61 image(s)" in done.stdout
 
