@@ -435,7 +435,8 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     labels.add_argument("--folds", type=int, metavar="K", help="out-of-fold linear heads (default: 5)")
     labels.add_argument(
         "--min-label-score", type=float, default=None, metavar="S",
-        help="flag an image when another class is likeliest and its own has at most 1-S (default: 0.8)",
+        help="of the likeliest label errors (as many as the confident-joint count estimates), flag those whose "
+        "own class has at most 1-S and another is likelier (default: 0.5)",
     )  # fmt: skip
     labels.add_argument("--device", help="where the backbone runs: auto, cpu, cuda, mps (default: auto)")
     labels.add_argument(

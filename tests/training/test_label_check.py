@@ -12,6 +12,7 @@ from PIL import Image
 import foldertune
 from foldertune.data.check import CHECK_COLUMNS
 from foldertune.errors import UserError
+from foldertune.runs.cache import cache_root
 
 MISFILED = {
     "fish12.webp": ("fishes", "tools"),
@@ -50,7 +51,7 @@ def test_photos_in_the_wrong_folder_are_flagged_with_their_true_class(misfiled):
         assert float(row["label_score"]) >= 0.8
         assert f"filed as '{filed}', looks like '{true}'" in row["detail"]
         assert f"{filed}/{name}: filed as '{filed}', looks like '{true}'" in done.stdout
-    listed = done.stdout.split("label-issue: ")[1].splitlines()[1:6]  # the five likeliest, as ranked by cleanlab
+    listed = done.stdout.split("label-issue: ")[1].splitlines()[1:6]  # the five likeliest (lowest self-confidence)
     assert sum(any(name in line for line in listed) for name in MISFILED) >= 2, listed
     assert "label check: mobilenet_v2 features of 61 image(s)" in done.stdout
 
@@ -96,11 +97,15 @@ def test_the_fix_manifest_leaves_the_suspects_out_and_trains(misfiled):
     assert used == set(fixed)
 
 
-def test_the_api_finds_the_same_and_reads_the_features_from_the_cache(misfiled, tmp_path):
+def test_the_api_finds_the_same_and_reads_the_features_and_the_heads_from_the_cache(misfiled, tmp_path):
     data, rows, _, _ = misfiled
+    entries = sorted((cache_root() / "label-check").rglob("*.npy"))
+    assert entries, "the CLI's check stored its out-of-fold probabilities"
     report = foldertune.check(data, labels=True, img_size=int(SIZE), progress=False,
                               fix_manifest=tmp_path / "relabelled.csv", relabel=True)  # fmt: skip
     assert "(0 computed, 61 from the cache)" in report.summary()
+    assert ", from the cache)" in report.summary()  # same features, labels and folds: no head trained again
+    assert sorted((cache_root() / "label-check").rglob("*.npy")) == entries
     flagged = {
         os.path.basename(p) for p, found in report.findings.items() if any(f.kind == "label-issue" for f in found)
     }
