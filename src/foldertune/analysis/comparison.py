@@ -30,9 +30,11 @@ def compare(
     for run in runs:
         if not Path(run).exists():
             raise UserError(f"run folder '{run}' does not exist; pass run folders, as in foldertune compare runs/*.")
-    folders = [RunFolder(run) for run in runs if RunFolder(run).has_training_logs()]
+    folders = []
     for run in runs:
-        if not RunFolder(run).has_training_logs():
+        if RunFolder(run).has_training_logs():
+            folders.append(RunFolder(run))
+        else:
             log(f"note: left out '{run}': not a foldertune run folder with training logs (no epochs.csv)")
     if len(folders) < 2:
         raise UserError(f"compare needs at least two run folders with training logs; got {len(folders)}.")

@@ -70,8 +70,9 @@ def needs_cjk(texts: Iterable[str]) -> bool:
 def use_fonts_for(texts: Iterable[str]) -> str | None:
     """Make matplotlib able to draw `texts`; the CJK family used, or None when none is needed or none exists."""
     texts = list(texts)
-    family = cjk_family() if needs_cjk(texts) else None
-    if needs_cjk(texts) and family is None:
+    cjk = needs_cjk(texts)
+    family = cjk_family() if cjk else None
+    if cjk and family is None:
         _warn_once()  # which font to install; the characters are not named again below
         _WARNED.update(ch for text in texts for ch in text if needs_cjk(ch))
     if family is not None:
