@@ -118,9 +118,13 @@ def label_part(name: str, data: Path, work: Path) -> list[dict]:
     return rows
 
 
-def near_part(work: Path) -> None:
-    from foldertune.data.near_duplicates import embedding_pairs, hash_pairs, perceptual_hashes
+def near_part(work: Path, fashion_per_class: int) -> None:
+    from foldertune.data.near_duplicates import embedding_pairs, find_near_pairs, hash_pairs, perceptual_hashes
     from foldertune.training.label_check import _features, label_check_options
+
+    def confirmed(paths: list[str], hashes: np.ndarray) -> set[tuple[int, int]]:
+        index = {path: k for k, path in enumerate(paths)}
+        return {(index[p.first], index[p.second]) for p in find_near_pairs(paths, hashes=hashes, progress=False)}
 
     originals = [record.path for record in scan_folder(sample_data_path(), progress=False).images]
     folder = work / "near"
@@ -145,7 +149,7 @@ def near_part(work: Path) -> None:
     hashes = perceptual_hashes(paths, progress=False)
     features, _ = _features(paths, label_check_options(), progress=False, log=lambda *_: None)
     found = {
-        "hash": {(i, j) for i, j, _ in hash_pairs(hashes)},
+        "hash": confirmed(paths, hashes),
         "cosine": {(i, j) for i, j, _ in embedding_pairs(features)},
     }
     found["union"] = found["hash"] | found["cosine"]
@@ -156,6 +160,17 @@ def near_part(work: Path) -> None:
         pairs = [tuple(sorted((i, position[path]))) for i, path in items]
         print(f"{kind:<8}" + "".join(f"{sum(p in f for p in pairs) / len(pairs):>10.2f}" for f in found.values()))
     print(f"{'distinct':<8}" + "".join(f"{sum(family[i] != family[j] for i, j in f):>10d}" for f in found.values()))
+    garments = [
+        record.path
+        for record in scan_folder(fashion_folder(work / "fashion", fashion_per_class), progress=False).images
+    ]
+    features, _ = _features(garments, label_check_options(), progress=False, log=lambda *_: None)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    bare = sum(int((unit[i + 1 :] @ unit[i] >= 0.9).sum()) for i in range(len(unit)))
+    hashes = perceptual_hashes(garments, progress=False)
+    print(f"Fashion-MNIST, {len(garments)} distinct images: feature cosine >= 0.9 alone pairs {bare}, the cosine "
+          f"search {len(embedding_pairs(features))}; pHash within 4 bits {len(hash_pairs(hashes))}, confirmed by the "
+          f"finer hash {len(confirmed(garments, hashes))}")  # fmt: skip
 
 
 def speed_part(work: Path, images: int) -> None:
@@ -223,7 +238,7 @@ def main() -> None:
                   f"{r['precision']:.2f} | {r['recall']:.2f} | {r['val_acc_noisy']:.3f} | {r['val_acc_fixed']:.3f} | "
                   f"{r['check_s']:.1f} |")  # fmt: skip
     if "near" in args.parts:
-        near_part(work)
+        near_part(work, args.fashion_per_class)
     if "speed" in args.parts:
         speed_part(work, args.speed_images)
     if "scale" in args.parts:

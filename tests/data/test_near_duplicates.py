@@ -57,6 +57,25 @@ def test_resized_re_encoded_and_mirrored_copies_are_found(sample_hashes, tmp_pat
     assert mirrored and mirrored[0].how.startswith("mirrored")
 
 
+def test_look_alikes_close_in_the_coarse_hash_are_not_copies(sample_hashes, tmp_path):
+    """Uniform data (small garments on black) has distinct pictures within 4 bits of 64; the finer hash parts them."""
+    from PIL import ImageFilter
+
+    paths, _ = sample_hashes
+    pictures = []
+    for k in range(0, 24, 2):  # each: one photo's coarse layout with another photo's fine detail
+        layout = Image.open(paths[k]).convert("RGB")
+        detail = Image.open(paths[k + 1]).convert("RGB").resize(layout.size)
+        low = layout.resize((16, 16), Image.Resampling.BOX).resize(layout.size, Image.Resampling.BICUBIC)
+        fine = np.asarray(detail, np.float32) - np.asarray(detail.filter(ImageFilter.GaussianBlur(layout.width / 64)))
+        look_alike = np.clip(np.asarray(low, np.float32) + 0.8 * fine, 0, 255).astype(np.uint8)
+        Image.fromarray(look_alike).save(tmp_path / f"{k}.png")
+        pictures += [paths[k], str(tmp_path / f"{k}.png")]
+    candidates = [(i, j) for i, j, _ in hash_pairs(perceptual_hashes(pictures, progress=False))]
+    assert len([(i, j) for i, j in candidates if j == i + 1 and i % 2 == 0]) >= 6  # most pass the coarse hash
+    assert find_near_pairs(pictures, progress=False) == []
+
+
 def test_the_feature_search_in_blocks_finds_what_the_full_matrix_finds():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(50, 16)).astype(np.float32)
@@ -64,11 +83,24 @@ def test_the_feature_search_in_blocks_finds_what_the_full_matrix_finds():
     features[40] = features[3] + rng.normal(scale=0.1, size=16)
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
     full = unit @ unit.T
-    expected = {(i, j) for i in range(50) for j in range(i + 1, 50) if full[i, j] >= 0.9}
+    np.fill_diagonal(full, -np.inf)
+    reach = 1 - np.sort(full, axis=1)[:, -20]  # distance to the 20th nearest
+    expected = {(i, j) for i in range(50) for j in range(i + 1, 50)
+                if full[i, j] >= 0.9 and 1 - full[i, j] <= 0.3 * min(reach[i], reach[j])}  # fmt: skip
     assert expected >= {(3, 7), (3, 40)}
     for block in (1, 7, 64):
         assert {(i, j) for i, j, _ in embedding_pairs(features, min_cosine=0.9, block=block)} == expected
     assert connected_groups(50, embedding_pairs(features, min_cosine=0.9)) == [[3, 7, 40]]
+
+
+def test_look_alikes_in_uniform_data_are_not_copies_but_a_copy_among_them_is():
+    rng = np.random.default_rng(1)
+    common = rng.normal(size=64)
+    features = (common + rng.normal(scale=0.25, size=(300, 64))).astype(np.float32)  # every pair near cosine 0.94
+    features[299] = features[5] + rng.normal(scale=0.02, size=64)  # one real copy
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    assert np.mean(unit @ unit.T >= 0.9) > 0.9  # a bare threshold would call nearly every pair a copy
+    assert [(i, j) for i, j, _ in embedding_pairs(features)] == [(5, 299)]
 
 
 def test_a_resized_copy_in_val_of_a_train_image_is_a_leak(tmp_path):

@@ -42,9 +42,9 @@ from foldertune.models.registry import get_backbone
 from foldertune.runs.atomic import check_output, is_inside
 
 MAX_FOLD_GROUP = 20  # copies (exact, or near by hash or feature cosine) share a fold, unless their group is larger:
-# then it is a chain of look-alikes, not copies of one image (3,000 Fashion-MNIST images chain into groups of 1,038
-# and 583 by feature cosine; one fold holding a third of the images left its head without them); exact copies stay
-# together always
+# then it is a chain of look-alikes, not copies of one image (before near pairs had to stand out from their
+# neighbourhood, 3,000 Fashion-MNIST images chained into groups of 1,038 and 583, and one fold holding a third of
+# the images left its head without them); exact copies stay together always
 
 
 @dataclass(frozen=True)
