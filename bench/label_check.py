@@ -6,10 +6,12 @@
 Parts:
 - labels: on the bundled sample (138 photos, 5 classes) and on Fashion-MNIST (Debian's `dataset-fashion-mnist`,
   `apt install dataset-fashion-mnist`: --fashion-per-class images per class of its training file, written as PNG),
-  a stratified 80/20 split; then 5%, 10% and 20% of the training labels are flipped to another class (seeded). The
-  label check runs on the whole manifest; printed: precision and recall of the flagged images against the flipped
-  ones, and the validation accuracy (true labels, the validation split untouched) of a linear head trained with
-  `foldertune train --mode linear` on the noisy labels against one trained on the --fix-manifest output.
+  a stratified 80/20 split; then 5%, 10% and 20% of the training labels are flipped to another class (seeded;
+  --sample-draws / --fashion-draws draws of the flips, pooled: one draw of 11 flips on the sample moves recall by
+  0.1 or more). The label check runs on the whole manifest; printed: precision and recall of the flagged images
+  against the flipped ones, and (first draw) the validation accuracy (true labels, the validation split untouched)
+  of a linear head trained with `foldertune train --mode linear` on the noisy labels against one trained on the
+  --fix-manifest output.
 - near: 30 sample photos, each saved as half size (PNG), JPEG quality 60, a 10% centre crop (5% off each side) and
   mirrored; printed: recall per kind for the perceptual hash, the feature cosine and their union, and the number
   of pairs of distinct photos flagged among the 138 photos and 120 copies.
@@ -79,43 +81,59 @@ def flipped(records: list[ImageRecord], rate: float, seed: int) -> tuple[list[Im
     return result, changed
 
 
-def label_part(name: str, data: Path, work: Path) -> list[dict]:
-    import foldertune as ft
+def label_part(name: str, data: Path, work: Path, draws: int) -> list[dict]:
+    """Precision and recall of the flagged images, pooled over `draws` draws of the flips per rate."""
     from foldertune.data.check import check_source
-    from foldertune.runs.folder import RunFolder
-    from foldertune.training.label_check import check_labels, label_check_options, write_fix_manifest
+    from foldertune.training.label_check import check_labels, label_check_options
 
     scan = scan_folder(data, progress=False)
     clean, _ = assign_splits(scan.images, val_fraction=0.2, test_fraction=0.0, seed=0)
     rows = []
     for rate in RATES:
-        noisy, changed = flipped(clean, rate, seed=round(rate * 1000))
-        tag = f"{name}-{round(rate * 100)}"
-        manifest = work / f"{tag}-noisy.csv"
-        write_manifest(manifest, noisy)
-        started = time.perf_counter()
-        report = check_labels(check_source(manifest, decode="draft", progress=False), label_check_options(),
-                              progress=False, log=lambda *_: None)  # fmt: skip
-        seconds = time.perf_counter() - started
-        flagged = {p for p, found in report.findings.items() if any(f.kind == "label-issue" for f in found)}
-        hits = len(flagged & changed)
-        fixed = work / f"{tag}-fixed.csv"
-        write_fix_manifest(report, fixed, relabel=False)
-        kept = {row["path"] for row in read_table(fixed)}
-        untouched_val = [r for r in noisy if r.split == "val"]  # the validation split stays as it was
-        write_manifest(fixed, [r for r in noisy if r.split == "train" and r.path in kept] + untouched_val)
-        accuracy = {}
-        for kind, path in (("noisy", manifest), ("fixed", fixed)):
-            run = ft.train(manifest=str(path), mode="linear", epochs=20, report=False, quiet=True, workers=0,
-                           project=str(work / "runs"), name=f"{tag}-{kind}")  # fmt: skip
-            accuracy[kind] = RunFolder(run).metrics()["val"]["accuracy"]
+        hits = flagged_count = flipped_count = 0
+        seconds = []
+        for draw in range(draws):
+            noisy, changed = flipped(clean, rate, seed=round(rate * 1000) + draw)
+            tag = f"{name}-{round(rate * 100)}"
+            manifest = work / f"{tag}-noisy.csv"
+            write_manifest(manifest, noisy)
+            started = time.perf_counter()
+            report = check_labels(check_source(manifest, decode="draft", progress=False), label_check_options(),
+                                  progress=False, log=lambda *_: None)  # fmt: skip
+            seconds.append(time.perf_counter() - started)
+            flagged = {p for p, found in report.findings.items() if any(f.kind == "label-issue" for f in found)}
+            hits += len(flagged & changed)
+            flagged_count += len(flagged)
+            flipped_count += len(changed)
+            if draw == 0:  # the accuracy of training on each manifest, for the first draw only
+                accuracy = fixed_accuracy(report, noisy, manifest, work, tag)
         rows.append({
-            "data": name, "images": len(noisy), "flipped": len(changed), "rate": rate, "flagged": len(flagged),
-            "precision": hits / max(1, len(flagged)), "recall": hits / max(1, len(changed)),
-            "val_acc_noisy": accuracy["noisy"], "val_acc_fixed": accuracy["fixed"], "check_s": seconds,
+            "data": name, "images": len(clean), "flipped": flipped_count, "rate": rate, "flagged": flagged_count,
+            "draws": draws, "precision": hits / max(1, flagged_count), "recall": hits / max(1, flipped_count),
+            "val_acc_noisy": accuracy["noisy"], "val_acc_fixed": accuracy["fixed"], "check_s": float(np.mean(seconds)),
         })  # fmt: skip
         print(rows[-1], flush=True)
     return rows
+
+
+def fixed_accuracy(report, noisy: list[ImageRecord], manifest: Path, work: Path, tag: str) -> dict[str, float]:
+    """Validation accuracy (the validation split untouched) of linear heads trained on the noisy labels and on the
+    label check's --fix-manifest output."""
+    import foldertune as ft
+    from foldertune.runs.folder import RunFolder
+    from foldertune.training.label_check import write_fix_manifest
+
+    fixed = work / f"{tag}-fixed.csv"
+    write_fix_manifest(report, fixed, relabel=False)
+    kept = {row["path"] for row in read_table(fixed)}
+    untouched_val = [r for r in noisy if r.split == "val"]  # the validation split stays as it was
+    write_manifest(fixed, [r for r in noisy if r.split == "train" and r.path in kept] + untouched_val)
+    accuracy = {}
+    for kind, path in (("noisy", manifest), ("fixed", fixed)):
+        run = ft.train(manifest=str(path), mode="linear", epochs=20, report=False, quiet=True, workers=0,
+                       project=str(work / "runs"), name=f"{tag}-{kind}")  # fmt: skip
+        accuracy[kind] = RunFolder(run).metrics()["val"]["accuracy"]
+    return accuracy
 
 
 def near_part(work: Path, fashion_per_class: int) -> None:
@@ -219,6 +237,8 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["labels", "near", "speed", "scale"])
     parser.add_argument("--work", default="/tmp/foldertune-label-bench", help="scratch folder (replaced)")
     parser.add_argument("--fashion-per-class", type=int, default=300, help="Fashion-MNIST images per class (labels)")
+    parser.add_argument("--sample-draws", type=int, default=8, help="draws of the flipped labels on the sample")
+    parser.add_argument("--fashion-draws", type=int, default=3, help="draws of the flipped labels on Fashion-MNIST")
     parser.add_argument("--speed-images", type=int, default=5000)
     parser.add_argument("--scale", type=int, default=100_000)
     args = parser.parse_args()
@@ -227,14 +247,16 @@ def main() -> None:
     work.mkdir(parents=True)
     os.environ.setdefault("FOLDERTUNE_CACHE_DIR", str(work / "cache"))
     if "labels" in args.parts:
-        rows = label_part("sample", sample_data_path(), work)
-        rows += label_part("fashion-mnist", fashion_folder(work / "fashion", args.fashion_per_class), work)
+        rows = label_part("sample", sample_data_path(), work, args.sample_draws)
+        fashion = fashion_folder(work / "fashion", args.fashion_per_class)
+        rows += label_part("fashion-mnist", fashion, work, args.fashion_draws)
         print(
-            "\n| data | images | flip rate | flipped | flagged | precision | recall | val acc, noisy labels | "
-            "val acc, fix manifest | check s |\n|---|---|---|---|---|---|---|---|---|---|"
+            "\n| data | images | flip rate | draws | flipped (all draws) | flagged | precision | recall | "
+            "val acc, noisy labels (draw 1) | val acc, fix manifest (draw 1) | check s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|"
         )
         for r in rows:
-            print(f"| {r['data']} | {r['images']} | {r['rate']:.0%} | {r['flipped']} | {r['flagged']} | "
+            print(f"| {r['data']} | {r['images']} | {r['rate']:.0%} | {r['draws']} | {r['flipped']} | {r['flagged']} | "
                   f"{r['precision']:.2f} | {r['recall']:.2f} | {r['val_acc_noisy']:.3f} | {r['val_acc_fixed']:.3f} | "
                   f"{r['check_s']:.1f} |")  # fmt: skip
     if "near" in args.parts:
