@@ -295,3 +295,19 @@ class Exploit:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+def network_logits(checkpoint: dict, paths: list) -> np.ndarray:
+    """The logits of a checkpoint's network (unfused, plain eval mode, fp32 on the CPU) for image files, read as
+    evaluation reads them: the reference that calibrated probabilities are checked against."""
+    import torch
+
+    from foldertune.data.readers import EvalReader
+    from foldertune.data.transforms import normalize_batch
+    from foldertune.models.build import model_from_checkpoint
+    from foldertune.preprocessing import Preprocessing
+
+    pre = Preprocessing.from_dict(checkpoint["preprocessing"])
+    images = torch.stack([EvalReader(pre)(Path(path)) for path in paths])
+    with torch.no_grad():
+        return model_from_checkpoint(checkpoint).eval()(normalize_batch(images, pre)).double().numpy()

@@ -16,6 +16,9 @@ def test_compare_two_runs_writes_curves_and_table(chinese_run, tmp_path, mobilen
     assert float(rows[0]["train_seconds"]) > 0  # a linear epoch on cached features may round to 0.00 s
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 5000
     assert run.name in done.stdout and "best_val_acc" in done.stdout
+    assert all(float(row["val_acc_low"]) <= float(row["best_val_acc"]) <= float(row["val_acc_high"]) for row in rows)
+    [pair] = read_csv(tmp_path / "cmp" / "pairs.csv")  # the same seed split the same folder: the same val images
+    assert (pair["test"], pair["images"]) == ("mcnemar", "6") and pair["verdict"] in done.stdout
     alone = run_cli("compare", str(run))
     assert alone.returncode == 2 and "at least two" in alone.stderr
 
@@ -31,3 +34,15 @@ def test_compare_refuses_a_run_without_a_finished_epoch(chinese_run, tmp_path):
     (fresh / "epochs.csv").write_text((fresh / "epochs.csv").read_text().splitlines()[0] + "\n")
     with pytest.raises(UserError, match="no finished epoch"):
         ft.compare([chinese_run[0], fresh], out=tmp_path / "cmp", log=lambda *_: None)
+
+
+def test_a_run_compared_with_a_copy_of_itself_does_not_differ(chinese_run, tmp_path):
+    import shutil
+
+    run = chinese_run[0]
+    twin = shutil.copytree(run, tmp_path / "twin")
+    said = []
+    ft.compare([run, twin], out=tmp_path / "cmp", log=said.append)
+    [pair] = read_csv(tmp_path / "cmp" / "pairs.csv")
+    assert (pair["test"], pair["a_only"], pair["b_only"], float(pair["p_value"])) == ("mcnemar", "0", "0", 1.0)
+    assert "no difference beyond chance" in said[-2]

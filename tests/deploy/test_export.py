@@ -11,11 +11,12 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from helpers import SAMPLE, read_csv, run_cli, save_with_orientation
+from helpers import SAMPLE, network_logits, read_csv, run_cli, save_with_orientation
 from PIL import Image
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is part of the dev install")
 
+from foldertune.analysis.calibration import softmax
 from foldertune.data.images import open_image
 from foldertune.data.readers import EvalReader
 from foldertune.deploy.exporting import ParityError, export_model
@@ -56,6 +57,20 @@ def test_the_export_carries_classes_and_preprocessing_and_its_parity(exported):
     }
     with pytest.raises(UserError, match=r"^topk= must be at least 1; got 0\.$"):  # as the PyTorch classifier says
         OnnxClassifier(model).predict_files([SAMPLE], topk=0)
+
+
+def test_the_export_carries_the_temperature_and_the_onnx_predictor_applies_it(exported):
+    run, _, model = exported
+    checkpoint = load_checkpoint(run)
+    classifier = OnnxClassifier(model)
+    assert classifier.metadata["temperature"] == checkpoint["temperature"] != 1.0
+    paths = [row["path"] for row in read_csv(run / "split.csv") if row["split"] == "val"]
+    expected = softmax(network_logits(checkpoint, paths), checkpoint["temperature"])
+    classes = checkpoint["classes"]
+    for prediction, probabilities in zip(
+        classifier.predict_files(paths, topk=3, progress=False), expected, strict=True
+    ):
+        assert dict(prediction.topk) == pytest.approx(dict(zip(classes, probabilities, strict=True)), abs=1e-4)
 
 
 def test_the_onnx_predictor_runs_where_torch_cannot_be_imported_and_matches_the_checkpoint(exported, tmp_path):

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
-from helpers import SAMPLE, read_csv, run_cli
+from helpers import SAMPLE, network_logits, read_csv, run_cli
 from PIL import Image
 
 import foldertune as ft
+from foldertune.analysis.calibration import softmax
+from foldertune.runs.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,11 @@ def test_cli_predictions_match_the_python_api(classifier, chinese_run, tmp_path)
     for path, prediction in api.items():
         assert rows[path]["label"] == prediction.label
         assert float(rows[path]["probability"]) == pytest.approx(prediction.probability, abs=1e-5)
+    checkpoint = load_checkpoint(run)  # the probabilities are the network's logits over the stored temperature
+    expected = softmax(network_logits(checkpoint, list(rows)), checkpoint["temperature"])
+    for row, probabilities in zip(rows.values(), expected, strict=True):
+        got = {row[f"top{k}"]: float(row[f"p{k}"]) for k in (1, 2, 3)}
+        assert got == pytest.approx(dict(zip(classifier.classes, probabilities, strict=True)), abs=1e-5)
 
 
 def test_preprocessing_comes_from_the_checkpoint(classifier):

@@ -51,8 +51,8 @@ def test_run_folder_holds_every_file_of_the_contract(small_dataset, tmp_path, mo
     assert len(split) == 24 and {row["split"] for row in split} == {"train", "val"}
     epochs = read_csv(run / "epochs.csv")
     assert [row["epoch"] for row in epochs] == ["1", "2"]
-    assert set(epochs[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_precision",
-                              "val_recall", "val_f1", "lr", "seconds", "images_per_s"}  # fmt: skip
+    assert set(epochs[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_low", "val_acc_high",
+                              "val_precision", "val_recall", "val_f1", "lr", "seconds", "images_per_s"}  # fmt: skip
     batches = read_csv(run / "batches.csv")
     assert [int(row["step"]) for row in batches] == list(range(1, len(batches) + 1))
     assert len(batches) == 2 * 3  # 18 training images in batches of 8: 8 + 8 + 2
@@ -71,6 +71,10 @@ def test_run_folder_holds_every_file_of_the_contract(small_dataset, tmp_path, mo
     assert metrics["val"]["accuracy"] == pytest.approx(accuracy)
     assert metrics["best_epoch"] == best["epoch"]
     assert [row["class"] for row in metrics["val"]["per_class"]] == ["fishes", "monuments", "tools"]
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):  # each score with its 95% interval
+        assert metrics["val"][f"{key}_low"] <= metrics["val"][key] <= metrics["val"][f"{key}_high"], key
+    assert metrics["val"]["temperature"] == best["temperature"] > 0  # fitted on val, stored in best.pt
+    assert 0 <= metrics["val"]["ece"] <= 1 and 0 <= metrics["val"]["ece_before"] <= 1
 
 
 def test_pretrained_linear_mode_beats_training_from_scratch(tmp_path, mobilenet_weights):

@@ -7,11 +7,14 @@ The evaluation folder (default: <run>/eval/<split>; for another folder <run>/eva
 <folder>-all when that folder is not split) holds what an earlier evaluation there wrote, replaced:
 
     metrics.json         overall figures (accuracy, balanced accuracy, top-k, macro and weighted P/R/F1, loss,
-                         macro AP and ROC AUC), the most-confused pairs, classes, preprocessing, unreadable files
+                         macro AP and ROC AUC; 95% intervals of accuracy, balanced accuracy and macro F1 as
+                         `*_low` / `*_high`; the temperature and the ECE after and before it), the calibration's
+                         reliability bins, the most-confused pairs, classes, preprocessing, unreadable files
     per_class.csv        class, precision, recall, f1, support, average_precision, roc_auc
     predictions.csv      path, true, predicted, confidence, correct, loss, top1, p1, ... (unreadable: error)
     confused_pairs.csv   true, predicted, count, share_of_true
-    scores.npy           (images, classes) float32 probabilities, in the order of predictions.csv's readable rows
+    scores.npy           (images, classes) float32 probabilities (calibrated: softmax(logits / temperature)), in
+                         the order of predictions.csv's readable rows
     embedding.csv        path, true, predicted, x, y, method: the 2-D map of the penultimate features
     cams/                Grad-CAM overlays of the surest right and the worst wrong predictions, and cams.csv
 
@@ -29,7 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from foldertune.analysis.calibration import calibration_summary, fit_temperature, softmax
 from foldertune.analysis.embedding import embed, sample_for_map
+from foldertune.analysis.intervals import describe_interval
 from foldertune.analysis.metrics import evaluation_report, sample_losses
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.data.scan import SPLITS, check_layout, scan_folder
@@ -39,7 +44,7 @@ from foldertune.errors import UserError
 from foldertune.inference.classifier import Classifier
 from foldertune.runs.atomic import check_output
 from foldertune.runs.cache import file_digest
-from foldertune.runs.checkpoint import load_checkpoint
+from foldertune.runs.checkpoint import load_checkpoint, save_checkpoint
 from foldertune.runs.folder import EvalFolder, RunFolder, locate_checkpoint
 from foldertune.runs.tables import read_table, write_table
 
@@ -55,14 +60,17 @@ def evaluate_checkpoint(
     force: bool = False,
     device: str = "auto",
     figures: bool = True,
+    calibrate: bool = False,
     progress: bool = True,
     log=print,
 ) -> Path:
     """Evaluate `source` (a run folder's best.pt or a checkpoint) and write the evaluation folder; returns it.
 
     With `figures` False, only the numbers are written, not what the figures need besides (the feature map's
-    embedding, Grad-CAM maps): fast. An `out` folder that holds files is refused unless `force`; the run's own
-    evaluation folders are replaced.
+    embedding, Grad-CAM maps): fast. With `calibrate`, the temperature is fitted on these images' logits and
+    stored in the checkpoint before the probabilities are computed (the end of training does this on the
+    validation split). An `out` folder that holds files is refused unless `force`; the run's own evaluation
+    folders are replaced.
     """
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}.")
@@ -82,12 +90,12 @@ def evaluate_checkpoint(
     classes = classifier.classes
 
     index = {label: i for i, label in enumerate(classes)}
-    probabilities, features, kept, unreadable = [], [], [], {}
+    logits, features, kept, unreadable = [], [], [], {}
     paths = [Path(path) for path, _ in records]
     for chunk, errors, images in classifier.load_batches(paths, batch_size=64, progress=progress):
         if images is not None:
-            scores, penultimate = classifier.probabilities_and_features(images)
-            probabilities.append(scores)
+            scores, penultimate = classifier.logits_and_features(images)
+            logits.append(scores)
             features.append(penultimate)
         for path, error in zip(chunk, errors, strict=True):
             if error is None:
@@ -97,13 +105,19 @@ def evaluate_checkpoint(
     if not kept:
         raise UserError(f"none of the {len(records)} images to evaluate could be read (first: {records[0][0]}).")
     label_of = dict(records)
+    targets, logits = np.array([index[label_of[path]] for path in kept]), np.concatenate(logits)
+    if calibrate:
+        checkpoint["temperature"] = classifier.temperature = fit_temperature(logits, targets)
+        save_checkpoint(checkpoint_file, checkpoint)
     result = _Result(
         kept=kept,
-        targets=np.array([index[label_of[path]] for path in kept]),
-        probabilities=np.concatenate(probabilities).astype(np.float32),
+        targets=targets,
+        probabilities=softmax(logits, classifier.temperature).astype(np.float32),
         classes=classes,
     )
     report = evaluation_report(result.targets, result.probabilities, classes)
+    calibration = calibration_summary(logits, targets, classifier.temperature)
+    report["overall"].update({key: calibration[key] for key in ("temperature", "ece", "ece_before")})
 
     np.save(folder.scores_file, result.probabilities)
     _write_predictions(folder, result, unreadable, label_of)
@@ -122,6 +136,7 @@ def evaluate_checkpoint(
         "overall": report["overall"],
         "per_class": report["per_class"],
         "confused_pairs": report["confused_pairs"],
+        "calibration": calibration,
         "unreadable": unreadable,
         "figures": figures,
         "feature_map": method,
@@ -290,12 +305,27 @@ def _write_cams(out: EvalFolder, classifier: Classifier, result: _Result, log) -
 
 def _log_summary(log, out: Path, report: dict, unreadable: dict) -> None:
     overall = report["overall"]
-    parts = [f"{key} {overall[key]:.4f}" for key in ("accuracy", "balanced_accuracy", "macro_f1", "loss")]
+    log(f"evaluated {overall['images']} images:")
+    log("  " + summary_line(overall))
     if "top5_accuracy" in overall:
-        parts.append(f"top5 {overall['top5_accuracy']:.4f}")
-    log(f"evaluated {overall['images']} images: " + "  ".join(parts))
+        log(f"  top5 accuracy {overall['top5_accuracy']:.4f}")
+    log(f"  calibration: temperature {overall['temperature']:.2f}, expected calibration error {overall['ece']:.3f} "
+        f"(before: {overall['ece_before']:.3f})")  # fmt: skip
     for pair in report["confused_pairs"][:3]:
         log(f"  often confused: {pair['true']} -> {pair['predicted']} ({pair['count']}x)")
     if unreadable:
         log(f"  {len(unreadable)} image(s) could not be read (listed in predictions.csv)")
     log(f"evaluation folder: {out}")
+
+
+def summary_line(overall: dict) -> str:
+    """'accuracy 0.929 (95% interval 0.77-0.98, 28 images)  balanced_accuracy 0.920 (0.79-1.00)  macro_f1 ...
+    loss ...': the terminal's summary of an evaluation, from its metrics.json "overall"."""
+    accuracy = describe_interval(
+        overall["accuracy"], overall["accuracy_low"], overall["accuracy_high"], overall["images"]
+    )
+    parts = [f"accuracy {accuracy}"]
+    for key in ("balanced_accuracy", "macro_f1"):
+        parts.append(f"{key} {overall[key]:.3f} ({overall[key + '_low']:.2f}-{overall[key + '_high']:.2f})")
+    parts.append(f"loss {overall['loss']:.4f}")
+    return "  ".join(parts)

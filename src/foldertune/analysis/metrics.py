@@ -5,7 +5,8 @@
 
 Macro and weighted averages are taken over the classes that occur in the targets: a class absent from a small
 validation split counts neither as a zero nor as a perfect score (wrong predictions of it still lower the
-recall of the classes they were taken from). Per-class AP and ROC AUC are left empty for a class that is
+recall of the classes they were taken from). The evaluation report keeps a 95% interval beside accuracy, balanced
+accuracy and macro F1 (intervals.py). Per-class AP and ROC AUC are left empty for a class that is
 absent or that makes up the whole split, where they mean nothing.
 """
 
@@ -19,6 +20,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
+
+from foldertune.analysis.intervals import interval_keys
 
 
 def topk_accuracy(targets: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -95,6 +98,7 @@ def evaluation_report(targets: np.ndarray, probabilities: np.ndarray, classes: l
         precision, recall, f1 = averages(targets, predictions, average)
         overall.update({f"{average}_precision": float(precision), f"{average}_recall": float(recall),
                         f"{average}_f1": float(f1)})  # fmt: skip
+    overall.update(interval_keys(targets, predictions))  # 95% intervals: accuracy_low, accuracy_high, ...
     rows = per_class_table(targets, predictions, classes)
     for index, row in enumerate(rows):
         truth = targets == index

@@ -6,8 +6,9 @@
 
 The ONNX file's metadata (key "foldertune") and the JSON beside it hold the class names, the backbone, the input
 (name, shape, NCHW float32 RGB), the preprocessing (crop and resize sizes, interpolation, mean, std, the 8:1
-aspect limit) and what the model was trained on (mode, data, validation accuracy). The parity check runs real
-images through both sides, exactly as a deployment would: PyTorch with the checkpoint and foldertune's own readers;
+aspect limit), the temperature that calibrates its probabilities (softmax(logits / temperature)) and what the
+model was trained on (mode, data, validation accuracy). The parity check runs real images through both sides,
+exactly as a deployment would, temperature included: PyTorch with the checkpoint and foldertune's own readers;
 ONNX Runtime with the torch-free reader of onnx_predictor.py. Top-1 must agree on every image in fp32 (at least
 HALF_MIN_AGREEMENT with --half), or the export is refused and nothing is left behind. The model is exported with
 torch.export (`torch.onnx.export(dynamo=True)`).
@@ -116,7 +117,11 @@ def _metadata(checkpoint: dict, pre: Preprocessing, *, fmt: str, dynamic_batch: 
             "dtype": "float32",
             "layout": "NCHW, RGB, scaled to 0..1, minus mean, over std",
         },
-        "output": {"name": OUTPUT_NAME, "meaning": "logits; softmax gives the class probabilities"},
+        "output": {
+            "name": OUTPUT_NAME,
+            "meaning": "logits; softmax(logits / temperature) gives the class probabilities",
+        },
+        "temperature": float(checkpoint.get("temperature", 1.0)),  # fitted on the validation split after training
         "preprocessing": {
             **pre.to_dict(),
             "max_aspect": EVAL_MAX_ASPECT,
@@ -219,7 +224,9 @@ def _torchscript_parity(checkpoint: dict, path: Path, files: list[Path]) -> dict
             continue
         inputs = normalize_batch(images, classifier.preprocessing)
         with torch.no_grad():
-            probabilities = torch.softmax(scripted(inputs), dim=1).numpy()
+            probabilities = torch.softmax(
+                scripted(inputs) / classifier.temperature, dim=1
+            ).numpy()  # as model.json says
         good = [str(path) for path, error in zip(chunk, errors, strict=True) if error is None]
         candidate.update(zip(good, probabilities, strict=True))
     return _compare(reference, candidate)

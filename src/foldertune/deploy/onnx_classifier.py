@@ -1,6 +1,6 @@
 """Prediction without PyTorch: an exported ONNX model, ONNX Runtime, numpy and Pillow.
 
-    clf = OnnxClassifier("runs/mobilenet_v2-finetune/export/model.onnx")   # classes and preprocessing from the file
+    clf = OnnxClassifier("runs/mobilenet_v2-finetune/export/model.onnx")   # classes, preprocessing, temperature
     clf.predict("photo.jpg")           # Prediction(label='fishes', probability=0.97, topk=[('fishes', 0.97), ...])
     clf.predict_files(["new_photos/"]) # every image below, unreadable files with `error` set
 
@@ -55,7 +55,9 @@ def normalize(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
     return (pixels.astype(np.float32) / 255.0 - mean) / std
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities of (N, classes) logits divided by `temperature`."""
+    logits = logits / temperature
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
@@ -87,6 +89,7 @@ class OnnxClassifier:
         self.metadata = json.loads(stored)
         self.classes: list[str] = list(self.metadata["classes"])
         self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
+        self.temperature = float(self.metadata.get("temperature", 1.0))  # exports before calibration: 1
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.batch_size = model_input.shape[0] if isinstance(model_input.shape[0], int) else None  # None: any
@@ -132,13 +135,17 @@ class OnnxClassifier:
         return results
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) uint8 from `eval_pixels` -> (N, classes) softmax probabilities."""
+        """(N, 3, H, W) uint8 from `eval_pixels` -> (N, classes) calibrated probabilities, softmax(logits / T)."""
+        return softmax(self.logits(pixels), self.temperature)
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) uint8 from `eval_pixels` -> (N, classes) float32 logits, as the model outputs them."""
         inputs = normalize(pixels, self.preprocessing)
         step = self.batch_size or len(inputs)
         logits = [
             self.session.run(None, {self.input_name: inputs[i : i + step]})[0] for i in range(0, len(inputs), step)
         ]
-        return softmax(np.concatenate(logits).astype(np.float32))
+        return np.concatenate(logits).astype(np.float32)
 
     def _load(self, path: Path) -> tuple[np.ndarray | None, str | None]:
         try:

@@ -1,10 +1,12 @@
-"""Predict with a trained checkpoint, using exactly the preprocessing stored in it.
+"""Predict with a trained checkpoint, using exactly the preprocessing and the temperature stored in it.
 
     clf = Classifier.from_path("runs/mobilenet_v2-finetune")     # a run folder (its best.pt) or a .pt file
     clf.predict("photo.jpg")          # Prediction(label='fishes', probability=0.97, topk=[('fishes', 0.97), ...])
     clf.predict(["a.jpg", pil_image]) # a list in, a list out; a folder in, a list out (recursively)
 
-An unreadable file gives a Prediction with `error` set instead of stopping the rest.
+Probabilities are softmax(logits / temperature), the temperature fitted on the validation split after training
+(analysis/calibration.py; 1 for a checkpoint that has none). An unreadable file gives a Prediction with `error`
+set instead of stopping the rest.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Classifier:
         self.epoch: int = checkpoint["epoch"]
         self.metrics: dict = dict(checkpoint.get("metrics") or {})  # that epoch's validation summary
         self.settings: dict = dict(checkpoint.get("config") or {})  # RunConfig.to_dict() of the run
+        self.temperature = float(checkpoint.get("temperature", 1.0))  # fitted after training; 1 in older checkpoints
         self.runtime = choose_runtime(device, precision)
         layout = torch.channels_last if self.runtime.channels_last else torch.preserve_format
         self.model = model_from_checkpoint(checkpoint).to(self.runtime.device, memory_format=layout)  # for Grad-CAM
@@ -55,6 +58,8 @@ class Classifier:
         data, mode = self.settings.get("data", {}), self.settings.get("train", {}).get("mode", "?")
         source = data.get("manifest") or data.get("root") or "?"
         scored = f", validation accuracy {self.metrics['accuracy']:.3f}" if "accuracy" in self.metrics else ""
+        if "accuracy_low" in self.metrics:
+            scored += f" (95% interval {self.metrics['accuracy_low']:.2f}-{self.metrics['accuracy_high']:.2f})"
         return [
             ("backbone", f"{self.backbone}, {mode} mode"),
             ("trained on", str(source)),
@@ -141,13 +146,19 @@ class Classifier:
 
     @torch.inference_mode()
     def probabilities_and_features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Softmax probabilities (N, classes) and the penultimate features the head receives (N, features)."""
+        """Calibrated probabilities (N, classes), softmax(logits / temperature), and the penultimate features the
+        head receives (N, features)."""
+        logits, features = self.logits_and_features(images)
+        return torch.softmax(torch.from_numpy(logits) / self.temperature, dim=1).numpy(), features
+
+    @torch.inference_mode()
+    def logits_and_features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The network's logits (N, classes), before the temperature, and its penultimate features (N, features)."""
         inputs = model_input(images, self.preprocessing, device=self.runtime.device,
                              channels_last=self.runtime.channels_last)  # fmt: skip
         with capture_head_input(self.fused, self.backbone) as captured, self.runtime.autocast():
             logits = self.fused(inputs).float()
-        features = captured[0].float().flatten(1).cpu().numpy()
-        return torch.softmax(logits, dim=1).cpu().numpy(), features
+        return logits.cpu().numpy(), captured[0].float().flatten(1).cpu().numpy()
 
     def _predict_images(self, images: list[Image.Image], topk: int) -> list[Prediction]:
         tensors = torch.stack([self.transform(to_rgb(image)) for image in images])

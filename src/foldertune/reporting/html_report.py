@@ -3,8 +3,9 @@
     path = write_report("runs/mobilenet_v2-finetune")   # evaluates and plots first where the run lacks them
 
 Sections: the run at a glance, the data (class counts, files left out), training curves and augmented samples,
-then for each evaluated split its metrics, per-class table, most-confused pairs and every figure (confusion
-matrices, per-class bars, PR / ROC curves, prediction and top-loss grids, Grad-CAM maps, feature map), and
+then for each evaluated split its metrics with their 95% intervals (and one sentence on what the interval means for
+that many images), the calibration, per-class table, most-confused pairs and every figure (confusion matrices,
+per-class bars, PR / ROC curves, reliability diagram, prediction and top-loss grids, Grad-CAM maps, feature map), and
 finally every setting and library version.
 """
 
@@ -27,6 +28,7 @@ EVAL_FIGURES = (
     ("per_class", "Per-class precision, recall and F1"),
     ("pr_curves", "Precision-recall curves"),
     ("roc_curves", "ROC curves"),
+    ("reliability", "Reliability: accuracy against confidence, before and after temperature scaling"),
     ("predictions", "Sample predictions"),
     ("top_losses", "Most confidently wrong: check these for wrong labels"),
     ("cam_gallery", "Grad-CAM: where the network looked"),
@@ -47,7 +49,11 @@ OVERALL_NAMES = {
     "macro_average_precision": "average precision (macro)",
     "macro_roc_auc": "ROC AUC (macro)",
     "loss": "cross-entropy loss",
+    "temperature": "temperature (calibration)",
+    "ece_before": "expected calibration error, before",
+    "ece": "expected calibration error, after",
 }
+INTERVALS = ("accuracy", "balanced_accuracy", "macro_f1")  # shown with their 95% interval
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans", "Noto Sans CJK SC", "PingFang SC",
        "Microsoft YaHei", sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }
@@ -104,13 +110,19 @@ def _overview(run: RunFolder, config: dict) -> str:
     epochs = run.epochs()
     metrics = run.metrics() if run.metrics_file.exists() else {}
     seconds = sum(float(row["seconds"]) for row in epochs)
-    cards = [("epochs trained", str(len(epochs))), ("best epoch", str(metrics.get("best_epoch", "?"))),
-             ("training time", f"{seconds / 60:.1f} min")]  # fmt: skip
+    cards = [("epochs trained", str(len(epochs)), ""), ("best epoch", str(metrics.get("best_epoch", "?")), ""),
+             ("training time", f"{seconds / 60:.1f} min", "")]  # fmt: skip
     for split in ("val", "test"):
         if split in metrics:
-            cards.append((f"{split} accuracy", f"{metrics[split]['accuracy']:.3f}"))
-            cards.append((f"{split} F1 (macro)", f"{metrics[split]['f1']:.3f}"))
-    card_html = "".join(f'<div class="card">{escape(name)}<b>{escape(value)}</b></div>' for name, value in cards)
+            result = metrics[split]
+            cards.append((f"{split} accuracy", f"{result['accuracy']:.3f}", _range(result, "accuracy")))
+            cards.append((f"{split} F1 (macro)", f"{result['f1']:.3f}", _range(result, "macro_f1")))
+    card_html = "".join(
+        f'<div class="card">{escape(name)}<b>{escape(value)}</b>'
+        + (f'<span class="muted">95% interval {escape(interval)}</span>' if interval else "")
+        + "</div>"
+        for name, value, interval in cards
+    )
     line = (
         f"{settings['model']['backbone']} · {settings['train']['mode']} · {resolved['device']} · "
         f"{resolved['precision']} · {resolved['preprocessing']['crop_size']} px · weights: {resolved['weights']}"
@@ -171,17 +183,46 @@ def _training(run: RunFolder) -> str:
     return html
 
 
+def _range(values: dict, key: str) -> str:
+    """'0.77-0.98': the 95% interval metrics.json keeps for `key`, or '' for a run written before intervals."""
+    low, high = values.get(f"{key}_low"), values.get(f"{key}_high")
+    return f"{low:.2f}-{high:.2f}" if low is not None and high is not None else ""
+
+
 def _evaluation(evaluation: EvalFolder) -> str:
+    from foldertune.analysis.intervals import interval_sentence
+
     metrics = evaluation.metrics()
     overall = metrics["overall"]
     rows = [
-        {"metric": OVERALL_NAMES[key], "value": overall[key] if key == "images" else _number(overall[key])}
+        {"metric": OVERALL_NAMES[key], "value": overall[key] if key == "images" else _number(overall[key]),
+         "95% interval": _range(overall, key) if key in INTERVALS else ""}
         for key in OVERALL_NAMES
         if overall.get(key) is not None
-    ]
+    ]  # fmt: skip
     html = f"<h2>Evaluation: {escape(evaluation.name)}</h2>"
     html += f"<p class='muted'>best.pt (epoch {metrics['epoch']}) on {escape(metrics['data'])}</p>"
-    html += _table(rows, ["metric", "value"])
+    html += _table(rows, ["metric", "value", "95% interval"])
+    if "accuracy_low" in overall:
+        split = {"val": "validation", "test": "test"}.get(metrics.get("split"), "evaluated")
+        html += (
+            "<p>"
+            + escape(
+                interval_sentence(
+                    overall["accuracy"],
+                    overall["accuracy_low"],
+                    overall["accuracy_high"],
+                    overall["images"],
+                    split=split,
+                )
+            )
+            + "</p>"
+        )
+    if "ece" in overall:
+        html += (f"<p>Probabilities are divided by a temperature of {overall['temperature']:.2f} before the softmax, "
+                 "fitted on the validation images after training: the expected calibration error (mean gap between "
+                 f"confidence and accuracy over 15 bins) is {overall['ece']:.3f}, against {overall['ece_before']:.3f} "
+                 "without it. Accuracy does not change; the probabilities become more honest.</p>")  # fmt: skip
     per_class = read_table(evaluation.per_class_file)
     html += "<h3>Per class</h3>" + _table(
         per_class,

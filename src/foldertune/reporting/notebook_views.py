@@ -20,9 +20,20 @@ from foldertune.runs.folder import EvalFolder, RunFolder
 THUMBNAIL = 380  # pixels: two pictures side by side fit a notebook's width
 RUN_FIGURES = ["loss", "metrics", "train_batch"]  # in RUN/plots/
 EVAL_FIGURES = ["confusion_matrix", "confusion_matrix_normalized", "per_class", "pr_curves", "roc_curves",
-                "predictions", "top_losses", "cam_gallery", "feature_map"]  # fmt: skip
+                "reliability", "predictions", "top_losses", "cam_gallery", "feature_map"]  # fmt: skip
 METRICS = [("accuracy", "accuracy"), ("macro_precision", "precision"), ("macro_recall", "recall"),
            ("macro_f1", "f1"), ("loss", "loss"), ("images", "images")]  # fmt: skip
+
+
+def _metric_names() -> list[str]:
+    return [METRICS[0][1], "95% interval"] + [name for _, name in METRICS[1:]]
+
+
+def _metric_values(values: dict, keys: list[str]) -> list:
+    """The values of `keys`, with accuracy's 95% interval after it (empty for a folder written before intervals)."""
+    low, high = values.get("accuracy_low"), values.get("accuracy_high")
+    interval = f"{low:.2f}-{high:.2f}" if low is not None and high is not None else ""
+    return [values[keys[0]], interval] + [values[key] for key in keys[1:]]
 
 
 class _FolderPath(type(Path())):  # the concrete Path class of this system: a subclass of Path itself needs 3.12
@@ -51,7 +62,7 @@ class EvalPath(_FolderPath):
             return None
         metrics = folder.metrics()
         overall = metrics["overall"]
-        body = html_table([name for _, name in METRICS], [[overall[key] for key, _ in METRICS]])
+        body = html_table(_metric_names(), [_metric_values(overall, [key for key, _ in METRICS])])
         pairs = metrics.get("confused_pairs", [])[:3]
         if pairs:
             body += "<div>most confused: " + "; ".join(
@@ -82,9 +93,11 @@ class RunPath(_FolderPath):
         ]
         body = "".join(f"<div>{escape(line)}</div>" for line in lines)
         rows = [
-            [split] + [metrics[split][name] for _, name in METRICS] for split in ("val", "test") if split in metrics
+            [split, *_metric_values(metrics[split], [name for _, name in METRICS])]
+            for split in ("val", "test")
+            if split in metrics
         ]
-        body += html_table(["best.pt on"] + [name for _, name in METRICS], rows)
+        body += html_table(["best.pt on", *_metric_names()], rows)
         val = run.evaluation("val")
         body += _pictures([run.plots_dir / "loss.png", val.figure("confusion_matrix")])
         body += _hint("run", RUN_FIGURES + EVAL_FIGURES, self._figure_folders(), report=run.report_file.is_file())

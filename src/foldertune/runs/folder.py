@@ -31,6 +31,8 @@ EPOCH_COLUMNS = [
     "train_acc",
     "val_loss",
     "val_acc",
+    "val_acc_low",  # the 95% Wilson interval of val_acc
+    "val_acc_high",
     "val_precision",
     "val_recall",
     "val_f1",
@@ -240,7 +242,7 @@ class EvalFolder:
 
     FILES = ("metrics.json", "per_class.csv", "predictions.csv", "confused_pairs.csv", "scores.npy", "embedding.csv")
     FIGURES = ("confusion_matrix", "confusion_matrix_normalized", "per_class", "pr_curves", "roc_curves",
-               "predictions", "top_losses", "cam_gallery", "feature_map")  # fmt: skip
+               "reliability", "predictions", "top_losses", "cam_gallery", "feature_map")  # fmt: skip
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -322,19 +324,23 @@ def locate_checkpoint(source: str | os.PathLike) -> tuple[Path, RunFolder]:
 
 
 class CsvLog:
-    """An append-only CSV file with a header, flushed after every write."""
+    """An append-only CSV file with a header, flushed after every write. A file that exists keeps its own header
+    (a run resumed by a newer foldertune, whose logs have more columns, goes on with the columns it started with)."""
 
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path = path
         self.columns = columns
-        if not path.exists():
+        if path.exists():
+            with open(path, newline="", encoding="utf-8") as handle:
+                self.columns = next(csv.reader(handle), None) or columns
+        else:
             with atomic_open(path, newline="") as handle:
                 csv.writer(handle).writerow(columns)
 
     def append(self, *rows: dict[str, Any]) -> None:
         try:
             with open(self.path, "a", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-                writer = csv.DictWriter(handle, fieldnames=self.columns)
+                writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
                 writer.writerows(_format(row) for row in rows)
         except OSError as error:
             if error.errno in FULL:

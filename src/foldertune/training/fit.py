@@ -412,14 +412,21 @@ def _train_pass(job: Job, training: Training, ctx: LoopContext, epoch: int, stop
 def _epoch_row(epoch: int, trained: EpochResult, val: dict[str, float], lr: float) -> dict:
     """A row of epochs.csv (and the trackers' epoch values)."""
     return {"epoch": epoch, "train_loss": trained.loss, "train_acc": trained.accuracy, "val_loss": val["loss"],
-            "val_acc": val["accuracy"], "val_precision": val["precision"], "val_recall": val["recall"],
+            "val_acc": val["accuracy"], "val_acc_low": val["accuracy_low"], "val_acc_high": val["accuracy_high"],
+            "val_precision": val["precision"], "val_recall": val["recall"],
             "val_f1": val["f1"], "lr": lr, "seconds": trained.seconds,
             "images_per_s": trained.images_per_s}  # fmt: skip
 
 
+RESULT_KEYS = ("accuracy_low", "accuracy_high", "balanced_accuracy", "balanced_accuracy_low", "balanced_accuracy_high",
+               "macro_f1", "macro_f1_low", "macro_f1_high", "temperature", "ece", "ece_before")  # fmt: skip
+
+
 def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_epoch: int, quiet: bool, log) -> None:
-    """best.pt on the validation (and test) split: evaluation folders, metrics.json, and the report if asked."""
-    from foldertune.analysis.evaluation import evaluate_checkpoint
+    """best.pt on the validation (and test) split: evaluation folders, metrics.json, and the report if asked. The
+    validation split's evaluation first fits the temperature and stores it in best.pt, so the test split's
+    probabilities, and every later prediction, are calibrated."""
+    from foldertune.analysis.evaluation import evaluate_checkpoint, summary_line
 
     results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
     log(f"\nbest.pt (epoch {best_epoch}):")
@@ -427,7 +434,7 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
         if data.count(split) == 0:
             continue
         out = evaluate_checkpoint(run.path, split=split, device=cfg.train.device, figures=cfg.report,
-                                  progress=not quiet, log=lambda *_: None)  # fmt: skip
+                                  calibrate=split == "val", progress=not quiet, log=lambda *_: None)  # fmt: skip
         evaluation = EvalFolder(out).metrics()
         overall = evaluation["overall"]
         results[split] = {
@@ -437,12 +444,14 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
             "f1": overall["macro_f1"],
             "loss": overall["loss"],
             "images": overall["images"],
+            **{key: overall[key] for key in RESULT_KEYS},
             "per_class": evaluation["per_class"],
         }
-        log(
-            f"  {split:<4} accuracy {overall['accuracy']:.4f}  balanced_accuracy {overall['balanced_accuracy']:.4f}  "
-            f"macro_f1 {overall['macro_f1']:.4f}  loss {overall['loss']:.4f}  ({overall['images']} images)"
-        )  # the names and order of `foldertune evaluate`'s summary
+        log(f"  {split:<4} {summary_line(overall)}")  # as `foldertune evaluate` prints it
+    if "val" in results:
+        val = results["val"]
+        log(f"  calibration: temperature {val['temperature']:.2f} fitted on val; expected calibration error "
+            f"{val['ece_before']:.3f} -> {val['ece']:.3f}")  # fmt: skip
 
     run.write_metrics(results)
     if cfg.report:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from foldertune.analysis.intervals import wilson_interval
 from foldertune.analysis.metrics import classification_summary
 from foldertune.data.dataset import EpochBatchSampler
 from foldertune.data.transforms import model_input
@@ -64,7 +65,11 @@ class Validation:
     loss: float
 
     def summary(self) -> dict[str, float]:
-        return {"loss": self.loss, **classification_summary(self.targets, self.logits)}
+        """Loss, accuracy with its 95% Wilson interval (accuracy_low, accuracy_high), macro precision / recall / F1."""
+        summary = {"loss": self.loss, **classification_summary(self.targets, self.logits)}
+        correct = int((self.logits.argmax(axis=1) == self.targets).sum())
+        summary["accuracy_low"], summary["accuracy_high"] = wilson_interval(correct, len(self.targets))
+        return summary
 
 
 def train_one_epoch(

@@ -70,7 +70,7 @@ def test_plot_regenerates_every_figure_in_each_format(chinese_run, tmp_path):
     run = shutil.copytree(chinese_run[0], tmp_path / "run")
     expected_run = {"loss", "metrics", "train_batch"}
     expected_eval = {"confusion_matrix", "confusion_matrix_normalized", "per_class", "pr_curves", "roc_curves",
-                     "predictions", "cam_gallery", "feature_map"}  # fmt: skip
+                     "reliability", "predictions", "cam_gallery", "feature_map"}  # fmt: skip
     for fmt, magic in (("png", b"\x89PNG"), ("pdf", b"%PDF"), ("svg", b"<?xml")):
         written = plot_run(run, fmt=fmt)
         names = {p.stem for p in written if p.parent.name == "plots"}

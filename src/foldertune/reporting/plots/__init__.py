@@ -4,8 +4,8 @@
     plot_run("runs/mobilenet_v2-finetune", fmt="pdf")     # the same as PDF (or svg)
 
 Layout: run/plots/ holds the training curves and the augmented-batch grid; run/eval/<split>/ holds the figures
-of that evaluation (confusion matrices, per-class bars, PR and ROC curves, prediction and top-loss grids,
-Grad-CAM gallery, feature map).
+of that evaluation (confusion matrices, per-class bars, PR and ROC curves, reliability diagram, prediction and
+top-loss grids, Grad-CAM gallery, feature map).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from foldertune.runs.folder import RunFolder
 
 def plot_evaluation(eval_dir: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
     """Every figure of one evaluation folder."""
+    from foldertune.reporting.plots.calibration import plot_reliability
     from foldertune.reporting.plots.classification import plot_confusion, plot_per_class, plot_pr_roc
     from foldertune.reporting.plots.feature_map import plot_feature_map
     from foldertune.reporting.plots.gallery import plot_cams, plot_predictions, plot_top_losses
 
     eval_dir = Path(eval_dir)
     written = [*plot_confusion(eval_dir, fmt=fmt), plot_per_class(eval_dir, fmt=fmt), *plot_pr_roc(eval_dir, fmt=fmt)]
-    for draw in (plot_predictions, plot_top_losses, plot_cams, plot_feature_map):
+    for draw in (plot_reliability, plot_predictions, plot_top_losses, plot_cams, plot_feature_map):
         written.append(draw(eval_dir, fmt=fmt))
     return [path for path in written if path is not None]
 
