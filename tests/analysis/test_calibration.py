@@ -37,3 +37,9 @@ def test_the_temperature_lowers_validation_nll_and_predictions_divide_the_logits
     old = Classifier.from_path(tmp_path / "old.pt", device="cpu").predict(paths[:2], topk=len(classes))
     for prediction, expected in zip(old, softmax(logits[:2]), strict=True):
         assert dict(prediction.topk) == pytest.approx(dict(zip(classes, expected, strict=True)), abs=1e-5)
+
+
+def test_a_validation_split_without_a_mistake_keeps_the_temperature_at_one():
+    logits = np.array([[3.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    assert fit_temperature(logits, np.array([0, 0, 1])) == 1.0  # every one right: the loss would fall as T -> 0
+    assert fit_temperature(logits, np.array([0, 1, 1])) > 1.0  # a confident mistake: soften

@@ -7,8 +7,8 @@
 A network trained by cross-entropy is usually over-confident on images it has not seen. Temperature scaling
 (Guo et al., 2017) divides the logits by one number T fitted on held-out images (the validation split after
 training; the pooled out-of-fold logits with cross-validation): it changes the probabilities, never the ranking,
-so accuracy stays the same. T is searched on log T within [1/MAX_TEMPERATURE, MAX_TEMPERATURE]: a validation split
-with no mistake would otherwise push T towards 0 and every probability to 1.
+so accuracy stays the same. T is searched on log T within [1/MAX_TEMPERATURE, MAX_TEMPERATURE]; a validation split
+with no mistake keeps T = 1, as it would push T towards 0 and every probability to 1.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ def nll(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0) -> fl
 
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
     """The temperature T that minimises the mean log loss of softmax(logits / T) on these images (bounded search
-    on log T); 1.0 when there are no images."""
+    on log T); 1.0 when there are no images or no mistakes."""
     from scipy.optimize import minimize_scalar
 
     logits, targets = np.asarray(logits, dtype=np.float64), np.asarray(targets)
-    if len(targets) == 0:
-        return 1.0
+    if len(targets) == 0 or (logits.argmax(axis=1) == targets).all():
+        return 1.0  # no mistake: the log loss falls as T -> 0, and says nothing of how sure the model should be
     bound = np.log(MAX_TEMPERATURE)
     found = minimize_scalar(lambda log_t: nll(logits, targets, np.exp(log_t)), bounds=(-bound, bound),
                             method="bounded", options={"xatol": 1e-4})  # fmt: skip
