@@ -814,12 +814,18 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def add_models_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--timm", metavar="PATTERN", default=None,
+                   help="list timm's models with pretrained weights whose names match PATTERN (e.g. 'convnext*'), "
+                        "for --model timm/NAME; needs pip install 'foldertune[timm]'")  # fmt: skip
 
 
 def run_models(args: argparse.Namespace) -> None:
     from foldertune.models.registry import list_backbones
     from foldertune.models.weights import hub_checkpoint_dir
+
+    if args.timm is not None:
+        _list_timm_models(args.timm)
+        return
 
     cache = hub_checkpoint_dir()
     print(f"{'backbone':<20}{'ImageNet top-1':>15}  {'weights file':<42}{'cached':<8}{'offline source'}")
@@ -828,6 +834,22 @@ def run_models(args: argparse.Namespace) -> None:
         offline = "package index" if b.index_package else "-"
         print(f"{b.name:<20}{b.imagenet_top1:>14.1f}%  {b.weights_file:<42}{cached:<8}{offline}")
     print(f"weights cache: {cache}")
+
+
+def _list_timm_models(pattern: str) -> None:
+    from huggingface_hub import constants
+
+    from foldertune.models.timm_backbones import cached_in_hub, list_pretrained, timm_backbone
+
+    names = list_pretrained(pattern)
+    if not names:
+        raise UserError(f"--timm {pattern!r} matches no timm model with pretrained weights; try a wider pattern.")
+    print(f"{'--model':<52}{'input':>7}  {'cached':<8}weights")
+    for name in names:
+        backbone = timm_backbone("timm/" + name)
+        cached = "yes" if backbone.hf_hub_id and cached_in_hub(backbone.hf_hub_id) else "no"
+        print(f"{backbone.name:<52}{backbone.preprocessing.crop_size:>7}  {cached:<8}{backbone.weights_source}")
+    print(f"{len(names)} model(s); Hugging Face cache: {constants.HF_HUB_CACHE}")
 
 
 COMMANDS = {
@@ -900,7 +922,7 @@ COMMANDS = {
     "models": (
         add_models_arguments,
         run_models,
-        "list the backbones, their ImageNet accuracy and whether their weights are cached",
-        "foldertune models",
+        "list the backbones, their ImageNet accuracy and whether their weights are cached (--timm: timm's)",
+        "foldertune models --timm 'convnext*'",
     ),
 }
