@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=summary[0].upper() + summary[1:] + ".",
             epilog=f"example:\n  {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            argument_default=argparse.SUPPRESS if name == "train" else None,
+            argument_default=argparse.SUPPRESS if name in ("train", "lr-find") else None,
         )
         add_arguments(sub)
         sub.set_defaults(handler=handler, command=name)
@@ -198,11 +198,25 @@ def _add_setting(p, group, name: str, setting: dataclasses.Field, annotation, do
         arguments = {"dest": name, "metavar": metavar, **({} if kind is str else {"type": kind})}
     if name == "wandb":
         arguments.update(nargs="?", const=WANDB_PROJECT)
+    if name == "lr":  # a number, or auto: the learning-rate range test chooses it (training/lr_find.py)
+        arguments.update(type=_learning_rate)
+        doc = doc.replace(
+            "Peak learning rate;", "Peak learning rate, or auto: run lr-find first and use its suggestion;"
+        )
     if not option.startswith("-"):  # DATA, the one positional; its default is this command's (and ft.train's)
         group, option, arguments = p, name, {"nargs": "?", "metavar": option}
         doc += " None: the bundled sample photos."
     help_text = _setting_help(doc, setting.default, const=arguments.get("const"), option=option)
     group.add_argument(option, help=help_text.replace("%", "%%"), **arguments)  # argparse formats help with %
+
+
+def _learning_rate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or auto; got {text!r}") from None
 
 
 def _setting_help(doc: str, default: object, *, const: object, option: str) -> str:
@@ -247,6 +261,11 @@ def run_train(args: argparse.Namespace) -> None:
     if given.get("root") is None and not given.get("manifest"):
         given["root"] = str(sample_data_path())
         print(f"no DATA given: training on the bundled sample photos in {given['root']}")
+    lr_auto = given.get("lr") == "auto"
+    if lr_auto:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError("--lr auto does not run under torchrun: run `foldertune lr-find` first and pass its --lr.")
+        del given["lr"]
     cfg = RunConfig.from_flat(**given)
     if resume_target == "auto":  # the same command after a requeue: continue the run it started, if there is one
         run = _auto_resume_target(cfg)
@@ -265,6 +284,10 @@ def run_train(args: argparse.Namespace) -> None:
 
             fetch_weights_file(get_backbone(cfg.model.backbone))
         data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)  # data mistakes show before torch loads
+    if lr_auto:
+        from foldertune.training.range_test import with_found_lr
+
+        cfg = with_found_lr(cfg, data=data, quiet=quiet)
     from foldertune.training.fit import fit
 
     fit(cfg, data=data, quiet=quiet)
@@ -797,6 +820,47 @@ def run_compare(args: argparse.Namespace) -> None:
     compare.__wrapped__(args.runs, out=args.out, force=args.force, fmt=args.fmt)  # flags, not keywords (see evaluate)
 
 
+# ---------------------------------------------------------------------------------------------------- lr-find
+
+
+def add_lr_find_arguments(p: argparse.ArgumentParser) -> None:
+    add_train_arguments(p)  # the run's settings, so that the test measures the run `train` would start
+    group = p.add_argument_group("range test")
+    group.add_argument("--start-lr", type=float, metavar="X", help="first learning rate (default: 1e-7)")
+    group.add_argument("--end-lr", type=float, metavar="X", help="last learning rate (default: 10)")
+    group.add_argument("--steps", type=int, metavar="N",
+                       help="training steps, the rate growing exponentially (default: 100; fewer if the loss "
+                            "diverges)")  # fmt: skip
+    group.add_argument("--out", metavar="PNG", help="the plot (and a .csv of the curve beside it) (default: "
+                       "PROJECT/lr-find-MODEL-MODE.png, redrawn each time)")  # fmt: skip
+    group.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+LR_FIND_OPTIONS = ("start_lr", "end_lr", "steps")
+
+
+def run_lr_find(args: argparse.Namespace) -> None:
+    from foldertune.data import sample_data_path
+
+    given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
+    quiet, out, force = given.pop("quiet", False), given.pop("out", None), given.pop("force", False)
+    options = {key: given.pop(key) for key in LR_FIND_OPTIONS if key in given}
+    if given.pop("resume", None) is not None:
+        raise UserError("--resume means nothing to lr-find, which trains nothing it keeps; drop it.")
+    if given.pop("lr", None) is not None:
+        raise UserError("--lr means nothing to lr-find, which sweeps --start-lr to --end-lr; drop it.")
+    if given.get("root") is None and not given.get("manifest"):
+        given["root"] = str(sample_data_path())
+        print(f"no DATA given: the range test runs on the bundled sample photos in {given['root']}")
+    cfg = RunConfig.from_flat(**given)
+    if out is not None:
+        check_output(out, "--out", force=force)
+    from foldertune.training.range_test import lr_find_and_plot
+
+    found = lr_find_and_plot(cfg, out=out, quiet=quiet, **options)
+    print(found.describe())
+
+
 # ---------------------------------------------------------------------------------------------------- report
 
 
@@ -918,6 +982,12 @@ COMMANDS = {
         run_report,
         "write the run's self-contained report.html",
         "foldertune report runs/mobilenet_v2-finetune",
+    ),
+    "lr-find": (
+        add_lr_find_arguments,
+        run_lr_find,
+        "the learning-rate range test: loss against a growing learning rate, plotted, and a suggested --lr",
+        "foldertune lr-find photos/ --mode linear",
     ),
     "models": (
         add_models_arguments,

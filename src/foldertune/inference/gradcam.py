@@ -69,8 +69,10 @@ class Explainer:
         ]
         inputs = normalize_batch(crops.to(classifier.runtime.device), classifier.preprocessing)
         # hooks on the network only while the maps are made: they would slow and grow every later prediction
-        with torch.enable_grad(), GradCAM(model=classifier.model, target_layers=[self.layer],
-                                                reshape_transform=self.reshape) as cam:
+        with (
+            torch.enable_grad(),
+            GradCAM(model=classifier.model, target_layers=[self.layer], reshape_transform=self.reshape) as cam,
+        ):
             heatmaps = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(i) for i in wanted])
         explanations = []
         for crop, heatmap, index, row, top in zip(crops, heatmaps, wanted, probabilities, predicted, strict=True):

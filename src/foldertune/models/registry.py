@@ -10,7 +10,8 @@
 
 Adding a backbone is one `register(...)` call below; tests pick up every registered name (and any timm model is
 a backbone as "timm/NAME", see timm_backbones.py). The preprocessing is written out here rather than read from
-torchvision at run time, and a test checks it against torchvision's own declaration, so a checkpoint's recorded preprocessing never silently changes with a torchvision upgrade.
+torchvision at run time, and a test checks it against torchvision's own declaration, so a checkpoint's recorded
+preprocessing never silently changes with a torchvision upgrade.
 torchvision is imported only when a model or its weights' metadata is needed: checking a --model name is instant.
 """
 

@@ -61,7 +61,6 @@ class TimmBackbone:
         """timm's model with random weights and `num_classes` outputs (None: as many as the pretrained head), for
         `img_size` pixels when the model is built for one size."""
         import timm
-
         import torch
 
         kwargs = {}
