@@ -64,10 +64,11 @@ def test_a_timm_vit_trains_exports_predicts_and_explains(small_dataset, tmp_path
     cams = ft.explain(run, [str(photo)], out=tmp_path / "cams")  # Grad-CAM on the patch tokens laid on their grid
     assert len(cams) == 1 and cams[0].stat().st_size > 0
 
-    # a convolutional timm model from random weights, every layer trained, channels_last as for torchvision's
+    # a convolutional timm model from random weights, every layer trained, channels_last and bf16 autocast
     scratch = ft.train(small_dataset, model="timm/test_efficientnet", mode="finetune", pretrained=False, epochs=1,
-                       img_size=32, project=tmp_path / "runs", **TINY)  # fmt: skip
-    assert json.loads((scratch / "config.json").read_text())["resolved"]["weights"].startswith("none")
+                       img_size=32, project=tmp_path / "runs", **{**TINY, "precision": "bf16"})  # fmt: skip
+    resolved = json.loads((scratch / "config.json").read_text())["resolved"]
+    assert resolved["weights"].startswith("none") and resolved["precision"] == "bf16" and resolved["channels_last"]
     assert ft.explain(scratch, [str(photo)], out=tmp_path / "cams2")
 
 
