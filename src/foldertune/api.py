@@ -158,8 +158,7 @@ def train(
     return RunPath(fit(cfg, data=prepared, quiet=quiet, live=_live(live, quiet)))
 
 
-@keywords("lr-find", cli_only={"resume": "lr-find trains nothing it keeps.", "lr": "lr-find sweeps start_lr to "
-                               "end_lr."})  # fmt: skip
+@keywords("lr-find")
 def lr_find(
     data: str | os.PathLike | None = None,
     *,
@@ -173,11 +172,16 @@ def lr_find(
 ):
     """The learning-rate range test for the run `ft.train(data, **settings)` would start: an `LrFind` with the
     rates, losses, `.suggestion` and `.plot` (the curve; shown as the value of a notebook cell)."""
-    from foldertune.config import RunConfig
+    from foldertune.cli import LR_FIND_LEAVES_OUT
+    from foldertune.config import ALIASES, RunConfig
     from foldertune.data import sample_data_path
     from foldertune.runs.atomic import check_output
     from foldertune.training.range_test import lr_find_and_plot
 
+    for key in settings:
+        if ALIASES.get(key, key) in LR_FIND_LEAVES_OUT or key in LR_FIND_LEAVES_OUT:
+            raise UnknownKeyword(f"ft.lr_find() has no keyword {key}=: the range test trains for steps= at the rates "
+                                 "it sweeps and keeps nothing.")  # fmt: skip
     if data is None and not settings.get("manifest"):
         data = sample_data_path()
     cfg = RunConfig.from_flat(data=None if data is None else str(data), **settings)

@@ -170,7 +170,7 @@ NO_FLAG = {
 }
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
+def add_train_arguments(p: argparse.ArgumentParser, *, leave_out: frozenset[str] = frozenset()) -> None:
     # The parser's defaults are SUPPRESSed so that only the flags a user typed reach RunConfig (and --resume can spot
     # extras); the help shows the dataclasses' defaults instead.
     settings = {}
@@ -180,6 +180,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     for title, names in TRAIN_GROUPS.items():
         group = p.add_argument_group(title)
         for name, metavar in names.items():
+            if name in leave_out:
+                continue
             if name in TRAIN_ONLY_FLAGS:
                 group.add_argument("--" + name, **({"metavar": metavar} if metavar else {}), **TRAIN_ONLY_FLAGS[name])
             else:
@@ -823,8 +825,13 @@ def run_compare(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------------- lr-find
 
 
+# train's flags that mean nothing to a range test, which trains for --steps at rates it chooses and keeps nothing
+LR_FIND_LEAVES_OUT = frozenset({"epochs", "lr", "scheduler", "warmup_epochs", "patience", "best_metric", "compile",
+                                "run_name", "resume", "report", "wandb", "tensorboard"})  # fmt: skip
+
+
 def add_lr_find_arguments(p: argparse.ArgumentParser) -> None:
-    add_train_arguments(p)  # the run's settings, so that the test measures the run `train` would start
+    add_train_arguments(p, leave_out=LR_FIND_LEAVES_OUT)  # the settings of the run the test is measured for
     group = p.add_argument_group("range test")
     group.add_argument("--start-lr", type=float, metavar="X", help="first learning rate (default: 1e-7)")
     group.add_argument("--end-lr", type=float, metavar="X", help="last learning rate (default: 10)")
@@ -845,10 +852,6 @@ def run_lr_find(args: argparse.Namespace) -> None:
     given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
     quiet, out, force = given.pop("quiet", False), given.pop("out", None), given.pop("force", False)
     options = {key: given.pop(key) for key in LR_FIND_OPTIONS if key in given}
-    if given.pop("resume", None) is not None:
-        raise UserError("--resume means nothing to lr-find, which trains nothing it keeps; drop it.")
-    if given.pop("lr", None) is not None:
-        raise UserError("--lr means nothing to lr-find, which sweeps --start-lr to --end-lr; drop it.")
     if given.get("root") is None and not given.get("manifest"):
         given["root"] = str(sample_data_path())
         print(f"no DATA given: the range test runs on the bundled sample photos in {given['root']}")
