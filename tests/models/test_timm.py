@@ -129,6 +129,13 @@ def test_weights_come_from_the_hugging_face_cache_or_one_sentence_says_where(tmp
     assert "timm/test_resnet.r160_in1k" in listed and "yes" in listed  # cached
 
 
+def test_a_new_timm_head_starts_small_as_torchvision_heads_do():
+    # timm draws EfficientNet-style heads from +-1/sqrt(classes): 0.7 for 2 classes, which starts a linear probe on
+    # unnormalised features at a loss of 4-5; foldertune's heads use torch's +-1/sqrt(features) for every backbone
+    head = build_model("timm/test_efficientnet", 2).get_submodule("classifier")
+    assert head.weight.abs().max() <= 1 / head.in_features**0.5
+
+
 def test_unknown_timm_names_and_missing_pieces_are_one_sentence():
     with pytest.raises(UserError, match=r"timm has no model .convnext_atoo.*convnext_atto"):
         get_backbone("timm/convnext_atoo")

@@ -37,8 +37,16 @@ def build_model(
     `img_size` matters only for timm models built for one input size (ViTs).
     """
     backbone = get_backbone(name)
-    if isinstance(backbone, TimmBackbone):  # timm builds the head with the right width itself
+    if isinstance(backbone, TimmBackbone):
         model = backbone.build(num_classes, img_size=img_size)
+        if num_classes is not None:  # torch's default initialisation, as for the registered backbones: timm's own
+            # for EfficientNet-style heads draws from +-1/sqrt(classes), 0.45 for 5 classes, and such logits from
+            # unnormalised features start a linear head at a loss of 4-5 instead of log(5) = 1.6
+            head = model.get_submodule(backbone.head)
+            if not isinstance(head, nn.Linear):
+                raise UserError(f"--model {name}: its classifier ({backbone.head}) is a {type(head).__name__}, not a "
+                                "linear layer; foldertune needs a timm model with a Linear classifier.")  # fmt: skip
+            model.set_submodule(backbone.head, nn.Linear(head.in_features, num_classes))
         if state_dict is not None:
             state_dict = backbone.adapt(state_dict, model)
             keep_head = num_classes is None and backbone.classes > 0  # weights without a head (DINOv2): a new one
