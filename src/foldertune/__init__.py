@@ -8,8 +8,8 @@ print(clf.predict("new_photo.jpg"))
 
 __version__ = "0.1.0"
 
-from foldertune.api import check, compare, evaluate, explain, export, load, plot, report, resume, train
+from foldertune.api import check, compare, evaluate, explain, export, load, lr_find, plot, report, resume, train
 from foldertune.errors import UnknownKeyword, UserError
 
 __all__ = ["UnknownKeyword", "UserError", "__version__", "check", "compare", "evaluate", "explain", "export", "load",
-           "plot", "report", "resume", "train"]  # fmt: skip
+           "lr_find", "plot", "report", "resume", "train"]  # fmt: skip

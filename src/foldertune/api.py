@@ -144,8 +144,51 @@ def train(
         return _resume(resume, quiet=quiet, live=live, **settings)
     if data is None and not settings.get("manifest"):
         data = sample_data_path()
+    lr_auto = settings.get("lr") == "auto"  # the range test chooses it
+    if lr_auto:
+        del settings["lr"]
     cfg = RunConfig.from_flat(data=None if data is None else str(data), **settings)
-    return RunPath(fit(cfg, quiet=quiet, live=_live(live, quiet)))
+    prepared = None
+    if lr_auto:
+        from foldertune.training.prepare import prepare_data
+        from foldertune.training.range_test import with_found_lr
+
+        prepared = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)
+        cfg = with_found_lr(cfg, data=prepared, quiet=quiet)
+    return RunPath(fit(cfg, data=prepared, quiet=quiet, live=_live(live, quiet)))
+
+
+@keywords("lr-find")
+def lr_find(
+    data: str | os.PathLike | None = None,
+    *,
+    quiet: bool = False,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int = 100,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    **settings: Any,
+):
+    """The learning-rate range test for the run `ft.train(data, **settings)` would start: an `LrFind` with the
+    rates, losses, `.suggestion` and `.plot` (the curve; shown as the value of a notebook cell)."""
+    from foldertune.cli import LR_FIND_LEAVES_OUT
+    from foldertune.config import ALIASES, RunConfig
+    from foldertune.data import sample_data_path
+    from foldertune.runs.atomic import check_output
+    from foldertune.training.range_test import lr_find_and_plot
+
+    for key in settings:
+        if ALIASES.get(key, key) in LR_FIND_LEAVES_OUT or key in LR_FIND_LEAVES_OUT:
+            raise UnknownKeyword(f"ft.lr_find() has no keyword {key}=: the range test trains for steps= at the rates "
+                                 "it sweeps and keeps nothing.")  # fmt: skip
+    if data is None and not settings.get("manifest"):
+        data = sample_data_path()
+    cfg = RunConfig.from_flat(data=None if data is None else str(data), **settings)
+    if out is not None:
+        check_output(out, "--out", force=force)
+    return lr_find_and_plot(cfg, out=out, start_lr=start_lr, end_lr=end_lr, steps=steps, quiet=quiet,
+                            log=(lambda *_: None) if quiet else print)  # fmt: skip
 
 
 def _resume(run, *, epochs=None, device=None, workers=None, quiet=False, live=None) -> Path:

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=summary[0].upper() + summary[1:] + ".",
             epilog=f"example:\n  {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            argument_default=argparse.SUPPRESS if name == "train" else None,
+            argument_default=argparse.SUPPRESS if name in ("train", "lr-find") else None,
         )
         add_arguments(sub)
         sub.set_defaults(handler=handler, command=name)
@@ -170,7 +170,7 @@ NO_FLAG = {
 }
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
+def add_train_arguments(p: argparse.ArgumentParser, *, leave_out: frozenset[str] = frozenset()) -> None:
     # The parser's defaults are SUPPRESSed so that only the flags a user typed reach RunConfig (and --resume can spot
     # extras); the help shows the dataclasses' defaults instead.
     settings = {}
@@ -180,6 +180,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     for title, names in TRAIN_GROUPS.items():
         group = p.add_argument_group(title)
         for name, metavar in names.items():
+            if name in leave_out:
+                continue
             if name in TRAIN_ONLY_FLAGS:
                 group.add_argument("--" + name, **({"metavar": metavar} if metavar else {}), **TRAIN_ONLY_FLAGS[name])
             else:
@@ -198,11 +200,25 @@ def _add_setting(p, group, name: str, setting: dataclasses.Field, annotation, do
         arguments = {"dest": name, "metavar": metavar, **({} if kind is str else {"type": kind})}
     if name == "wandb":
         arguments.update(nargs="?", const=WANDB_PROJECT)
+    if name == "lr":  # a number, or auto: the learning-rate range test chooses it (training/lr_find.py)
+        arguments.update(type=_learning_rate)
+        doc = doc.replace(
+            "Peak learning rate;", "Peak learning rate, or auto: run lr-find first and use its suggestion;"
+        )
     if not option.startswith("-"):  # DATA, the one positional; its default is this command's (and ft.train's)
         group, option, arguments = p, name, {"nargs": "?", "metavar": option}
         doc += " None: the bundled sample photos."
     help_text = _setting_help(doc, setting.default, const=arguments.get("const"), option=option)
     group.add_argument(option, help=help_text.replace("%", "%%"), **arguments)  # argparse formats help with %
+
+
+def _learning_rate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or auto; got {text!r}") from None
 
 
 def _setting_help(doc: str, default: object, *, const: object, option: str) -> str:
@@ -247,6 +263,11 @@ def run_train(args: argparse.Namespace) -> None:
     if given.get("root") is None and not given.get("manifest"):
         given["root"] = str(sample_data_path())
         print(f"no DATA given: training on the bundled sample photos in {given['root']}")
+    lr_auto = given.get("lr") == "auto"
+    if lr_auto:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError("--lr auto does not run under torchrun: run `foldertune lr-find` first and pass its --lr.")
+        del given["lr"]
     cfg = RunConfig.from_flat(**given)
     if resume_target == "auto":  # the same command after a requeue: continue the run it started, if there is one
         run = _auto_resume_target(cfg)
@@ -265,6 +286,10 @@ def run_train(args: argparse.Namespace) -> None:
 
             fetch_weights_file(get_backbone(cfg.model.backbone))
         data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)  # data mistakes show before torch loads
+    if lr_auto:
+        from foldertune.training.range_test import with_found_lr
+
+        cfg = with_found_lr(cfg, data=data, quiet=quiet)
     from foldertune.training.fit import fit
 
     fit(cfg, data=data, quiet=quiet)
@@ -797,6 +822,48 @@ def run_compare(args: argparse.Namespace) -> None:
     compare.__wrapped__(args.runs, out=args.out, force=args.force, fmt=args.fmt)  # flags, not keywords (see evaluate)
 
 
+# ---------------------------------------------------------------------------------------------------- lr-find
+
+
+# train's flags that mean nothing to a range test, which trains for --steps at rates it chooses and keeps nothing
+LR_FIND_LEAVES_OUT = frozenset({"epochs", "lr", "scheduler", "warmup_epochs", "patience", "best_metric", "compile",
+                                "run_name", "resume", "report", "wandb", "tensorboard"})  # fmt: skip
+
+
+def add_lr_find_arguments(p: argparse.ArgumentParser) -> None:
+    add_train_arguments(p, leave_out=LR_FIND_LEAVES_OUT)  # the settings of the run the test is measured for
+    group = p.add_argument_group("range test")
+    group.add_argument("--start-lr", type=float, metavar="X", help="first learning rate (default: 1e-7)")
+    group.add_argument("--end-lr", type=float, metavar="X", help="last learning rate (default: 10)")
+    group.add_argument("--steps", type=int, metavar="N",
+                       help="training steps, the rate growing exponentially (default: 100; fewer if the loss "
+                            "diverges)")  # fmt: skip
+    group.add_argument("--out", metavar="PNG", help="the plot (and a .csv of the curve beside it) (default: "
+                       "PROJECT/lr-find-MODEL-MODE.png, redrawn each time)")  # fmt: skip
+    group.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+LR_FIND_OPTIONS = ("start_lr", "end_lr", "steps")
+
+
+def run_lr_find(args: argparse.Namespace) -> None:
+    from foldertune.data import sample_data_path
+
+    given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
+    quiet, out, force = given.pop("quiet", False), given.pop("out", None), given.pop("force", False)
+    options = {key: given.pop(key) for key in LR_FIND_OPTIONS if key in given}
+    if given.get("root") is None and not given.get("manifest"):
+        given["root"] = str(sample_data_path())
+        print(f"no DATA given: the range test runs on the bundled sample photos in {given['root']}")
+    cfg = RunConfig.from_flat(**given)
+    if out is not None:
+        check_output(out, "--out", force=force)
+    from foldertune.training.range_test import lr_find_and_plot
+
+    found = lr_find_and_plot(cfg, out=out, quiet=quiet, **options)
+    print(found.describe())
+
+
 # ---------------------------------------------------------------------------------------------------- report
 
 
@@ -814,12 +881,18 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def add_models_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--timm", metavar="PATTERN", default=None,
+                   help="list timm's models with pretrained weights whose names match PATTERN (e.g. 'convnext*'), "
+                        "for --model timm/NAME; needs pip install 'foldertune[timm]'")  # fmt: skip
 
 
 def run_models(args: argparse.Namespace) -> None:
     from foldertune.models.registry import list_backbones
     from foldertune.models.weights import hub_checkpoint_dir
+
+    if args.timm is not None:
+        _list_timm_models(args.timm)
+        return
 
     cache = hub_checkpoint_dir()
     print(f"{'backbone':<20}{'ImageNet top-1':>15}  {'weights file':<42}{'cached':<8}{'offline source'}")
@@ -828,6 +901,22 @@ def run_models(args: argparse.Namespace) -> None:
         offline = "package index" if b.index_package else "-"
         print(f"{b.name:<20}{b.imagenet_top1:>14.1f}%  {b.weights_file:<42}{cached:<8}{offline}")
     print(f"weights cache: {cache}")
+
+
+def _list_timm_models(pattern: str) -> None:
+    from huggingface_hub import constants
+
+    from foldertune.models.timm_backbones import cached_in_hub, list_pretrained, timm_backbone
+
+    names = list_pretrained(pattern)
+    if not names:
+        raise UserError(f"--timm {pattern!r} matches no timm model with pretrained weights; try a wider pattern.")
+    print(f"{'--model':<52}{'input':>7}  {'cached':<8}weights")
+    for name in names:
+        backbone = timm_backbone("timm/" + name)
+        cached = "yes" if backbone.hf_hub_id and cached_in_hub(backbone.hf_hub_id) else "no"
+        print(f"{backbone.name:<52}{backbone.preprocessing.crop_size:>7}  {cached:<8}{backbone.weights_source}")
+    print(f"{len(names)} model(s); Hugging Face cache: {constants.HF_HUB_CACHE}")
 
 
 COMMANDS = {
@@ -897,10 +986,16 @@ COMMANDS = {
         "write the run's self-contained report.html",
         "foldertune report runs/mobilenet_v2-finetune",
     ),
+    "lr-find": (
+        add_lr_find_arguments,
+        run_lr_find,
+        "the learning-rate range test: loss against a growing learning rate, plotted, and a suggested --lr",
+        "foldertune lr-find photos/ --mode linear",
+    ),
     "models": (
         add_models_arguments,
         run_models,
-        "list the backbones, their ImageNet accuracy and whether their weights are cached",
-        "foldertune models",
+        "list the backbones, their ImageNet accuracy and whether their weights are cached (--timm: timm's)",
+        "foldertune models --timm 'convnext*'",
     ),
 }

@@ -167,7 +167,8 @@ class ModelConfig:
     """Which backbone and where its starting weights come from."""
 
     backbone: str = "mobilenet_v2"
-    """A registered backbone, as listed by `foldertune models`."""
+    """A registered backbone, as listed by `foldertune models`, or timm/NAME for any timm model (pip install
+    'foldertune[timm]'; `foldertune models --timm PATTERN` lists them)."""
     pretrained: bool = True
     """Start from ImageNet weights; False: start from random weights; scratch mode always does so and records False."""
     weights: str | None = None

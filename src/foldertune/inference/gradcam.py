@@ -20,7 +20,7 @@ from PIL import Image
 from foldertune.data.transforms import normalize_batch
 from foldertune.errors import UserError
 from foldertune.inference.classifier import Classifier
-from foldertune.models.registry import get_backbone
+from foldertune.models.build import cam_layer_of
 from foldertune.preprocessing import Preprocessing
 
 INSTALL = "pip install 'foldertune[explain]'"
@@ -51,7 +51,7 @@ class Explainer:
         if not cam_available():
             raise UserError(f"class-activation maps need the grad-cam package: {INSTALL}.")
         self.classifier = classifier
-        self.layer = classifier.model.get_submodule(get_backbone(classifier.backbone).cam_layer)
+        self.layer, self.reshape = cam_layer_of(classifier.model, classifier.backbone)
 
     def explain(self, images: list[Image.Image], class_names: list[str] | None = None) -> list[Explanation]:
         """One explanation per RGB image, for the named class or, where None, the predicted one."""
@@ -69,7 +69,10 @@ class Explainer:
         ]
         inputs = normalize_batch(crops.to(classifier.runtime.device), classifier.preprocessing)
         # hooks on the network only while the maps are made: they would slow and grow every later prediction
-        with torch.enable_grad(), GradCAM(model=classifier.model, target_layers=[self.layer]) as cam:
+        with (
+            torch.enable_grad(),
+            GradCAM(model=classifier.model, target_layers=[self.layer], reshape_transform=self.reshape) as cam,
+        ):
             heatmaps = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(i) for i in wanted])
         explanations = []
         for crop, heatmap, index, row, top in zip(crops, heatmaps, wanted, probabilities, predicted, strict=True):

@@ -12,7 +12,7 @@ The three modes:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,14 +21,37 @@ from torch import nn
 
 from foldertune.errors import UserError
 from foldertune.models.registry import get_backbone
+from foldertune.models.timm_backbones import TimmBackbone, cam_target
 
 
-def build_model(name: str, num_classes: int | None, *, state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
+def build_model(
+    name: str,
+    num_classes: int | None,
+    *,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    img_size: int | None = None,
+) -> nn.Module:
     """The backbone with `state_dict` loaded (head excluded) and a fresh head of `num_classes` outputs.
 
-    `num_classes=None` keeps the original 1000-class ImageNet head, loaded from `state_dict` too.
+    `num_classes=None` keeps the original pretrained head (ImageNet's 1000 classes), loaded from `state_dict` too.
+    `img_size` matters only for timm models built for one input size (ViTs).
     """
     backbone = get_backbone(name)
+    if isinstance(backbone, TimmBackbone):
+        model = backbone.build(num_classes, img_size=img_size)
+        if num_classes is not None:  # torch's default initialisation, as for the registered backbones: timm's own
+            # for EfficientNet-style heads draws from +-1/sqrt(classes), 0.45 for 5 classes, and such logits from
+            # unnormalised features start a linear head at a loss of 4-5 instead of log(5) = 1.6
+            head = model.get_submodule(backbone.head)
+            if not isinstance(head, nn.Linear):
+                raise UserError(f"--model {name}: its classifier ({backbone.head}) is a {type(head).__name__}, not a "
+                                "linear layer; foldertune needs a timm model with a Linear classifier.")  # fmt: skip
+            model.set_submodule(backbone.head, nn.Linear(head.in_features, num_classes))
+        if state_dict is not None:
+            state_dict = backbone.adapt(state_dict, model)
+            keep_head = num_classes is None and backbone.classes > 0  # weights without a head (DINOv2): a new one
+            _load_backbone_weights(model, backbone.head, state_dict, keep_head=keep_head, name=name)
+        return model
     model = backbone.build()
     head = model.get_submodule(backbone.head)
     if state_dict is not None:
@@ -57,6 +80,14 @@ def capture_head_input(model: nn.Module, name: str) -> Iterator[list[torch.Tenso
         yield captured
     finally:
         hook.remove()
+
+
+def cam_layer_of(model: nn.Module, name: str) -> tuple[nn.Module, Callable | None]:
+    """Where Grad-CAM looks, and how that layer's output becomes (N, C, H, W) (None: it already is)."""
+    backbone = get_backbone(name)
+    if isinstance(backbone, TimmBackbone):
+        return cam_target(model)
+    return model.get_submodule(backbone.cam_layer), None
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:
@@ -114,6 +145,7 @@ def _load_backbone_weights(
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
     """The trained network of a checkpoint (see runs/checkpoint.py) in eval mode on the CPU."""
-    model = build_model(checkpoint["backbone"], num_classes=len(checkpoint["classes"]))
+    size = checkpoint["preprocessing"]["crop_size"]
+    model = build_model(checkpoint["backbone"], num_classes=len(checkpoint["classes"]), img_size=size)
     model.load_state_dict(checkpoint["model"])
     return model.eval()

@@ -8,9 +8,10 @@
     backbone.preprocessing        # Preprocessing(crop_size=224, resize_size=256, interpolation='bilinear', ...)
     model = backbone.build()      # torchvision's resnet18 with its 1000-class head, random weights
 
-Adding a backbone is one `register(...)` call below; tests pick up every registered name. The preprocessing is
-written out here rather than read from torchvision at run time, and a test checks it against torchvision's own
-declaration, so a checkpoint's recorded preprocessing never silently changes with a torchvision upgrade.
+Adding a backbone is one `register(...)` call below; tests pick up every registered name (and any timm model is
+a backbone as "timm/NAME", see timm_backbones.py). The preprocessing is written out here rather than read from
+torchvision at run time, and a test checks it against torchvision's own declaration, so a checkpoint's recorded
+preprocessing never silently changes with a torchvision upgrade.
 torchvision is imported only when a model or its weights' metadata is needed: checking a --model name is instant.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from foldertune.errors import UserError
+from foldertune.models.timm_backbones import TimmBackbone, is_timm_name, timm_backbone
 from foldertune.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -83,14 +85,18 @@ def register(backbone: Backbone) -> Backbone:
     return backbone
 
 
-def get_backbone(name: str) -> Backbone:
-    """The registered backbone called `name`; a UserError listing the choices otherwise."""
+def get_backbone(name: str) -> Backbone | TimmBackbone:
+    """The registered backbone called `name`, or timm's model for "timm/NAME"; a UserError listing the choices
+    otherwise."""
+    if is_timm_name(name):
+        return timm_backbone(name)
     try:
         return _REGISTRY[name]
     except KeyError:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UserError(f"unknown backbone {name!r} for --model; {hint}choose one of {', '.join(_REGISTRY)}.") from None
+        raise UserError(f"unknown backbone {name!r} for --model; {hint}choose one of {', '.join(_REGISTRY)}, or "
+                        "timm/NAME for any timm model.") from None  # fmt: skip
 
 
 def list_backbones() -> list[Backbone]:

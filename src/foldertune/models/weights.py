@@ -16,6 +16,7 @@ import torch
 
 from foldertune.errors import UserError
 from foldertune.models.registry import Backbone
+from foldertune.models.timm_backbones import TimmBackbone
 from foldertune.models.weight_files import fetch_weights_file, hub_checkpoint_dir
 from foldertune.runs.checkpoint import FORMAT, safe_load
 
@@ -23,13 +24,13 @@ __all__ = ["hub_checkpoint_dir", "load_weights_file", "resolve_weights"]
 
 
 def resolve_weights(
-    backbone: Backbone, *, weights_file: str | os.PathLike | None = None, log=print
+    backbone: Backbone | TimmBackbone, *, weights_file: str | os.PathLike | None = None, log=print
 ) -> tuple[dict[str, torch.Tensor], str]:
     """The backbone's pretrained state_dict from the first source that has it, and that source in words."""
     if weights_file is not None:
         return load_weights_file(weights_file), f"--weights {Path(weights_file).absolute()}"
     path, origin = fetch_weights_file(backbone, log=log)
-    return _load_state_dict(path), origin
+    return (load_weights_file(path) if path.suffix == ".safetensors" else _load_state_dict(path)), origin
 
 
 def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -39,6 +39,15 @@ def versions() -> dict[str, str]:
     }
 
 
+def _timm_version(backbone: str) -> dict[str, str]:
+    """{"timm": its version} for a timm backbone (read from the installed package's metadata, no import)."""
+    if not backbone.startswith("timm/"):
+        return {}
+    from importlib.metadata import version
+
+    return {"timm": version("timm")}
+
+
 def make_checkpoint(
     model: nn.Module,
     *,
@@ -54,7 +63,7 @@ def make_checkpoint(
     checkpoint = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "versions": versions(),
+        "versions": versions() | _timm_version(backbone),
         "backbone": backbone,
         "classes": list(classes),
         "preprocessing": preprocessing.to_dict(),

@@ -78,7 +78,8 @@ def fit(
             state_dict, weights_origin = resolve_weights(
                 get_backbone(cfg.model.backbone), weights_file=cfg.model.weights, log=log
             )
-        run = RunFolder.create(cfg.project, cfg.run_name, default_name=f"{cfg.model.backbone}-{cfg.train.mode}")
+        default_name = f"{cfg.model.backbone.replace('/', '-')}-{cfg.train.mode}"  # timm/NAME: timm-NAME-MODE
+        run = RunFolder.create(cfg.project, cfg.run_name, default_name=default_name)
         run.write_classes(prepared.classes)
         write_manifest(run.split_file, prepared.records)
         report = run.data_report_log()
@@ -99,7 +100,7 @@ def fit(
     log(f"device: {runtime.describe()}; weights: {weights_origin}" + _processes(dist, cfg.train.batch_size))
 
     torch.manual_seed(cfg.train.seed)  # the new head's initialisation (and the whole network's in scratch mode)
-    model = build_model(cfg.model.backbone, len(data.classes), state_dict=state_dict)
+    model = build_model(cfg.model.backbone, len(data.classes), state_dict=state_dict, img_size=pre.crop_size)
     return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live), model, start=None)
 
 
@@ -150,7 +151,7 @@ def resume(
         log(f"--epochs {cfg.train.epochs} instead of {planned}: the learning rate follows the cosine schedule of a "
             f"{cfg.train.epochs}-epoch run from here on")  # fmt: skip
 
-    model = build_model(cfg.model.backbone, len(classes))
+    model = build_model(cfg.model.backbone, len(classes), img_size=pre.crop_size)
     model.load_state_dict(checkpoint["model"])
     return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live), model, start=checkpoint)
 

@@ -66,7 +66,7 @@ def feature_store(
             continue
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    folder = root / "features" / f"{backbone}-{digest.hexdigest()}"
+    folder = root / "features" / f"{backbone.replace('/', '-')}-{digest.hexdigest()}"  # timm/NAME: timm-NAME-...
     store = ArrayStore(folder, writable=writable)
     if writable:
         try:

@@ -254,8 +254,8 @@ def _features(paths: list[str], options: LabelCheckOptions, *, progress: bool, l
 
     backbone = get_backbone(options.model)
     state_dict, _ = resolve_weights(backbone, log=log)
-    model = build_model(options.model, num_classes=None, state_dict=state_dict).eval()
     pre = backbone.preprocessing.with_crop_size(options.img_size)
+    model = build_model(options.model, num_classes=None, state_dict=state_dict, img_size=pre.crop_size).eval()
     runtime = choose_runtime(options.device, "auto")
     model = model.to(runtime.device)
     store = feature_store(model, options.model, pre, precision=runtime.precision, root=cache_root(options.cache_dir))
