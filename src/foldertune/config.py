@@ -31,7 +31,8 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BEST_METRICS = ("accuracy", "f1")
+BEST_METRICS = ("accuracy", "f1", "balanced_accuracy")
+BALANCES = ("none", "weights", "sampler")
 FEATURE_CACHES = ("disk", "memory", "off")
 IMAGE_CACHES = ("off", "ram", "disk")
 
@@ -44,6 +45,7 @@ CHOICES = {
     "device": DEVICES,
     "precision": PRECISIONS,
     "best_metric": BEST_METRICS,
+    "balance": BALANCES,
     "feature_cache": FEATURE_CACHES,
 }
 
@@ -201,6 +203,10 @@ class TrainConfig:
     """Linear warm-up length for the cosine schedule, in epochs; fractions allowed."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
+    balance: str = "none"
+    """Imbalanced classes: weights scales each class's loss by (images / classes) / its training images; sampler
+    draws the batches with replacement so that every class comes up equally often; none trains on the data as it
+    is."""
     seed: int = 0
     """Seeds the split, the initialisation, the order of batches and the augmentation."""
     device: str = "auto"
@@ -210,7 +216,8 @@ class TrainConfig:
     patience: int | None = None
     """Stop after this many epochs without improvement of the best metric; None: off, every epoch is trained."""
     best_metric: str = "accuracy"
-    """Validation metric that selects best.pt: accuracy or (macro) f1."""
+    """Validation metric that selects best.pt: accuracy, (macro) f1 or balanced_accuracy (the mean of the classes'
+    recalls: for imbalanced classes)."""
     feature_cache: str = "disk"
     """Linear mode: run the frozen backbone once per image and train the head on stored features, kept on disk
     (reused by later runs) or in memory only; off runs the backbone on every batch, with augmentation."""

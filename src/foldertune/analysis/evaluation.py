@@ -7,7 +7,8 @@ The evaluation folder (default: <run>/eval/<split>; for another folder <run>/eva
 <folder>-all when that folder is not split) holds what an earlier evaluation there wrote, replaced:
 
     metrics.json         overall figures (accuracy, balanced accuracy, top-k, macro and weighted P/R/F1, loss,
-                         macro AP and ROC AUC), the most-confused pairs, classes, preprocessing, unreadable files
+                         macro AP and ROC AUC), accuracy against coverage (the suggested --min-confidence), the
+                         most-confused pairs, classes, preprocessing, unreadable files, whether --tta was on
     per_class.csv        class, precision, recall, f1, support, average_precision, roc_auc
     predictions.csv      path, true, predicted, confidence, correct, loss, top1, p1, ... (unreadable: error)
     confused_pairs.csv   true, predicted, count, share_of_true
@@ -30,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from foldertune.analysis.embedding import embed, sample_for_map
-from foldertune.analysis.metrics import evaluation_report, sample_losses
+from foldertune.analysis.metrics import coverage_report, evaluation_report, sample_losses
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.data.scan import SPLITS, check_layout, scan_folder
 from foldertune.data.split import read_manifest
@@ -55,13 +56,15 @@ def evaluate_checkpoint(
     force: bool = False,
     device: str = "auto",
     figures: bool = True,
+    tta: bool = False,
     progress: bool = True,
     log=print,
 ) -> Path:
     """Evaluate `source` (a run folder's best.pt or a checkpoint) and write the evaluation folder; returns it.
 
     With `figures` False, only the numbers are written, not what the figures need besides (the feature map's
-    embedding, Grad-CAM maps): fast. An `out` folder that holds files is refused unless `force`; the run's own
+    embedding, Grad-CAM maps): fast. With `tta`, the probabilities are the mean over the image and its mirror
+    image. An `out` folder that holds files is refused unless `force`; the run's own
     evaluation folders are replaced.
     """
     if split not in SPLITS:
@@ -86,7 +89,7 @@ def evaluate_checkpoint(
     paths = [Path(path) for path, _ in records]
     for chunk, errors, images in classifier.load_batches(paths, batch_size=64, progress=progress):
         if images is not None:
-            scores, penultimate = classifier.probabilities_and_features(images)
+            scores, penultimate = classifier.probabilities_and_features(images, tta=tta)
             probabilities.append(scores)
             features.append(penultimate)
         for path, error in zip(chunk, errors, strict=True):
@@ -120,6 +123,8 @@ def evaluate_checkpoint(
         "classes": classes,
         "preprocessing": checkpoint["preprocessing"],
         "overall": report["overall"],
+        "tta": tta,
+        "coverage": coverage_report(result.targets, result.probabilities),
         "per_class": report["per_class"],
         "confused_pairs": report["confused_pairs"],
         "unreadable": unreadable,
