@@ -6,7 +6,7 @@
 Each run is evaluated on its validation split twice, `foldertune evaluate --no-figures` without and with `--tta`;
 printed: accuracy, balanced accuracy and log loss of both, the images that changed from wrong to right and back,
 and the seconds each evaluation took (the network runs twice per image with --tta). Runs: the sample in linear
-mode (20 epochs) and in finetune mode (5 epochs), Fashion-MNIST (--fashion-per-class per class, linear).
+mode (20 epochs) and in finetune mode (3 epochs), Fashion-MNIST (--fashion-per-class per class, linear).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         work = Path(scratch)
         common = {"report": False, "quiet": True, "workers": 0, "project": str(work / "runs")}
         runs = [("sample-linear", ft.train(sample_data_path(), mode="linear", epochs=20, name="s-lin", **common)),
-                ("sample-finetune", ft.train(sample_data_path(), epochs=5, name="s-ft", **common))]  # fmt: skip
+                ("sample-finetune", ft.train(sample_data_path(), epochs=3, name="s-ft", **common))]  # fmt: skip
         if not args.no_fashion:
             fashion = fashion_folder(work / "fashion", args.fashion_per_class)
             runs.append(("fashion-linear", ft.train(fashion, mode="linear", epochs=20, name="f-lin", **common)))

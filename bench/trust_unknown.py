@@ -36,7 +36,19 @@ from foldertune.deploy.onnx_classifier import softmax
 from foldertune.inference.unknown import auroc, energy_score, knn_distance, max_probability_score
 from foldertune.models.build import head_of
 
-SCORES = ("1 - max probability", "energy", "knn k=1", "knn k=3", "knn k=10", "shipped")
+SCORES = ("1 - max probability", "energy", "knn k=1", "knn k=3", "knn k=10", "knn k=3 + energy", "shipped")
+
+
+def standardised(values: np.ndarray, reference_values: np.ndarray) -> np.ndarray:
+    return (values - reference_values.mean()) / max(reference_values.std(), 1e-12)
+
+
+def leave_one_out_knn(reference: np.ndarray, k: int) -> np.ndarray:
+    """Each reference row's distance to its k nearest other rows."""
+    unit = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return 1.0 - np.sort(similarity, axis=1)[:, -k:].mean(axis=1)
 
 
 def scores_of(classifier, features: np.ndarray) -> dict[str, np.ndarray]:
@@ -45,7 +57,13 @@ def scores_of(classifier, features: np.ndarray) -> dict[str, np.ndarray]:
     with torch.no_grad():
         logits = head(torch.from_numpy(features).to(classifier.runtime.device)).float().cpu().numpy()
     reference = classifier.reference  # what the run stored: class-balanced, float16
+    with torch.no_grad():
+        reference_logits = head(torch.from_numpy(reference).to(classifier.runtime.device)).float().cpu().numpy()
+    combined = standardised(knn_distance(features, reference, k=3), leave_one_out_knn(reference, 3)) + standardised(
+        energy_score(logits), energy_score(reference_logits)
+    )
     return {
+        "knn k=3 + energy": combined,
         "1 - max probability": max_probability_score(softmax(logits)),
         "energy": energy_score(logits),
         "knn k=1": knn_distance(features, reference, k=1),

@@ -606,6 +606,8 @@ def run_predict(args: argparse.Namespace) -> None:
         raise UserError(
             f"give one video at a time, without images (got {len(args.paths)} paths, {len(videos)} videos)."
         )
+    if (videos or args.camera is not None) and (args.min_confidence is not None or args.tta):
+        raise UserError("--min-confidence and --tta are for image files; leave them out for a video or --camera.")
     if videos and args.out and Path(args.out).suffix.lower() != ".mp4":
         raise UserError(f"--out '{args.out}' must end in .mp4 for a video.")
     if not videos and args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):

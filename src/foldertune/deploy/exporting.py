@@ -35,7 +35,7 @@ from foldertune.data.transforms import normalize_batch
 from foldertune.deploy import HALF_MIN_AGREEMENT, check_export_options, recommended_min_confidence
 from foldertune.deploy.onnx_classifier import METADATA_KEY
 from foldertune.errors import UserError
-from foldertune.inference.unknown import REFERENCE_K, REFERENCE_KEY
+from foldertune.inference.unknown import REFERENCE_K, REFERENCE_KEY, SCALE_KEY
 from foldertune.models.build import model_from_checkpoint
 from foldertune.models.registry import get_backbone
 from foldertune.preprocessing import EVAL_MAX_ASPECT, Preprocessing
@@ -46,28 +46,32 @@ from foldertune.runs.folder import RunFolder, locate_checkpoint
 MAX_CHECK_IMAGES = 64  # validation images the parity check runs through both sides
 INPUT_NAME, OUTPUT_NAME, SCORE_NAME = "image", "logits", "unknown_score"
 UNKNOWN_SCORE_MEANING = (
-    f"mean cosine distance of the head's input to its {REFERENCE_K} nearest training images (higher: less like "
-    "the training classes)"
+    f"mean cosine distance of the head's input to its {REFERENCE_K} nearest training images plus the energy score "
+    "(-logsumexp of the logits), each in units of its spread over the training images (higher: less like them)"
 )
 
 
 class WithUnknownScore(torch.nn.Module):
-    """The network with a second output: `inference.unknown.knn_distance` to the stored training features, computed
-    in the graph so that the ONNX predictor needs no copy of them."""
+    """The network with a second output, `inference.unknown.unknown_scores` from the stored training features,
+    computed in the graph so that the ONNX predictor needs no copy of them."""
 
-    def __init__(self, model: torch.nn.Module, backbone: str, reference: torch.Tensor) -> None:
+    def __init__(self, model: torch.nn.Module, backbone: str, reference: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
         name = get_backbone(backbone).head
         self.head = model.get_submodule(name)
         self.body = copy.deepcopy(model)
         self.body.set_submodule(name, torch.nn.Identity())  # the head is the network's last step: body -> features
         self.register_buffer("reference", torch.nn.functional.normalize(reference.float(), dim=1))
+        self.register_buffer("scale", scale.float())
         self.k = min(REFERENCE_K, len(reference))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(images).flatten(1)
+        logits = self.head(features)
         similarity = torch.nn.functional.normalize(features, dim=1) @ self.reference.T
-        return self.head(features), 1.0 - similarity.topk(self.k, dim=1).values.mean(dim=1)
+        distance = 1.0 - similarity.topk(self.k, dim=1).values.mean(dim=1)
+        energy = -torch.logsumexp(logits, dim=1)
+        return logits, (distance - self.scale[0]) / self.scale[1] + (energy - self.scale[2]) / self.scale[3]
 
 
 def _outputs(model: torch.nn.Module) -> int:
@@ -108,8 +112,10 @@ def export_model(
     pre = Preprocessing.from_dict(checkpoint["preprocessing"])
     metadata = _metadata(checkpoint, pre, fmt=fmt, dynamic_batch=dynamic_batch, half=half, opset=opset)
     metadata["recommended_min_confidence"] = recommended_min_confidence(run)
-    if fmt == "onnx" and checkpoint.get(REFERENCE_KEY) is not None:  # a second output: the distance to training
-        model = WithUnknownScore(model, checkpoint["backbone"], checkpoint[REFERENCE_KEY]).eval()
+    # a second output, the unknown_score; not with --half, whose fp16 converter mistypes the graph's reductions (the
+    # ONNX predictor then scores by the energy alone)
+    if fmt == "onnx" and not half and checkpoint.get(SCALE_KEY) is not None:
+        model = WithUnknownScore(model, checkpoint["backbone"], checkpoint[REFERENCE_KEY], checkpoint[SCALE_KEY]).eval()
         metadata["unknown_score"] = {"name": SCORE_NAME, "meaning": UNKNOWN_SCORE_MEANING}
     check_images = _check_images(run, images)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, model_input, tta_views
 from foldertune.device import choose_runtime
 from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
-from foldertune.inference.unknown import REFERENCE_KEY, unknown_scores
+from foldertune.inference.unknown import REFERENCE_KEY, SCALE_KEY, unknown_scores
 from foldertune.models.build import capture_head_input, fuse_for_inference, model_from_checkpoint
 from foldertune.notebook import card, escape, html_table, tqdm
 from foldertune.preprocessing import Preprocessing
@@ -49,6 +49,8 @@ class Classifier:
         self.transform = build_eval_transform(self.preprocessing)
         reference = checkpoint.get(REFERENCE_KEY)  # (M, features) float16 training features, or absent
         self.reference = None if reference is None else reference.float().numpy()
+        scale = checkpoint.get(SCALE_KEY)  # (4,): see inference.unknown.reference_scale
+        self.scale = None if scale is None else scale.float().numpy()
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kwargs) -> Classifier:
@@ -125,7 +127,7 @@ class Classifier:
 
     def unknown_scores(self, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
         """How unlike the training images each image is (higher: less like them); see inference/unknown.py."""
-        return unknown_scores(logits, features, self.reference)
+        return unknown_scores(logits, features, self.reference, self.scale)
 
     def load_batches(
         self, files: list[Path], *, batch_size: int = 64, progress: bool = True

@@ -1,6 +1,7 @@
 """The training features the `unknown_score` compares new images with, stored in best.pt at the end of a run.
 
-    add_unknown_reference(run, cfg, data)   # best.pt gains "unknown_reference": (M, features) float16, M <= 2000
+    add_unknown_reference(run, cfg, data)   # best.pt gains "unknown_reference": (M, features) float16, M <= 2000,
+                                            # and "unknown_scale": the spreads that combine distance and energy
 
 A class-balanced sample of at most REFERENCE_LIMIT training images goes through best.pt's network (in linear
 mode the frozen backbone's features come from the feature cache, so this costs nothing there); their head inputs,
@@ -15,8 +16,8 @@ import torch
 
 from foldertune.config import RunConfig
 from foldertune.device import choose_runtime
-from foldertune.inference.unknown import REFERENCE_KEY, REFERENCE_LIMIT
-from foldertune.models.build import model_from_checkpoint
+from foldertune.inference.unknown import REFERENCE_KEY, REFERENCE_LIMIT, SCALE_KEY, reference_scale
+from foldertune.models.build import head_of, model_from_checkpoint
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.cache import cache_root
 from foldertune.runs.checkpoint import load_checkpoint, save_checkpoint
@@ -58,6 +59,10 @@ def add_unknown_reference(run: RunFolder, cfg: RunConfig, data: PreparedData, *,
                               root=cache_root(cfg.data.cache_dir))  # fmt: skip
     features, _ = extract_features(model, cfg.model.backbone, chosen, pre, runtime, store=store, workers=0,
                                    progress=not quiet, desc="reference features")  # fmt: skip
-    checkpoint[REFERENCE_KEY] = features[:, 0].to(torch.float16).contiguous()
+    reference = features[:, 0].to(torch.float16).contiguous()
+    with torch.no_grad():
+        logits = head_of(model, cfg.model.backbone)(reference.float().to(runtime.device)).float().cpu().numpy()
+    checkpoint[REFERENCE_KEY] = reference
+    checkpoint[SCALE_KEY] = torch.from_numpy(reference_scale(reference.float().numpy(), logits))
     save_checkpoint(run.best, checkpoint)
     return len(chosen)
