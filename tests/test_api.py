@@ -59,11 +59,13 @@ def test_the_api_refuses_what_the_cli_refuses_with_the_same_sentence(chinese_run
         ),
         ("predict", str(run), photo, "--topk", "0"): lambda: classifier.predict_files([photo], topk=0),
         ("predict", str(run), photo, "--batch-size", "0"): lambda: classifier.predict(photo, batch_size=0),
+        ("predict", str(run), photo, "--min-confidence", "1"): lambda: classifier.predict(photo, min_confidence=1),
         ("check", str(data), "--min-side", "0"): lambda: foldertune.check(data, min_side=0),
         ("check", str(data), "--max-aspect", "0.5"): lambda: foldertune.check(data, max_aspect=0.5),
         ("check", str(data), "--workers", "0"): lambda: foldertune.check(data, workers=0),
         ("serve", str(run), "--port", "70000"): lambda: serve(run, host="127.0.0.1", port=70000, max_upload_mb=10),
         ("serve", str(run), "--max-upload-mb", "0"): lambda: create_app(run, max_upload_mb=0.0),
+        ("serve", str(run), "--min-confidence", "-0.1"): lambda: create_app(run, min_confidence=-0.1),
         ("split", str(data), "--seed", "-1"): lambda: assign_splits(images, val_fraction=0.2, test_fraction=0, seed=-1),
     }
     with ThreadPoolExecutor(max_workers=3) as pool:  # each CLI refuses before torch is imported

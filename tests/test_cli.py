@@ -122,7 +122,8 @@ def test_chinese_class_names_survive_training_and_prediction(chinese_run, tmp_pa
     assert "ERROR: not an image" in done.stdout and "鱼" in done.stdout
     rows = read_csv(out)
     assert len(rows) == 17
-    assert list(rows[0]) == ["path", "label", "probability", "top1", "p1", "top2", "p2", "error"]
+    assert list(rows[0]) == ["path", "label", "probability", "top_label", "unknown_score", "top1", "p1", "top2", "p2",
+                             "error"]  # fmt: skip
     unreadable = [row for row in rows if row["path"].endswith("broken.jpg")]
     assert unreadable[0]["error"] and unreadable[0]["label"] == ""
     good = [row for row in rows if not row["error"]]

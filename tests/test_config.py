@@ -44,6 +44,13 @@ def test_a_config_saved_before_the_cache_settings_existed_still_loads():
         "off", "disk", 1, False)  # fmt: skip
 
 
+def test_a_config_saved_before_class_balance_existed_trains_as_it_did():
+    raw = RunConfig.from_flat(data="photos").to_dict()
+    assert raw["train"]["balance"] == "weights"  # a new run's default
+    del raw["train"]["balance"]
+    assert RunConfig.from_dict(raw).train.balance == "none"  # what runs before the setting did
+
+
 def test_round_trip_through_json():
     cfg = RunConfig.from_flat(data="photos", img_size=128, patience=2, lr=0.01)
     assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

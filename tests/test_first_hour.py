@@ -193,5 +193,5 @@ def test_one_overwrite_policy_and_nothing_left_behind(run, tmp_path, chinese_run
     assert preds.read_bytes() == before
     assert run_cli("predict", str(run), photo, "--out", str(preds), "--force", "--quiet").returncode == 0
     records = json.loads(preds.read_text(encoding="utf-8"))
-    assert set(records[0]) == {"path", "label", "probability", "error", "topk"}
+    assert set(records[0]) == {"path", "label", "probability", "top_label", "unknown_score", "error", "topk"}
     assert set(records[0]["topk"][0]) == {"label", "probability"}

@@ -237,17 +237,19 @@ def evaluate(
     figures: bool = True,
     fmt: str = "png",
     device: str = "auto",
+    tta: bool = False,
     progress: bool = True,
     log=print,
 ) -> Path:
     """Evaluate a run's best.pt (or a checkpoint) on a split or another folder, and draw its figures (unless
-    `no_figures=True`); returns the evaluation folder (a Path that shows the numbers and figures in a notebook)."""
+    `no_figures=True`); returns the evaluation folder (a Path that shows the numbers and figures in a notebook).
+    `tta=True` averages each image's probabilities with its mirror image's."""
     from foldertune.analysis.evaluation import evaluate_checkpoint
     from foldertune.reporting.notebook_views import EvalPath
     from foldertune.reporting.plots import plot_evaluation
 
     out = evaluate_checkpoint(source, data, split=split, out=out, force=force, device=device, figures=figures,
-                              progress=progress, log=log)  # fmt: skip
+                              tta=tta, progress=progress, log=log)  # fmt: skip
     if figures:
         plot_evaluation(out, fmt=fmt)
     return EvalPath(out)

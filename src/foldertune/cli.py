@@ -146,7 +146,8 @@ TRAIN_GROUPS = {
     "data": {"root": None, "val_fraction": "F", "test_fraction": "F", "manifest": "CSV", "img_size": "N",
              "workers": "N", "cache": None, "cache_dir": "DIR"},
     "training": {"epochs": "N", "batch_size": "N", "lr": "X", "weight_decay": "X", "optimizer": None,
-                 "scheduler": None, "warmup_epochs": "E", "label_smoothing": "X", "patience": "N", "best_metric": None,
+                 "scheduler": None, "warmup_epochs": "E", "label_smoothing": "X", "balance": None, "patience": "N",
+                 "best_metric": None,
                  "seed": "N", "device": None, "precision": None, "compile": None},
     "linear mode": {"feature_cache": None, "feature_views": "N"},
     "output": {"project": "DIR", "run_name": "NAME", "resume": "RUN", "report": None, "quiet": None},
@@ -603,6 +604,14 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE", help="also write the predictions to FILE.csv or FILE.json")
     p.add_argument("--force", action="store_true", help="replace --out if it exists (default: refuse)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default: 64)")
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="answer 'unknown' when the top probability is below P (0 <= P < 1; the report suggests one; default: "
+        "always the top class)",
+    )
+    p.add_argument("--tta", action="store_true", help="average over the image and its mirror image (2x the time)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="(default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; with --out, no table either")
 
@@ -610,7 +619,9 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
 def run_predict(args: argparse.Namespace) -> None:
     from foldertune.inference.prediction import check_predict_options
 
-    check_predict_options(topk=args.topk, batch_size=args.batch_size, flags=True)  # the classifiers check too
+    check_predict_options(
+        topk=args.topk, batch_size=args.batch_size, min_confidence=args.min_confidence, flags=True
+    )  # fmt: skip  (the classifiers check too)
     from foldertune.deploy.video import is_video
 
     videos = [path for path in args.paths if is_video(path)]
@@ -620,6 +631,8 @@ def run_predict(args: argparse.Namespace) -> None:
         raise UserError(
             f"give one video at a time, without images (got {len(args.paths)} paths, {len(videos)} videos)."
         )
+    if (videos or args.camera is not None) and (args.min_confidence is not None or args.tta):
+        raise UserError("--min-confidence and --tta are for image files; leave them out for a video or --camera.")
     if videos and args.out and Path(args.out).suffix.lower() != ".mp4":
         raise UserError(f"--out '{args.out}' must end in .mp4 for a video.")
     if not videos and args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
@@ -644,15 +657,16 @@ def run_predict(args: argparse.Namespace) -> None:
         annotate_video(classifier, videos[0], out, progress=not args.quiet)
         print(f"wrote {out.absolute()} and {out.with_suffix('.csv').absolute()} (one row per frame)")
         return
-    predictions = classifier.predict_files(
-        args.paths, topk=args.topk, batch_size=args.batch_size, progress=not args.quiet
-    )
+    predictions = classifier.predict_files(args.paths, topk=args.topk, batch_size=args.batch_size,
+                                           progress=not args.quiet, min_confidence=args.min_confidence,
+                                           tta=args.tta)  # fmt: skip
     if not (args.quiet and args.out):
         for p in predictions:
             if p.error:
                 print(f"{p.path}\tERROR: {p.error}")
             else:
-                print(f"{p.path}\t" + "  ".join(f"{label} {prob:.3f}" for label, prob in p.topk))
+                unknown = f"unknown (below {args.min_confidence:g})  " if p.label != p.top_label else ""
+                print(f"{p.path}\t{unknown}" + "  ".join(f"{label} {prob:.3f}" for label, prob in p.topk))
     if args.out:
         _write_predictions(Path(args.out), predictions, args.topk)
         print(f"wrote {len(predictions)} predictions to {Path(args.out).absolute()}")
@@ -668,20 +682,22 @@ def _write_predictions(path: Path, predictions, topk: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
         records = [
-            {"path": p.path, "label": p.label, "probability": p.probability, "error": p.error,
+            {"path": p.path, "label": p.label, "probability": p.probability, "top_label": p.top_label,
+             "unknown_score": p.unknown_score, "error": p.error,
              "topk": [{"label": label, "probability": prob} for label, prob in p.topk]}
             for p in predictions
         ]  # fmt: skip
         write_json(path, records)
         return
-    columns = ["path", "label", "probability"]
+    columns = ["path", "label", "probability", "top_label", "unknown_score"]
     for k in range(1, topk + 1):
         columns += [f"top{k}", f"p{k}"]
     columns.append("error")
     rows = []
     for p in predictions:
-        row = {"path": p.path, "label": p.label or "", "error": p.error or ""}
+        row = {"path": p.path, "label": p.label or "", "top_label": p.top_label or "", "error": p.error or ""}
         row["probability"] = "" if p.probability is None else f"{p.probability:.6f}"
+        row["unknown_score"] = "" if p.unknown_score is None else f"{p.unknown_score:.6f}"
         for k, (label, prob) in enumerate(p.topk, start=1):
             row[f"top{k}"], row[f"p{k}"] = label, f"{prob:.6f}"
         rows.append(row)
@@ -734,12 +750,19 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10, metavar="MB", help="largest request (default: 10)")
     p.add_argument("--token", metavar="TOKEN", help="require 'Authorization: Bearer TOKEN' on every route but the "
                    "page and /health (default: $FOLDERTUNE_TOKEN, else none)")  # fmt: skip
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="answer 'unknown' when the top probability is below P (0 <= P < 1; default: never)",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> None:
     from foldertune.deploy.server import serve
 
-    serve(args.source, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, token=args.token)
+    serve(args.source, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, token=args.token,
+          min_confidence=args.min_confidence)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate
@@ -757,6 +780,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-figures", dest="figures", action="store_false", help="numbers only: no figures or maps")
     p.add_argument("--format", dest="fmt", choices=FIGURE_FORMATS, default="png", help="figure format")
+    p.add_argument("--tta", action="store_true", help="average over the image and its mirror image (2x the time)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="(default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -766,7 +790,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     # .__wrapped__: the function itself, whose sentences name flags (the API's keyword layer would name keywords)
     evaluate.__wrapped__(args.source, args.data, split=args.split, out=args.out, force=args.force, device=args.device,
-             figures=args.figures, fmt=args.fmt, progress=not args.quiet)  # fmt: skip
+             figures=args.figures, fmt=args.fmt, tta=args.tta, progress=not args.quiet)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- explain

@@ -31,7 +31,8 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BEST_METRICS = ("accuracy", "f1")
+BEST_METRICS = ("accuracy", "f1", "balanced_accuracy")
+BALANCES = ("none", "weights", "sampler")
 FEATURE_CACHES = ("disk", "memory", "off")
 IMAGE_CACHES = ("off", "ram", "disk")
 
@@ -44,6 +45,7 @@ CHOICES = {
     "device": DEVICES,
     "precision": PRECISIONS,
     "best_metric": BEST_METRICS,
+    "balance": BALANCES,
     "feature_cache": FEATURE_CACHES,
 }
 
@@ -202,6 +204,10 @@ class TrainConfig:
     """Linear warm-up length for the cosine schedule, in epochs; fractions allowed."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
+    balance: str = "weights"
+    """Imbalanced classes: weights scales each class's loss by (images / classes) / its training images (1 for
+    every class of a balanced set); sampler draws the batches with replacement so that every class comes up equally
+    often; none trains on the data as it is. weights measured best (bench/trust_balance.py)."""
     seed: int = 0
     """Seeds the split, the initialisation, the order of batches and the augmentation."""
     device: str = "auto"
@@ -211,7 +217,8 @@ class TrainConfig:
     patience: int | None = None
     """Stop after this many epochs without improvement of the best metric; None: off, every epoch is trained."""
     best_metric: str = "accuracy"
-    """Validation metric that selects best.pt: accuracy or (macro) f1."""
+    """Validation metric that selects best.pt: accuracy, (macro) f1 or balanced_accuracy (the mean of the classes'
+    recalls: for imbalanced classes)."""
     feature_cache: str = "disk"
     """Linear mode: run the frozen backbone once per image and train the head on stored features, kept on disk
     (reused by later runs) or in memory only; off runs the backbone on every batch, with augmentation."""
@@ -314,12 +321,17 @@ class RunConfig:
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
+SAVED_BEFORE = {"balance": "none"}  # a setting missing from a config saved before it existed: what such runs did,
+# so that resuming or reproducing an older run trains as it did (the default of a new run may differ)
+
+
 def _build_section(klass: type, raw: dict[str, Any]) -> Any:
     names = [f.name for f in dataclasses.fields(klass)]
     for key in raw:
         if key not in names:
             raise UserError(f"unknown setting {key!r} in a saved config{_did_you_mean(key, names)}")
-    return klass(**raw)
+    older = {key: value for key, value in SAVED_BEFORE.items() if key in names and key not in raw}
+    return klass(**older, **raw)
 
 
 def _did_you_mean(word: str, candidates) -> str:

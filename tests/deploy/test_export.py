@@ -93,6 +93,26 @@ def test_the_onnx_predictor_runs_where_torch_cannot_be_imported_and_matches_the_
         if ours["probability"]:
             assert float(ours["probability"]) == pytest.approx(float(theirs["probability"]), abs=1e-4)
     assert sum(bool(r["error"]) for r in onnx_rows) == 1
+    for ours, theirs in zip(onnx_rows, torch_rows, strict=True):  # the export computes the score in its graph
+        if ours["unknown_score"]:
+            assert float(ours["unknown_score"]) == pytest.approx(float(theirs["unknown_score"]), abs=1e-3)
+    assert (
+        json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))["unknown_score"]["name"] == "unknown_score"
+    )
+
+
+def test_the_onnx_predictor_answers_unknown_below_min_confidence(exported):
+    _, data, model = exported
+    classifier = OnnxClassifier(model)
+    plain = classifier.predict(data)
+    threshold = float(np.median([p.probability for p in plain]))
+    cut = classifier.predict(data, min_confidence=threshold)
+    assert [p.label == "unknown" for p in cut] == [p.probability < threshold for p in plain]
+    assert [(p.top_label, p.probability, p.unknown_score) for p in cut] == [
+        (p.label, p.probability, p.unknown_score) for p in plain
+    ]
+    mirrored = classifier.predict(data, tta=True)
+    assert [p.probability for p in mirrored] != [p.probability for p in plain]
 
 
 @pytest.mark.parametrize("pre", [Preprocessing(), Preprocessing(64, 73, "bicubic"), Preprocessing(96, 110, "nearest")])
@@ -145,8 +165,9 @@ def test_an_onnx_export_is_served_where_torch_cannot_be_imported(exported):
     _, data, model = exported
     port = free_port()
     script = "import sys; sys.modules['torch'] = None; from foldertune.cli import main; main()"
-    server = subprocess.Popen([sys.executable, "-c", script, "serve", str(model), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    server = subprocess.Popen([sys.executable, "-c", script, "serve", str(model), "--port", str(port),
+                               "--min-confidence", "0.9999"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -163,7 +184,11 @@ def test_an_onnx_export_is_served_where_torch_cannot_be_imported(exported):
         photo = sorted((data / "纪念碑").iterdir())[0]
         status, body = post_files(base + "/predict?cam=true", [(photo.name, photo.read_bytes())])
         assert status == 200 and "gradcam" not in body["predictions"][0]
-        assert body["predictions"][0]["label"] == OnnxClassifier(model).predict(str(photo)).label
+        answer, expected = body["predictions"][0], OnnxClassifier(model).predict(str(photo))
+        assert answer["label"] == "unknown" and health["min_confidence"] == 0.9999  # 2 epochs: never that sure
+        assert answer["top_label"] == expected.label and answer["unknown_score"] == pytest.approx(
+            expected.unknown_score
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -65,7 +65,9 @@ def summarize(run: RunFolder) -> dict[str, object]:
     if not epochs:
         raise UserError(f"run '{run.path}' has no finished epoch to compare yet.")
     settings = run.config()["settings"]
-    metric = "val_acc" if settings["train"]["best_metric"] == "accuracy" else "val_f1"
+    metric = {"accuracy": "val_acc", "f1": "val_f1", "balanced_accuracy": "val_recall"}[
+        settings["train"]["best_metric"]
+    ]
     best = max(epochs, key=lambda row: float(row[metric]))  # the first of equals, as best.pt keeps it
     low, high = _interval(run, best)
     seconds = sum(float(row["seconds"]) for row in epochs)

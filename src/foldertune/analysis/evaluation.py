@@ -9,7 +9,8 @@ The evaluation folder (default: <run>/eval/<split>; for another folder <run>/eva
     metrics.json         overall figures (accuracy, balanced accuracy, top-k, macro and weighted P/R/F1, loss,
                          macro AP and ROC AUC; 95% intervals of accuracy, balanced accuracy and macro F1 as
                          `*_low` / `*_high`; the temperature and the ECE after and before it), the calibration's
-                         reliability bins, the most-confused pairs, classes, preprocessing, unreadable files
+                         reliability bins, accuracy against coverage (the suggested --min-confidence), the
+                         most-confused pairs, classes, preprocessing, unreadable files, whether --tta was on
     per_class.csv        class, precision, recall, f1, support, average_precision, roc_auc
     predictions.csv      path, true, predicted, confidence, correct, loss, top1, p1, ... (unreadable: error)
     confused_pairs.csv   true, predicted, count, share_of_true
@@ -35,7 +36,7 @@ from PIL import Image
 from foldertune.analysis.calibration import calibration_summary, fit_temperature, softmax
 from foldertune.analysis.embedding import embed, sample_for_map
 from foldertune.analysis.intervals import describe_interval
-from foldertune.analysis.metrics import evaluation_report, sample_losses
+from foldertune.analysis.metrics import coverage_report, evaluation_report, sample_losses
 from foldertune.data.images import ImageReadError, open_image
 from foldertune.data.scan import SPLITS, check_layout, scan_folder
 from foldertune.data.split import read_manifest
@@ -61,6 +62,7 @@ def evaluate_checkpoint(
     device: str = "auto",
     figures: bool = True,
     calibrate: bool = False,
+    tta: bool = False,
     progress: bool = True,
     log=print,
 ) -> Path:
@@ -69,8 +71,8 @@ def evaluate_checkpoint(
     With `figures` False, only the numbers are written, not what the figures need besides (the feature map's
     embedding, Grad-CAM maps): fast. With `calibrate`, the temperature is fitted on these images' logits and
     stored in the checkpoint before the probabilities are computed (the end of training does this on the
-    validation split). An `out` folder that holds files is refused unless `force`; the run's own evaluation
-    folders are replaced.
+    validation split). With `tta`, the probabilities are the mean over the image and its mirror image. An `out`
+    folder that holds files is refused unless `force`; the run's own evaluation folders are replaced.
     """
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}.")
@@ -94,8 +96,8 @@ def evaluate_checkpoint(
     paths = [Path(path) for path, _ in records]
     for chunk, errors, images in classifier.load_batches(paths, batch_size=64, progress=progress):
         if images is not None:
-            scores, penultimate = classifier.logits_and_features(images)
-            logits.append(scores)
+            view_logits, penultimate = classifier.view_logits(images, tta=tta)
+            logits.append(view_logits)
             features.append(penultimate)
         for path, error in zip(chunk, errors, strict=True):
             if error is None:
@@ -105,16 +107,13 @@ def evaluate_checkpoint(
     if not kept:
         raise UserError(f"none of the {len(records)} images to evaluate could be read (first: {records[0][0]}).")
     label_of = dict(records)
-    targets, logits = np.array([index[label_of[path]] for path in kept]), np.concatenate(logits)
+    targets, views = np.array([index[label_of[path]] for path in kept]), np.concatenate(logits, axis=1)
+    logits = views.mean(axis=0)  # (N, classes); with --tta the mean over the image and its mirror image
     if calibrate:
         checkpoint["temperature"] = classifier.temperature = fit_temperature(logits, targets)
         save_checkpoint(checkpoint_file, checkpoint)
-    result = _Result(
-        kept=kept,
-        targets=targets,
-        probabilities=softmax(logits, classifier.temperature).astype(np.float32),
-        classes=classes,
-    )
+    probabilities = np.mean([softmax(view, classifier.temperature) for view in views], axis=0)
+    result = _Result(kept=kept, targets=targets, probabilities=probabilities.astype(np.float32), classes=classes)
     report = evaluation_report(result.targets, result.probabilities, classes)
     calibration = calibration_summary(logits, targets, classifier.temperature)
     report["overall"].update({key: calibration[key] for key in ("temperature", "ece", "ece_before")})
@@ -134,6 +133,8 @@ def evaluate_checkpoint(
         "classes": classes,
         "preprocessing": checkpoint["preprocessing"],
         "overall": report["overall"],
+        "tta": tta,
+        "coverage": coverage_report(result.targets, result.probabilities),
         "per_class": report["per_class"],
         "confused_pairs": report["confused_pairs"],
         "calibration": calibration,
@@ -318,14 +319,14 @@ def _log_summary(log, out: Path, report: dict, unreadable: dict) -> None:
     log(f"evaluation folder: {out}")
 
 
-def summary_line(overall: dict) -> str:
+def summary_line(overall: dict, *, balanced_first: bool = False) -> str:
     """'accuracy 0.929 (95% interval 0.77-0.98, 28 images)  balanced_accuracy 0.920 (0.79-1.00)  macro_f1 ...
-    loss ...': the terminal's summary of an evaluation, from its metrics.json "overall"."""
-    accuracy = describe_interval(
-        overall["accuracy"], overall["accuracy_low"], overall["accuracy_high"], overall["images"]
-    )
-    parts = [f"accuracy {accuracy}"]
-    for key in ("balanced_accuracy", "macro_f1"):
+    loss ...': the terminal's summary of an evaluation, from its metrics.json "overall"; `balanced_first` (classes
+    imbalanced): balanced accuracy leads, with the interval's sentence."""
+    first, second = ("balanced_accuracy", "accuracy") if balanced_first else ("accuracy", "balanced_accuracy")
+    lead = describe_interval(overall[first], overall[first + "_low"], overall[first + "_high"], overall["images"])
+    parts = [f"{first} {lead}"]
+    for key in (second, "macro_f1"):
         parts.append(f"{key} {overall[key]:.3f} ({overall[key + '_low']:.2f}-{overall[key + '_high']:.2f})")
     parts.append(f"loss {overall['loss']:.4f}")
     return "  ".join(parts)

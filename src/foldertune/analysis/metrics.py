@@ -32,7 +32,8 @@ def topk_accuracy(targets: np.ndarray, scores: np.ndarray, k: int) -> float:
 
 
 def classification_summary(targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """accuracy, macro precision / recall / f1 and, with more than five classes, top-5 accuracy."""
+    """accuracy, macro precision / recall / f1, balanced accuracy (the macro recall) and, with more than five classes,
+    top-5 accuracy."""
     predictions = scores.argmax(axis=1)
     precision, recall, f1 = averages(targets, predictions, "macro")
     summary = {
@@ -40,6 +41,7 @@ def classification_summary(targets: np.ndarray, scores: np.ndarray) -> dict[str,
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
+        "balanced_accuracy": float(recall),
     }
     if scores.shape[1] > 5:
         summary["top5_accuracy"] = topk_accuracy(targets, scores, 5)
@@ -126,3 +128,34 @@ def confused_pairs(targets: np.ndarray, predictions: np.ndarray, classes: list[s
         pairs.append({"true": classes[true], "predicted": classes[predicted], "count": count,
                       "share_of_true": count / int(support[true])})  # fmt: skip
     return pairs
+
+
+TARGET_PRECISION = 0.95  # the accuracy of the answers given that --min-confidence is suggested for
+COVERAGE_THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # the report's table
+
+
+def coverage_report(targets: np.ndarray, probabilities: np.ndarray, *, target: float = TARGET_PRECISION) -> dict:
+    """Accuracy against coverage when the answers below a confidence threshold are 'unknown': a row per threshold
+    of COVERAGE_THRESHOLDS (coverage: share answered; accuracy: of those answered), and the lowest threshold among
+    the images' own confidences whose answers reach `target` accuracy (None when none does)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == targets
+    rows = [_answered(t, confidence, correct) for t in COVERAGE_THRESHOLDS]
+    suggested = None
+    for threshold in [
+        0.0,
+        *np.unique(confidence),
+    ]:  # ascending: the first that reaches the target keeps the most answers
+        row = _answered(float(threshold), confidence, correct)
+        if row["accuracy"] is not None and row["accuracy"] >= target:
+            suggested = max(0.0, round(float(threshold) - 5e-5, 4))  # rounded down: the image at it stays answered
+            break
+    return {"rows": rows, "target_precision": target, "suggested_min_confidence": suggested,
+            "suggested_coverage": None if suggested is None else float((confidence >= suggested).mean())}  # fmt: skip
+
+
+def _answered(threshold: float, confidence: np.ndarray, correct: np.ndarray) -> dict:
+    answered = confidence >= threshold
+    accuracy = float(correct[answered].mean()) if answered.any() else None
+    return {"min_confidence": threshold, "coverage": float(answered.mean()), "accuracy": accuracy,
+            "answered": int(answered.sum())}  # fmt: skip

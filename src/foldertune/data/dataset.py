@@ -82,8 +82,10 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        weights: Sequence[float] | None = None,
     ) -> None:
         self.size = size
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)  # balanced draws
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -101,7 +103,10 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         """This process's dataset indices for the current epoch, in order (before batching and skipping)."""
         if self.shuffle:
             generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, 0) + 1)
-            order = torch.randperm(self.size, generator=generator).tolist()
+            if self.weights is not None:  # --balance sampler: `size` draws with replacement, seeded like the shuffle
+                order = torch.multinomial(self.weights, self.size, replacement=True, generator=generator).tolist()
+            else:
+                order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))
         if self.world_size == 1:

@@ -85,3 +85,9 @@ def _mode(pre: Preprocessing) -> InterpolationMode:
         return InterpolationMode(pre.interpolation)
     except ValueError:
         raise ValueError(f"unknown interpolation {pre.interpolation!r} in preprocessing") from None
+
+
+def tta_views(inputs: torch.Tensor) -> list[torch.Tensor]:
+    """The views test-time augmentation averages over: the (N, 3, H, W) batch and its mirror image (crops measured
+    no better on bench/trust_tta.py; see docs/design.md)."""
+    return [inputs, inputs.flip(-1)]

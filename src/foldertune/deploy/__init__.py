@@ -1,6 +1,7 @@
 """Putting a trained model to work: export (ONNX, TorchScript), prediction without PyTorch."""
 
 from foldertune.errors import UserError
+from foldertune.runs.folder import RunFolder
 
 HALF_MIN_AGREEMENT = 0.99  # --half: share of the check images whose top-1 class must match PyTorch's fp32 one
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -15,3 +16,16 @@ def check_export_options(*, fmt: str, opset: int | None, half: bool) -> None:
         raise UserError(f"--opset must be an ONNX opset number such as 18; got {opset}.")
     if half and fmt != "onnx":
         raise UserError("--half is for --format onnx (TorchScript keeps the checkpoint's fp32 weights).")
+
+
+def recommended_min_confidence(run: RunFolder) -> dict | None:
+    """The --min-confidence the run's validation evaluation suggests, with the accuracy it reached there and the share
+    it answered; None without one. Exports carry it and serve shows it; neither applies it unasked."""
+    evaluation = run.evaluation("val")
+    if not evaluation.metrics_file.is_file():
+        return None
+    coverage = evaluation.metrics().get("coverage") or {}
+    if coverage.get("suggested_min_confidence") is None:
+        return None
+    return {"value": coverage["suggested_min_confidence"], "validation_precision": coverage["target_precision"],
+            "validation_coverage": coverage["suggested_coverage"]}  # fmt: skip

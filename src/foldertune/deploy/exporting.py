@@ -17,6 +17,7 @@ torch.export (`torch.onnx.export(dynamo=True)`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -32,17 +33,50 @@ from foldertune import __version__
 from foldertune.data import sample_data_path
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import normalize_batch
-from foldertune.deploy import HALF_MIN_AGREEMENT, check_export_options
+from foldertune.deploy import HALF_MIN_AGREEMENT, check_export_options, recommended_min_confidence
 from foldertune.deploy.onnx_classifier import METADATA_KEY
 from foldertune.errors import UserError
+from foldertune.inference.unknown import REFERENCE_K, REFERENCE_KEY, SCALE_KEY
 from foldertune.models.build import model_from_checkpoint
+from foldertune.models.registry import get_backbone
 from foldertune.preprocessing import EVAL_MAX_ASPECT, Preprocessing
 from foldertune.runs.atomic import check_output, write_json
 from foldertune.runs.checkpoint import load_checkpoint
 from foldertune.runs.folder import RunFolder, locate_checkpoint
 
 MAX_CHECK_IMAGES = 64  # validation images the parity check runs through both sides
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
+INPUT_NAME, OUTPUT_NAME, SCORE_NAME = "image", "logits", "unknown_score"
+UNKNOWN_SCORE_MEANING = (
+    f"mean cosine distance of the head's input to its {REFERENCE_K} nearest training images plus the energy score "
+    "(-logsumexp of the logits), each in units of its spread over the training images (higher: less like them)"
+)
+
+
+class WithUnknownScore(torch.nn.Module):
+    """The network with a second output, `inference.unknown.unknown_scores` from the stored training features,
+    computed in the graph so that the ONNX predictor needs no copy of them."""
+
+    def __init__(self, model: torch.nn.Module, backbone: str, reference: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__()
+        name = get_backbone(backbone).head
+        self.head = model.get_submodule(name)
+        self.body = copy.deepcopy(model)
+        self.body.set_submodule(name, torch.nn.Identity())  # the head is the network's last step: body -> features
+        self.register_buffer("reference", torch.nn.functional.normalize(reference.float(), dim=1))
+        self.register_buffer("scale", scale.float())
+        self.k = min(REFERENCE_K, len(reference))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(images).flatten(1)
+        logits = self.head(features)
+        similarity = torch.nn.functional.normalize(features, dim=1) @ self.reference.T
+        distance = 1.0 - similarity.topk(self.k, dim=1).values.mean(dim=1)
+        energy = -torch.logsumexp(logits, dim=1)
+        return logits, (distance - self.scale[0]) / self.scale[1] + (energy - self.scale[2]) / self.scale[3]
+
+
+def _outputs(model: torch.nn.Module) -> int:
+    return 2 if isinstance(model, WithUnknownScore) else 1
 
 
 class ParityError(Exception):
@@ -78,6 +112,12 @@ def export_model(
     model = model_from_checkpoint(checkpoint).eval()
     pre = Preprocessing.from_dict(checkpoint["preprocessing"])
     metadata = _metadata(checkpoint, pre, fmt=fmt, dynamic_batch=dynamic_batch, half=half, opset=opset)
+    metadata["recommended_min_confidence"] = recommended_min_confidence(run)
+    # a second output, the unknown_score; not with --half, whose fp16 converter mistypes the graph's reductions (the
+    # ONNX predictor then scores by the energy alone)
+    if fmt == "onnx" and not half and checkpoint.get(SCALE_KEY) is not None:
+        model = WithUnknownScore(model, checkpoint["backbone"], checkpoint[REFERENCE_KEY], checkpoint[SCALE_KEY]).eval()
+        metadata["unknown_score"] = {"name": SCORE_NAME, "meaning": UNKNOWN_SCORE_MEANING}
     check_images = _check_images(run, images)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
@@ -167,7 +207,8 @@ def _export_onnx(model, pre: Preprocessing, path: Path, *, opset, dynamic_batch:
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each of its passes
             torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=dynamic,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, SCORE_NAME][: _outputs(model)],
+                              dynamic_shapes=dynamic,
                               external_data=False, verbose=False)  # fmt: skip
     except ModuleNotFoundError as error:
         raise UserError(f"ONNX export needs {error.name}: pip install 'foldertune[onnx]'.") from None

@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from foldertune.data.images import ImageReadError, open_image, to_rgb
 from foldertune.data.scan import list_image_files
 from foldertune.errors import UserError
 from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
+from foldertune.inference.unknown import energy_score
 from foldertune.notebook import tqdm
 from foldertune.preprocessing import Preprocessing, limit_aspect
 
@@ -94,28 +96,36 @@ class OnnxClassifier:
         self.input_name = model_input.name
         self.batch_size = model_input.shape[0] if isinstance(model_input.shape[0], int) else None  # None: any
 
-    def predict(self, inputs, *, topk: int = 5):
+    def predict(self, inputs, *, topk: int = 5, min_confidence: float | None = None, tta: bool = False):
         """Predictions for a path, a PIL image, an HxWx3 uint8 array, or a list of them; a folder, a list or an
-        NxHxWx3 array gives a list."""
+        NxHxWx3 array gives a list. Below `min_confidence` the label is 'unknown' (`top_label` keeps the class);
+        `tta` averages the probabilities over the image and its mirror image."""
         if isinstance(inputs, np.ndarray):
             inputs = pictures_from_array(inputs)
-        check_predict_options(topk=topk)
+        check_predict_options(topk=topk, min_confidence=min_confidence)
+        options = {"topk": topk, "min_confidence": min_confidence, "tta": tta}
         if isinstance(inputs, Image.Image):
-            return self._rank(self.probabilities(eval_pixels(to_rgb(inputs), self.preprocessing)[None]), topk)[0]
+            return self._rank(eval_pixels(to_rgb(inputs), self.preprocessing)[None], **options)[0]
         if isinstance(inputs, (str, os.PathLike)):
-            results = self.predict_files([inputs], topk=topk, progress=False)
+            results = self.predict_files([inputs], progress=False, **options)
             return results if Path(inputs).is_dir() else results[0]
         items = list(inputs)
         if all(isinstance(item, Image.Image) for item in items):
-            pixels = np.stack([eval_pixels(to_rgb(item), self.preprocessing) for item in items])
-            return self._rank(self.probabilities(pixels), topk)
-        return self.predict_files(items, topk=topk, progress=False)
+            return self._rank(np.stack([eval_pixels(to_rgb(item), self.preprocessing) for item in items]), **options)
+        return self.predict_files(items, progress=False, **options)
 
     def predict_files(
-        self, paths: Iterable[str | os.PathLike], *, topk: int = 5, batch_size: int = 32, progress: bool = True
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        topk: int = 5,
+        batch_size: int = 32,
+        progress: bool = True,
+        min_confidence: float | None = None,
+        tta: bool = False,
     ) -> list[Prediction]:
         """Files and folders (searched recursively), decoded in parallel threads, run in batches."""
-        check_predict_options(topk=topk, batch_size=batch_size)
+        check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence)
         files, _ = list_image_files(list(paths))
         results: list[Prediction] = []
         bar = tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True, leave=False)
@@ -124,28 +134,38 @@ class OnnxClassifier:
                 chunk = files[start : start + batch_size]
                 loaded = list(pool.map(self._load, chunk))
                 good = [pixels for pixels, _ in loaded if pixels is not None]
-                probabilities = iter(self.probabilities(np.stack(good)) if good else [])
+                answers = iter(self._rank(np.stack(good), topk, min_confidence, tta) if good else [])
                 for path, (pixels, error) in zip(chunk, loaded, strict=True):
                     if pixels is None:
                         results.append(Prediction(None, None, [], str(path), error))
                     else:
-                        results.append(ranked(next(probabilities), self.classes, topk=topk, path=str(path)))
+                        results.append(replace(next(answers), path=str(path)))
                 bar.update(len(chunk))
         bar.close()
         return results
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) uint8 from `eval_pixels` -> (N, classes) calibrated probabilities, softmax(logits / T)."""
-        return softmax(self.logits(pixels), self.temperature)
+    def probabilities(self, pixels: np.ndarray, *, tta: bool = False) -> np.ndarray:
+        """(N, 3, H, W) uint8 from `eval_pixels` -> (N, classes) calibrated probabilities, softmax(logits / T) (with
+        `tta`, the mean over the image and its mirror image)."""
+        return self.outputs(pixels, tta=tta)[0]
 
-    def logits(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) uint8 from `eval_pixels` -> (N, classes) float32 logits, as the model outputs them."""
-        inputs = normalize(pixels, self.preprocessing)
-        step = self.batch_size or len(inputs)
-        logits = [
-            self.session.run(None, {self.input_name: inputs[i : i + step]})[0] for i in range(0, len(inputs), step)
-        ]
-        return np.concatenate(logits).astype(np.float32)
+    def outputs(self, pixels: np.ndarray, *, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities and unknown scores of (N, 3, H, W) uint8 pixels; with `tta`, the means over the
+        views (the image and its mirror image, as the PyTorch classifier's `tta_views`)."""
+        probabilities, scores = [], []
+        for view in (pixels, pixels[..., ::-1]) if tta else (pixels,):
+            inputs = normalize(view, self.preprocessing)
+            step = self.batch_size or len(inputs)
+            runs = [
+                self.session.run(None, {self.input_name: inputs[i : i + step]}) for i in range(0, len(inputs), step)
+            ]
+            logits = np.concatenate([outputs[0] for outputs in runs]).astype(np.float32)
+            probabilities.append(softmax(logits, self.temperature))
+            if len(runs[0]) > 1:  # exports since unknown_score: the distance to the training features, in the graph
+                scores.append(np.concatenate([outputs[1] for outputs in runs]).astype(np.float64).reshape(-1))
+            else:
+                scores.append(energy_score(logits))
+        return np.mean(probabilities, axis=0), np.mean(scores, axis=0)
 
     def _load(self, path: Path) -> tuple[np.ndarray | None, str | None]:
         try:
@@ -154,5 +174,9 @@ class OnnxClassifier:
             return None, str(error)
         return eval_pixels(image, self.preprocessing), None
 
-    def _rank(self, probabilities: np.ndarray, topk: int) -> list[Prediction]:
-        return [ranked(row, self.classes, topk=topk, path=None) for row in probabilities]
+    def _rank(self, pixels: np.ndarray, topk: int, min_confidence: float | None, tta: bool) -> list[Prediction]:
+        probabilities, scores = self.outputs(pixels, tta=tta)
+        return [
+            ranked(row, self.classes, topk=topk, path=None, min_confidence=min_confidence, unknown_score=score)
+            for row, score in zip(probabilities, scores, strict=True)
+        ]

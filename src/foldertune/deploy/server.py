@@ -32,7 +32,7 @@ from PIL import Image
 
 from foldertune.data.images import open_image
 from foldertune.errors import UserError
-from foldertune.inference.prediction import Prediction
+from foldertune.inference.prediction import Prediction, check_predict_options
 
 DEFAULT_MAX_UPLOAD_MB = 10  # per request; photos from phones are 2-8 MB
 MAX_FILES = 16  # images per request
@@ -67,10 +67,11 @@ class Model:
         self.min_side = self.classifier.preprocessing.resize_size
         self.training_images = _training_images(self.source) if self.kind == "checkpoint" else {}
 
-    def predict(self, path: Path, *, cam: bool) -> tuple[Prediction, str | None]:
+    def predict(self, path: Path, *, cam: bool, min_confidence: float | None = None) -> tuple[Prediction, str | None]:
         """The prediction for one image file, and its Grad-CAM overlay as a data URL when asked and available."""
         with self.lock:
-            prediction = self.classifier.predict_files([path], topk=TOPK, progress=False)[0]
+            prediction = self.classifier.predict_files([path], topk=TOPK, progress=False,
+                                                       min_confidence=min_confidence)[0]  # fmt: skip
             overlay = None
             if cam and self.explainer is not None and prediction.error is None:
                 from foldertune.inference.gradcam import overlay_on_photo
@@ -81,10 +82,17 @@ class Model:
         return prediction, overlay
 
 
-def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, token: str | None = None):
+def create_app(
+    source: str | os.PathLike,
+    *,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    token: str | None = None,
+    min_confidence: float | None = None,
+):
     """The FastAPI app serving `source` (a run folder, a .pt checkpoint or an exported .onnx); with `token`, every
-    route but the page and /health wants `Authorization: Bearer TOKEN`."""
-    _check_options(max_upload_mb=max_upload_mb, token=token)
+    route but the page and /health wants `Authorization: Bearer TOKEN`; below `min_confidence` the answer's label is
+    'unknown'."""
+    _check_options(max_upload_mb=max_upload_mb, token=token, min_confidence=min_confidence)
     try:
         from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
         from fastapi.responses import HTMLResponse, JSONResponse
@@ -128,13 +136,14 @@ def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         title = _escape(model.source.name if model.kind == "onnx" else _run_name(model.source))
-        page = PAGE.replace("{{TITLE}}", title).replace("{{MODEL}}", _model_section(model))
+        section = _model_section(model, min_confidence)
+        page = PAGE.replace("{{TITLE}}", title).replace("{{MODEL}}", section)
         return page.replace("{{CAM}}", "true" if model.explainer else "false")
 
     @app.get("/health", summary="Whether the model is loaded")
     def health() -> dict:
         return {"status": "ok", "model": str(model.source), "kind": model.kind, "classes": len(model.classes),
-                "gradcam": model.explainer is not None}  # fmt: skip
+                "gradcam": model.explainer is not None, "min_confidence": min_confidence}  # fmt: skip
 
     @app.get("/classes", summary="The class names, in the model's order")
     def classes() -> dict:
@@ -158,11 +167,12 @@ def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / ("image" + Path(name).suffix.lower()[:8])
                 path.write_bytes(data)
-                prediction, overlay = model.predict(path, cam=cam)
+                prediction, overlay = model.predict(path, cam=cam, min_confidence=min_confidence)
             if prediction.error:
                 raise HTTPException(422, f"'{name}' cannot be used: {prediction.error}")
             results.append({
                 "path": name, "label": prediction.label, "probability": prediction.probability,
+                "top_label": prediction.top_label, "unknown_score": prediction.unknown_score,
                 "topk": [{"label": label, "probability": p} for label, p in prediction.topk],
                 **({"gradcam": overlay} if overlay else {}),
             })  # fmt: skip
@@ -172,17 +182,24 @@ def create_app(source: str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_
 
 
 def serve(
-    source: str | os.PathLike, *, host: str, port: int, max_upload_mb: float, token: str | None = None, log=print
+    source: str | os.PathLike,
+    *,
+    host: str,
+    port: int,
+    max_upload_mb: float,
+    token: str | None = None,
+    min_confidence: float | None = None,
+    log=print,
 ) -> None:
     """Load the model, then serve until Ctrl-C; with `token` (else $FOLDERTUNE_TOKEN) only requests that carry it."""
     token = token if token is not None else os.environ.get(TOKEN_VARIABLE) or None
-    _check_options(port=port, max_upload_mb=max_upload_mb, token=token)
+    _check_options(port=port, max_upload_mb=max_upload_mb, token=token, min_confidence=min_confidence)
     try:
         import uvicorn
     except ImportError:
         raise UserError("serve needs FastAPI and uvicorn: pip install 'foldertune[serve]'.") from None
     check_address(host, port)
-    app = create_app(source, max_upload_mb=max_upload_mb, token=token)
+    app = create_app(source, max_upload_mb=max_upload_mb, token=token, min_confidence=min_confidence)
     shown = f"[{host}]" if ":" in host else host
     log(f"serving {source} on http://{shown}:{port}/  (API: /predict, /health, /classes; OpenAPI: /openapi.json)")
     if token is not None:
@@ -226,7 +243,10 @@ def _free_port(host: str, family: int) -> int:
         return probe.getsockname()[1]
 
 
-def _check_options(*, max_upload_mb: float, port: int | None = None, token: str | None = None) -> None:
+def _check_options(
+    *, max_upload_mb: float, port: int | None = None, token: str | None = None, min_confidence: float | None = None
+) -> None:
+    check_predict_options(topk=TOPK, min_confidence=min_confidence, flags=True)
     if token is not None and (not token or any(c.isspace() or not c.isprintable() for c in token)):
         raise UserError("--token must be a non-empty string without spaces (for example: openssl rand -hex 16).")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
@@ -266,9 +286,11 @@ def _training_images(source: Path) -> dict[str, int]:
     return {row["class"]: int(row["train"]) for row in run.config().get("data", {}).get("counts", [])}
 
 
-def _model_section(model: Model) -> str:
-    """The page's account of the model: what it is, what it was trained on, and its classes."""
-    facts = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in model.about)
+def _model_section(model: Model, min_confidence: float | None) -> str:
+    """The page's account of the model: what it is, what it was trained on, when it answers 'unknown', and its
+    classes."""
+    about = [*model.about, ("unknown below", _threshold_fact(model, min_confidence))]
+    facts = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in about)
     counts = model.training_images
     items = "".join(
         f"<li>{_escape(name)}" + (f' <span class="muted">{counts[name]}</span>' if name in counts else "") + "</li>"
@@ -276,6 +298,21 @@ def _model_section(model: Model) -> str:
     )
     note = ' <span class="muted">(training images)</span>' if counts else ""
     return f'<dl>{facts}</dl><h3>{len(model.classes)} classes{note}</h3><ul id="classes">{items}</ul>'
+
+
+def _threshold_fact(model: Model, min_confidence: float | None) -> str:
+    """The threshold in use, and the one the validation images suggest (applied only when given: --min-confidence)."""
+    if model.kind == "onnx":
+        recommended = model.classifier.metadata.get("recommended_min_confidence")
+    else:
+        from foldertune.deploy import recommended_min_confidence
+        from foldertune.runs.folder import locate_checkpoint
+
+        recommended = recommended_min_confidence(locate_checkpoint(model.source)[1])
+    used = "never (no --min-confidence)" if min_confidence is None else f"{min_confidence:g}"
+    if recommended:
+        used += f"; {recommended['value']:g} reached {recommended['validation_precision']:.0%} accuracy on validation"
+    return used
 
 
 def _run_name(source: Path) -> str:
@@ -384,7 +421,9 @@ async function predict(file) {
   const form = new FormData(); form.append("files", file);
   try {
     const p = (await request("/predict" + (CAM ? "?cam=true" : ""), { method: "POST", body: form })).predictions[0];
-    show("top1", p.label + " (" + (100 * p.probability).toFixed(1) + "%)");
+    const percent = (100 * p.probability).toFixed(1) + "%";
+    show("top1", p.label === p.top_label ? p.label + " (" + percent + ")"
+      : p.label + " (best guess " + p.top_label + ", " + percent + ", is below the threshold)");
     $("result").append(...p.topk.map(bar)); $("answer").hidden = false;
     if (p.gradcam) { $("cam").src = p.gradcam; $("heat").hidden = false; }
     show("status", file.name);

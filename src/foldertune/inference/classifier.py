@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,10 @@ from PIL import Image
 from foldertune.data.images import ImageReadError, to_rgb
 from foldertune.data.readers import EvalReader
 from foldertune.data.scan import list_image_files
-from foldertune.data.transforms import build_eval_transform, model_input
+from foldertune.data.transforms import build_eval_transform, model_input, tta_views
 from foldertune.device import choose_runtime
 from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
+from foldertune.inference.unknown import REFERENCE_KEY, SCALE_KEY, unknown_scores
 from foldertune.models.build import capture_head_input, fuse_for_inference, model_from_checkpoint
 from foldertune.notebook import card, escape, html_table, tqdm
 from foldertune.preprocessing import Preprocessing
@@ -48,6 +50,10 @@ class Classifier:
         self.model = model_from_checkpoint(checkpoint).to(self.runtime.device, memory_format=layout)  # for Grad-CAM
         self.fused = fuse_for_inference(self.model).to(memory_format=layout)  # for predictions: faster, same result
         self.transform = build_eval_transform(self.preprocessing)
+        reference = checkpoint.get(REFERENCE_KEY)  # (M, features) float16 training features, or absent
+        self.reference = None if reference is None else reference.float().numpy()
+        scale = checkpoint.get(SCALE_KEY)  # (4,): see inference.unknown.reference_scale
+        self.scale = None if scale is None else scale.float().numpy()
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kwargs) -> Classifier:
@@ -72,47 +78,61 @@ class Classifier:
         return card("Classifier", html_table(None, self.describe()) + f"<div>on {escape(self.runtime.describe())}"
                     "; <code>clf.predict(path or image)</code></div>")  # fmt: skip
 
-    def predict(self, inputs, *, topk: int = 5, batch_size: int = 64):
+    def predict(self, inputs, *, topk: int = 5, batch_size: int = 64, min_confidence: float | None = None,
+                tta: bool = False):  # fmt: skip
         """Predictions for a path, a PIL image, an HxWx3 uint8 array, or a list of them; a folder, a list or an
-        NxHxWx3 array gives a list."""
+        NxHxWx3 array gives a list. Below `min_confidence` the label is 'unknown' (`top_label` keeps the class);
+        `tta` averages the probabilities over the image and its mirror image."""
         if isinstance(inputs, np.ndarray):
             inputs = pictures_from_array(inputs)
-        check_predict_options(topk=topk, batch_size=batch_size)
+        check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence)
+        options = {"topk": topk, "min_confidence": min_confidence, "tta": tta}
         if isinstance(inputs, Image.Image):
-            return self._predict_images([inputs], topk)[0]
+            return self._predict_images([inputs], **options)[0]
         if isinstance(inputs, (str, os.PathLike)):
-            results = self.predict_files([inputs], topk=topk, batch_size=batch_size, progress=False)
+            results = self.predict_files([inputs], batch_size=batch_size, progress=False, **options)
             return results if Path(inputs).is_dir() else results[0]
         items = list(inputs)
         if all(isinstance(item, (str, os.PathLike)) for item in items):
-            return self.predict_files(items, topk=topk, batch_size=batch_size, progress=False)
+            return self.predict_files(items, batch_size=batch_size, progress=False, **options)
         if all(isinstance(item, Image.Image) for item in items):
             return [
                 p
                 for i in range(0, len(items), batch_size)
-                for p in self._predict_images(items[i : i + batch_size], topk)
+                for p in self._predict_images(items[i : i + batch_size], **options)
             ]
         results = []
         for item in items:
-            result = self.predict(item, topk=topk, batch_size=batch_size)
+            result = self.predict(item, batch_size=batch_size, **options)
             results.extend(result if isinstance(result, list) else [result])
         return results
 
     def predict_files(
-        self, paths: Iterable[str | os.PathLike], *, topk: int = 5, batch_size: int = 64, progress: bool = True
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        topk: int = 5,
+        batch_size: int = 64,
+        progress: bool = True,
+        min_confidence: float | None = None,
+        tta: bool = False,
     ) -> list[Prediction]:
         """Files and folders (searched recursively), in batches, decoded in parallel threads."""
-        check_predict_options(topk=topk, batch_size=batch_size)
+        check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence)
         files, _ = list_image_files(list(paths))
         results: list[Prediction] = []
         for chunk, errors, images in self.load_batches(files, batch_size=batch_size, progress=progress):
-            probabilities = iter(self.probabilities(images) if images is not None else [])
+            ranked_batch = iter(self._rank(images, topk, min_confidence, tta) if images is not None else [])
             for path, error in zip(chunk, errors, strict=True):
                 if error is None:
-                    results.append(self._to_prediction(next(probabilities), topk, str(path)))
+                    results.append(replace(next(ranked_batch), path=str(path)))
                 else:
                     results.append(Prediction(None, None, [], str(path), error))
         return results
+
+    def unknown_scores(self, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """How unlike the training images each image is (higher: less like them); see inference/unknown.py."""
+        return unknown_scores(logits, features, self.reference, self.scale)
 
     def load_batches(
         self, files: list[Path], *, batch_size: int = 64, progress: bool = True
@@ -140,29 +160,56 @@ class Classifier:
         bar.close()
 
     @torch.inference_mode()
-    def probabilities(self, images: torch.Tensor) -> np.ndarray:
-        """(N, 3, H, W) uint8 tensors from the eval transform -> (N, classes) softmax probabilities."""
-        return self.probabilities_and_features(images)[0]
+    def probabilities(self, images: torch.Tensor, *, tta: bool = False) -> np.ndarray:
+        """(N, 3, H, W) uint8 tensors from the eval transform -> (N, classes) softmax probabilities (with `tta`, the
+        mean over the views of `tta_views`)."""
+        return self.outputs(images, tta=tta)[0]
 
     @torch.inference_mode()
-    def probabilities_and_features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def probabilities_and_features(self, images: torch.Tensor, *, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated probabilities (N, classes), softmax(logits / temperature), and the penultimate features the
         head receives (N, features)."""
-        logits, features = self.logits_and_features(images)
-        return torch.softmax(torch.from_numpy(logits) / self.temperature, dim=1).numpy(), features
+        probabilities, _, features = self.outputs(images, tta=tta)
+        return probabilities, features
 
     @torch.inference_mode()
-    def logits_and_features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The network's logits (N, classes), before the temperature, and its penultimate features (N, features)."""
+    def outputs(self, images: torch.Tensor, *, tta: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated probabilities (N, classes), logits before the temperature (N, classes) and head inputs
+        (N, features), float32; with `tta`, each is the mean over the views of `tta_views` (the probabilities: the
+        mean of each view's softmax)."""
+        views = self._views(images, tta=tta)
+        return tuple(np.mean([view[i] for view in views], axis=0) for i in range(3))
+
+    @torch.inference_mode()
+    def view_logits(self, images: torch.Tensor, *, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The logits of each view before the temperature (views, N, classes) and the head inputs averaged over the
+        views (N, features): what an evaluation needs to fit the temperature first."""
+        views = self._views(images, tta=tta)
+        return np.stack([view[1] for view in views]), np.mean([view[2] for view in views], axis=0)
+
+    def _views(self, images: torch.Tensor, *, tta: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(calibrated probabilities, logits, features) of each view: the images, and with `tta` their mirror
+        images."""
         inputs = model_input(images, self.preprocessing, device=self.runtime.device,
                              channels_last=self.runtime.channels_last)  # fmt: skip
-        with capture_head_input(self.fused, self.backbone) as captured, self.runtime.autocast():
-            logits = self.fused(inputs).float()
-        return logits.cpu().numpy(), captured[0].float().flatten(1).cpu().numpy()
+        views = []
+        for view in tta_views(inputs) if tta else [inputs]:
+            with capture_head_input(self.fused, self.backbone) as captured, self.runtime.autocast():
+                logits = self.fused(view).float()
+            features = captured[0].float().flatten(1).cpu().numpy()
+            probabilities = torch.softmax(logits / self.temperature, dim=1).cpu().numpy()
+            views.append((probabilities, logits.cpu().numpy(), features))
+        return views
 
-    def _predict_images(self, images: list[Image.Image], topk: int) -> list[Prediction]:
-        tensors = torch.stack([self.transform(to_rgb(image)) for image in images])
-        return [self._to_prediction(row, topk, None) for row in self.probabilities(tensors)]
+    def _predict_images(self, images: list[Image.Image], **options) -> list[Prediction]:
+        return self._rank(torch.stack([self.transform(to_rgb(image)) for image in images]), **options)
 
-    def _to_prediction(self, probabilities: np.ndarray, topk: int, path: str | None) -> Prediction:
-        return ranked(probabilities, self.classes, topk=topk, path=path)
+    def _rank(self, images: torch.Tensor, topk: int, min_confidence: float | None, tta: bool) -> list[Prediction]:
+        with torch.inference_mode():
+            views = self._views(images, tta=tta)
+        probabilities = np.mean([view[0] for view in views], axis=0)
+        scores = np.mean([self.unknown_scores(logits, features) for _, logits, features in views], axis=0)
+        return [
+            ranked(row, self.classes, topk=topk, path=None, min_confidence=min_confidence, unknown_score=score)
+            for row, score in zip(probabilities, scores, strict=True)
+        ]

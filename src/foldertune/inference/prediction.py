@@ -15,6 +15,8 @@ from PIL import Image
 from foldertune.errors import UserError
 from foldertune.notebook import card, escape
 
+UNKNOWN = "unknown"  # the label below the confidence threshold (--min-confidence)
+
 
 @dataclass
 class Prediction:
@@ -23,6 +25,8 @@ class Prediction:
     topk: list[tuple[str, float]] = field(default_factory=list)  # best first
     path: str | None = None
     error: str | None = None
+    top_label: str | None = None  # the most probable class, also when `label` is 'unknown' (below --min-confidence)
+    unknown_score: float | None = None  # higher = less like the training images (see inference/unknown.py)
 
     def _repr_html_(self) -> str:
         """In a notebook: the top classes with probability bars (or why the image could not be read)."""
@@ -37,20 +41,40 @@ class Prediction:
         return card(f"{name}: {escape(self.label)} ({100 * self.probability:.1f}%)", f"<table>{rows}</table>")
 
 
-def check_predict_options(*, topk: int, batch_size: int | None = None, flags: bool = False) -> None:
-    """Refuse a topk or batch_size below 1, naming the keyword (the classifiers' methods) or, with `flags`, the flag
-    (the CLI, before loading a classifier)."""
+def check_predict_options(
+    *, topk: int, batch_size: int | None = None, min_confidence: float | None = None, flags: bool = False
+) -> None:
+    """Refuse a topk or batch_size below 1 or a min_confidence outside [0, 1), naming the keyword (the classifiers'
+    methods) or, with `flags`, the flag (the CLI, before loading a classifier)."""
+    number = isinstance(min_confidence, (int, float)) and not isinstance(min_confidence, bool)
+    if min_confidence is not None and not (number and 0 <= min_confidence < 1):
+        raise UserError(
+            f"{'--min-confidence' if flags else 'min_confidence='} must be a probability from 0 up to (not including) "
+            f"1, such as 0.6; got {f'{min_confidence:g}' if number else repr(min_confidence)}."
+        )
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise UserError(f"{'--topk' if flags else 'topk='} must be at least 1; got {topk}.")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise UserError(f"{'--batch-size' if flags else 'batch_size='} must be at least 1; got {batch_size}.")
 
 
-def ranked(probabilities: np.ndarray, classes: list[str], *, topk: int, path: str | None) -> Prediction:
-    """The `topk` most probable classes of one image's probabilities, best first."""
+def ranked(
+    probabilities: np.ndarray,
+    classes: list[str],
+    *,
+    topk: int,
+    path: str | None,
+    min_confidence: float | None = None,
+    unknown_score: float | None = None,
+) -> Prediction:
+    """The `topk` most probable classes of one image's probabilities, best first; labelled 'unknown' when the top
+    probability is below `min_confidence`."""
     order = np.argsort(-probabilities, kind="stable")[: max(1, topk)]
     best = [(classes[i], float(probabilities[i])) for i in order]
-    return Prediction(best[0][0], best[0][1], best, path)
+    below = min_confidence is not None and best[0][1] < min_confidence
+    score = None if unknown_score is None else float(unknown_score)
+    return Prediction(UNKNOWN if below else best[0][0], best[0][1], best, path, top_label=best[0][0],
+                      unknown_score=score)  # fmt: skip
 
 
 def pictures_from_array(array: np.ndarray) -> Image.Image | list[Image.Image]:

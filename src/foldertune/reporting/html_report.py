@@ -233,6 +233,8 @@ def _evaluation(evaluation: EvalFolder) -> str:
         html += "<h3>Most confused</h3>" + _table(
             metrics["confused_pairs"][:10], ["true", "predicted", "count", "share_of_true"], decimals=("share_of_true",)
         )
+    if metrics.get("coverage"):
+        html += _coverage(metrics["coverage"])
     if metrics["unreadable"]:
         html += f"<p>{len(metrics['unreadable'])} image(s) could not be read: see predictions.csv.</p>"
     for stem, caption in EVAL_FIGURES:
@@ -240,6 +242,23 @@ def _evaluation(evaluation: EvalFolder) -> str:
     if not evaluation.figure("cam_gallery").exists():
         html += f"<p class='muted'>Grad-CAM maps: {escape(str(metrics.get('cams')))}</p>"
     return html
+
+
+def _coverage(coverage: dict) -> str:
+    """Accuracy against coverage: what `--min-confidence P` would leave answered, and how right those answers are."""
+    rows = [{"min_confidence": f"{row['min_confidence']:g}", "answered": row["answered"],
+             "coverage": row["coverage"], "accuracy": row["accuracy"]} for row in coverage["rows"]]  # fmt: skip
+    target, suggested = coverage["target_precision"], coverage["suggested_min_confidence"]
+    if suggested is None:
+        advice = f"No threshold reaches {target:.0%} accuracy on these images."
+    else:
+        advice = (f"<code>--min-confidence {suggested:g}</code> reaches {target:.0%} accuracy here, answering "
+                  f"{coverage['suggested_coverage']:.0%} of the images (the rest: 'unknown').")  # fmt: skip
+    return (
+        "<h3>Accuracy against coverage</h3><p>With <code>predict --min-confidence P</code>, images whose top "
+        f"probability is below P are answered 'unknown'. {advice}</p>"
+        + _table(rows, ["min_confidence", "answered", "coverage", "accuracy"], decimals=("coverage", "accuracy"))
+    )
 
 
 def _settings(config: dict) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -46,7 +47,7 @@ from foldertune.runs.tables import write_table
 from foldertune.training.distributed import Distributed
 from foldertune.training.frozen_features import FeatureBatches
 from foldertune.training.interrupt import LoaderWorkerDied, StopRequest, TrainingInterrupted, loader_worker_death
-from foldertune.training.loaders import build_feature_loaders, build_loaders
+from foldertune.training.loaders import build_feature_loaders, build_loaders, class_weights
 from foldertune.training.loop import LoopContext, memory_hint, train_one_epoch, validate
 from foldertune.training.optim import Optimization
 from foldertune.training.prepare import PreparedData, prepare_data
@@ -328,7 +329,9 @@ def _set_up(job: Job, model: nn.Module) -> Training:
         network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
     if cfg.train.compile:
         network = torch.compile(network)
-    opt = Optimization.build(model, cfg.train, runtime, steps_per_epoch=len(loaders["train"].batch_sampler))
+    labels = [label for _, label in job.data.samples("train")]
+    opt = Optimization.build(model, cfg.train, runtime, steps_per_epoch=len(loaders["train"].batch_sampler),
+                             class_weights=class_weights(labels, len(job.data.classes)))  # fmt: skip
     batch_log = job.run.batches_log() if dist.is_main else None
     epoch_log = job.run.epochs_log() if dist.is_main else None
     return Training(model, network, validated, loaders, opt, batch_log, epoch_log, setup_seconds)
@@ -428,7 +431,9 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
     validation split's evaluation first fits the temperature and stores it in best.pt, so the test split's
     probabilities, and every later prediction, are calibrated."""
     from foldertune.analysis.evaluation import evaluate_checkpoint, summary_line
+    from foldertune.training.unknown_reference import add_unknown_reference
 
+    add_unknown_reference(run, cfg, data, quiet=quiet)  # the training features unknown_score compares with
     results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
     log(f"\nbest.pt (epoch {best_epoch}):")
     for split in ("val", "test"):
@@ -448,7 +453,7 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
             **{key: overall[key] for key in RESULT_KEYS},
             "per_class": evaluation["per_class"],
         }
-        log(f"  {split:<4} {summary_line(overall)}")  # as `foldertune evaluate` prints it
+        log(f"  {split:<4} {summary_line(overall, balanced_first=imbalanced(data))}")  # as `evaluate` prints it
     if "val" in results:
         val = results["val"]
         log(f"  calibration: temperature {val['temperature']:.2f} fitted on val; expected calibration error "
@@ -462,6 +467,15 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
         plot_run(run.path)  # the training curves and every evaluation's figures
         write_report(run.path, log=lambda *_: None)
         log(f"report: {run.report_file}")
+
+
+IMBALANCE_RATIO = 3  # largest over smallest training class at which the summary leads with balanced accuracy
+
+
+def imbalanced(data: PreparedData) -> bool:
+    """Whether the largest training class has at least IMBALANCE_RATIO times the images of the smallest."""
+    counts = [count for count in np.bincount([label for _, label in data.samples("train")]) if count]
+    return bool(counts) and max(counts) >= IMBALANCE_RATIO * min(counts)
 
 
 def _print_epoch(log, epoch: int, epochs: int, trained: EpochResult, val: dict, lr: float, improved: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -61,7 +62,7 @@ def build_loaders(
         batch_size = cfg.train.batch_size if train else 2 * cfg.train.batch_size  # no gradients: twice fits
         dist = dist or Distributed()
         sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=train, seed=cfg.train.seed, rank=dist.rank,
-                                    world_size=dist.world_size)  # fmt: skip
+                                    world_size=dist.world_size, weights=_draw_weights(samples, cfg, train))  # fmt: skip
         loaders[split] = DataLoader(
             dataset,
             batch_sampler=sampler,
@@ -107,7 +108,8 @@ def build_feature_loaders(
             features, new = unshard(dist.gather(features)), int(dist.sum([new])[0])
         computed, total = computed + new, total + features.shape[0] * features.shape[1]
         sampler = EpochBatchSampler(len(samples), tc.batch_size if train else 2 * tc.batch_size, shuffle=train,
-                                    seed=tc.seed, rank=dist.rank, world_size=dist.world_size)  # fmt: skip
+                                    seed=tc.seed, rank=dist.rank, world_size=dist.world_size,
+                                    weights=_draw_weights(samples, cfg, train))  # fmt: skip
         loaders[split] = FeatureBatches(features, [label for _, label in samples], sampler, seed=tc.seed)
     where = f"cache {store.folder}" if store else "kept in memory"
     log(f"features: {total} image view(s), {computed} computed by the frozen backbone, {total - computed} from the "
@@ -118,3 +120,18 @@ def build_feature_loaders(
 def default_workers() -> int:
     """Loader processes: the cores beyond the one that runs the model, at least one, at most eight."""
     return max(1, min(8, (os.cpu_count() or 1) - 1))
+
+
+def class_weights(labels: list[int], classes: int) -> list[float]:
+    """(images / classes) / images of the class, per class: a class of average size weighs 1 (0 for an absent one)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)
+    return [len(labels) / (classes * count) if count else 0.0 for count in counts]
+
+
+def _draw_weights(samples: list[tuple[str, int]], cfg: RunConfig, train: bool) -> list[float] | None:
+    """--balance sampler: each training image's chance of being drawn, the inverse of its class's size."""
+    if not train or cfg.train.balance != "sampler":
+        return None
+    labels = [label for _, label in samples]
+    per_class = class_weights(labels, max(labels) + 1)
+    return [per_class[label] for label in labels]

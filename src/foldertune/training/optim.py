@@ -30,11 +30,23 @@ class Optimization:
     scaler: torch.amp.GradScaler  # a no-op unless the precision is fp16
 
     @classmethod
-    def build(cls, model: nn.Module, tc: TrainConfig, runtime: Runtime, *, steps_per_epoch: int) -> Optimization:
-        """As the run's settings say, over `model`'s trainable parameters."""
+    def build(
+        cls,
+        model: nn.Module,
+        tc: TrainConfig,
+        runtime: Runtime,
+        *,
+        steps_per_epoch: int,
+        class_weights: list[float] | None = None,
+    ) -> Optimization:
+        """As the run's settings say, over `model`'s trainable parameters; `class_weights` (per class) scale the loss
+        with --balance weights."""
         optimizer = build_optimizer(model, tc)
+        weight = None
+        if tc.balance == "weights" and class_weights is not None:
+            weight = torch.tensor(class_weights, dtype=torch.float32, device=runtime.device)
         return cls(
-            criterion=nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing),
+            criterion=nn.CrossEntropyLoss(weight=weight, label_smoothing=tc.label_smoothing),
             optimizer=optimizer,
             scheduler=build_scheduler(optimizer, tc, steps_per_epoch=steps_per_epoch),
             scaler=runtime.grad_scaler(),

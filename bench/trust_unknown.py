@@ -1,0 +1,140 @@
+"""How well each out-of-distribution score tells a class the model never saw from the classes it learned.
+
+    python bench/trust_unknown.py                        # the sample, each class held out in turn; Fashion-MNIST
+    python bench/trust_unknown.py --held-out 1 --no-fashion   # one held-out class of the sample only
+
+For each held-out class: a linear head (`foldertune train --mode linear`, the feature cache, 20 epochs) is trained
+on the other classes (their usual 80/20 split); then every photo of the held-out class ("outside") is scored
+against the held-in validation photos ("inside"). Printed: the AUROC of each score (1.0: every outside photo
+scores above every inside one; 0.5: chance), per held-out class, then the mean and the worst over classes.
+
+Scores (higher = less like the training classes): 1 - max probability (the baseline), the energy score
+(-logsumexp of the logits), and the mean cosine distance to the k nearest training features (k = 1, 3, 10, against
+the class-balanced float16 reference the run stores in best.pt); "shipped" is the run's own `unknown_score`.
+Fashion-MNIST: Debian's `dataset-fashion-mnist`, --fashion-per-class images per class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from label_check import fashion_folder
+
+from foldertune.data import sample_data_path
+from foldertune.data.scan import scan_folder
+from foldertune.data.split import assign_splits, write_manifest
+from foldertune.deploy.onnx_classifier import softmax
+from foldertune.inference.unknown import auroc, energy_score, knn_distance, max_probability_score
+from foldertune.models.build import head_of
+
+SCORES = ("1 - max probability", "energy", "knn k=1", "knn k=3", "knn k=10", "knn k=3 + energy", "shipped")
+
+
+def standardised(values: np.ndarray, reference_values: np.ndarray) -> np.ndarray:
+    return (values - reference_values.mean()) / max(reference_values.std(), 1e-12)
+
+
+def leave_one_out_knn(reference: np.ndarray, k: int) -> np.ndarray:
+    """Each reference row's distance to its k nearest other rows."""
+    unit = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return 1.0 - np.sort(similarity, axis=1)[:, -k:].mean(axis=1)
+
+
+def scores_of(classifier, features: np.ndarray) -> dict[str, np.ndarray]:
+    """Every candidate score of images whose head inputs are `features` (linear mode: the head decides the rest)."""
+    head = head_of(classifier.model, classifier.backbone)
+    with torch.no_grad():
+        logits = head(torch.from_numpy(features).to(classifier.runtime.device)).float().cpu().numpy()
+    reference = classifier.reference  # what the run stored: class-balanced, float16
+    with torch.no_grad():
+        reference_logits = head(torch.from_numpy(reference).to(classifier.runtime.device)).float().cpu().numpy()
+    combined = standardised(knn_distance(features, reference, k=3), leave_one_out_knn(reference, 3)) + standardised(
+        energy_score(logits), energy_score(reference_logits)
+    )
+    return {
+        "knn k=3 + energy": combined,
+        "1 - max probability": max_probability_score(softmax(logits)),
+        "energy": energy_score(logits),
+        "knn k=1": knn_distance(features, reference, k=1),
+        "knn k=3": knn_distance(features, reference, k=3),
+        "knn k=10": knn_distance(features, reference, k=10),
+        "shipped": classifier.unknown_scores(logits, features),
+    }
+
+
+def all_features(classifier, paths: list[str]) -> dict[str, np.ndarray]:
+    """Head inputs of every image: the frozen backbone's features, the same for every linear run."""
+    found = {}
+    for chunk, errors, images in classifier.load_batches([Path(p) for p in paths], progress=False):
+        _, _, features = classifier.outputs(images)
+        good = [str(path) for path, error in zip(chunk, errors, strict=True) if error is None]
+        found.update(zip(good, features, strict=True))
+    return found
+
+
+def held_out_part(name: str, data: Path, work: Path, held_out: int | None) -> list[dict]:
+    import foldertune as ft
+
+    scan = scan_folder(data, progress=False)
+    classes = sorted({record.label for record in scan.images})
+    rows, features = [], None
+    for left_out in classes[:held_out] if held_out else classes:
+        kept = [record for record in scan.images if record.label != left_out]
+        split, _ = assign_splits(kept, val_fraction=0.2, test_fraction=0.0, seed=0)
+        manifest = work / f"{name}-without-{left_out}.csv"
+        write_manifest(manifest, split)
+        started = time.perf_counter()
+        run = ft.train(manifest=str(manifest), mode="linear", epochs=20, report=False, quiet=True, workers=0,
+                       project=str(work / "runs"), name=f"{name}-without-{left_out}")  # fmt: skip
+        classifier = ft.load(run, device="cpu")
+        if features is None:
+            features = all_features(classifier, [record.path for record in scan.images])
+        inside = scores_of(classifier, np.stack([features[r.path] for r in split if r.split == "val"]))
+        outside = scores_of(classifier, np.stack([features[r.path] for r in scan.images if r.label == left_out]))
+        row = {"data": name, "held_out": left_out, "inside": len(inside["energy"]), "outside": len(outside["energy"])}
+        row.update({score: auroc(inside[score], outside[score]) for score in SCORES})
+        row["seconds"] = time.perf_counter() - started
+        rows.append(row)
+        print(f"{name:8s} without {left_out:12s} " + "  ".join(f"{s} {row[s]:.3f}" for s in SCORES), flush=True)
+    return rows
+
+
+def summary(rows: list[dict]) -> None:
+    for name in sorted({row["data"] for row in rows}):
+        mine = [row for row in rows if row["data"] == name]
+        print(f"\n{name}: AUROC over {len(mine)} held-out classes (mean, worst)")
+        for score in SCORES:
+            values = [row[score] for row in mine]
+            print(f"  {score:20s} {np.mean(values):.3f}  {np.min(values):.3f}")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--held-out", type=int, metavar="N", help="hold out only the first N classes in turn")
+    parser.add_argument("--no-fashion", action="store_true", help="the sample only")
+    parser.add_argument("--fashion-per-class", type=int, default=100, metavar="N")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="trust-unknown-") as scratch:
+        work = Path(scratch)
+        rows += held_out_part("sample", sample_data_path(), work, args.held_out)
+        if not args.no_fashion:
+            fashion = fashion_folder(work / "fashion", args.fashion_per_class)
+            rows += held_out_part("fashion", fashion, work, args.held_out)
+    summary(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The training features the `unknown_score` compares new images with, stored in best.pt at the end of a run.
+
+    add_unknown_reference(run, cfg, data)   # best.pt gains "unknown_reference": (M, features) float16, M <= 2000,
+                                            # and "unknown_scale": the spreads that combine distance and energy
+
+A class-balanced sample of at most REFERENCE_LIMIT training images goes through best.pt's network (in linear
+mode the frozen backbone's features come from the feature cache, so this costs nothing there); their head inputs,
+in float16, are what `inference.unknown.knn_distance` measures against. The checkpoint stays loadable with
+`weights_only=True` (one more tensor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from foldertune.config import RunConfig
+from foldertune.device import choose_runtime
+from foldertune.inference.unknown import REFERENCE_KEY, REFERENCE_LIMIT, SCALE_KEY, reference_scale
+from foldertune.models.build import head_of, model_from_checkpoint
+from foldertune.preprocessing import Preprocessing
+from foldertune.runs.cache import cache_root
+from foldertune.runs.checkpoint import load_checkpoint, save_checkpoint
+from foldertune.runs.folder import RunFolder
+from foldertune.training.frozen_features import extract_features, feature_store
+from foldertune.training.prepare import PreparedData
+
+
+def reference_sample(labels: list[int], *, limit: int = REFERENCE_LIMIT, seed: int = 0) -> list[int]:
+    """Indices of at most `limit` training images, as many of each class as it allows (rare classes whole)."""
+    labels = np.asarray(labels)
+    if len(labels) <= limit:
+        return list(range(len(labels)))
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(labels == label) for label in np.unique(labels)]
+    chosen, left, classes_left = [], limit, len(groups)
+    for rows in sorted(groups, key=len):  # small classes first: what they leave goes to the larger ones
+        share = left // classes_left
+        take = rows if len(rows) <= share else rng.choice(rows, share, replace=False)
+        chosen.append(take)
+        left, classes_left = left - len(take), classes_left - 1
+    return sorted(np.concatenate(chosen).tolist())
+
+
+def add_unknown_reference(run: RunFolder, cfg: RunConfig, data: PreparedData, *, quiet: bool = True) -> int:
+    """Store the reference features of best.pt's network in best.pt; the number of training images used."""
+    samples = data.samples("train")
+    if not samples:
+        return 0
+    chosen = [samples[i][0] for i in reference_sample([label for _, label in samples], seed=cfg.train.seed)]
+    checkpoint = load_checkpoint(run.best)
+    model = model_from_checkpoint(checkpoint).eval()
+    runtime = choose_runtime(cfg.train.device, cfg.train.precision)  # the linear run's cached features' precision
+    model.to(runtime.device)
+    pre = Preprocessing.from_dict(checkpoint["preprocessing"])
+    store = None
+    if cfg.train.mode == "linear" and cfg.train.feature_cache == "disk":  # the backbone is frozen: cached features
+        store = feature_store(model, cfg.model.backbone, pre, precision=runtime.precision,
+                              root=cache_root(cfg.data.cache_dir))  # fmt: skip
+    features, _ = extract_features(model, cfg.model.backbone, chosen, pre, runtime, store=store, workers=0,
+                                   progress=not quiet, desc="reference features")  # fmt: skip
+    reference = features[:, 0].to(torch.float16).contiguous()
+    with torch.no_grad():
+        logits = head_of(model, cfg.model.backbone)(reference.float().to(runtime.device)).float().cpu().numpy()
+    checkpoint[REFERENCE_KEY] = reference
+    checkpoint[SCALE_KEY] = torch.from_numpy(reference_scale(reference.float().numpy(), logits))
+    save_checkpoint(run.best, checkpoint)
+    return len(chosen)
