@@ -120,6 +120,7 @@ def train(
     data: str | os.PathLike | None = None,
     *,
     quiet: bool = False,
+    verbose: bool = False,
     live: bool | None = None,
     resume: str | os.PathLike | None = None,
     **settings: Any,
@@ -141,18 +142,19 @@ def train(
         extra = sorted(set(settings) - {"epochs", "device", "workers"}) + (["data"] if data is not None else [])
         if extra:
             raise UserError(f"{', '.join(extra)} cannot change when resuming (the run keeps its config.json).")
-        return _resume(resume, quiet=quiet, live=live, **settings)
+        return _resume(resume, quiet=quiet, verbose=verbose, live=live, **settings)
     if data is None and not settings.get("manifest"):
         data = sample_data_path()
     cfg = RunConfig.from_flat(data=None if data is None else str(data), **settings)
-    return RunPath(fit(cfg, quiet=quiet, live=_live(live, quiet)))
+    return RunPath(fit(cfg, quiet=quiet, verbose=verbose, live=_live(live, quiet)))
 
 
-def _resume(run, *, epochs=None, device=None, workers=None, quiet=False, live=None) -> Path:
+def _resume(run, *, epochs=None, device=None, workers=None, quiet=False, verbose=False, live=None) -> Path:
     from foldertune.reporting.notebook_views import RunPath
     from foldertune.training.fit import resume as resume_run
 
-    return RunPath(resume_run(run, epochs=epochs, device=device, workers=workers, quiet=quiet, live=_live(live, quiet)))
+    return RunPath(resume_run(run, epochs=epochs, device=device, workers=workers, quiet=quiet, verbose=verbose,
+                              live=_live(live, quiet)))  # fmt: skip
 
 
 @keywords("train", cli_only={"resume": "pass the run as ft.resume's first argument."})
@@ -163,10 +165,11 @@ def resume(
     device: str | None = None,
     workers: int | None = None,
     quiet: bool = False,
+    verbose: bool = False,
     live: bool | None = None,
 ) -> Path:
     """Continue an interrupted run from its last.pt (optionally to a larger number of epochs)."""
-    return _resume(run, epochs=epochs, device=device, workers=workers, quiet=quiet, live=live)
+    return _resume(run, epochs=epochs, device=device, workers=workers, quiet=quiet, verbose=verbose, live=live)
 
 
 def _live(live: bool | None, quiet: bool) -> bool:

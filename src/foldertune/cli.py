@@ -51,7 +51,7 @@ from foldertune.runs.atomic import check_output
 from foldertune.runs.folder import FIGURE_FORMATS
 
 # Flags of `train` that may accompany --resume; everything else comes from the run's config.json.
-RESUME_FLAGS = {"resume", "epochs", "device", "workers", "quiet"}
+RESUME_FLAGS = {"resume", "epochs", "device", "workers", "quiet", "verbose"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,7 +149,8 @@ TRAIN_GROUPS = {
                  "scheduler": None, "warmup_epochs": "E", "label_smoothing": "X", "patience": "N", "best_metric": None,
                  "seed": "N", "device": None, "precision": None, "compile": None},
     "linear mode": {"feature_cache": None, "feature_views": "N"},
-    "output": {"project": "DIR", "run_name": "NAME", "resume": "RUN", "report": None, "quiet": None},
+    "output": {"project": "DIR", "run_name": "NAME", "resume": "RUN", "report": None, "quiet": None,
+               "verbose": None},
     "experiment tracking (optional extras)": {"wandb": "PROJECT", "tensorboard": None},
 }  # fmt: skip
 WANDB_PROJECT = "foldertune"  # --wandb given without a project name
@@ -161,6 +162,7 @@ TRAIN_ONLY_FLAGS = {
         "if it exists (same settings) and is unfinished, else start it"
     },
     "quiet": {"action": "store_true", "help": "no progress bars; one line per epoch (for log files)"},
+    "verbose": {"action": "store_true", "help": "also print where the final evaluation and report spent their time"},
 }
 # Settings without a flag, and why:
 NO_FLAG = {
@@ -236,13 +238,14 @@ def run_train(args: argparse.Namespace) -> None:
 
     given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
     quiet = given.pop("quiet", False)
+    verbose = given.pop("verbose", False)
     resume_target = given.pop("resume", None)
     if resume_target is not None and resume_target != "auto":
         extra = sorted(set(given) - RESUME_FLAGS)
         if extra:
             names = ", ".join(flag(ALIASES.get(key, key)) for key in extra)
             raise UserError(f"{names} cannot change when resuming (the run keeps its config.json); drop them.")
-        _resume(resumable_run(resume_target), given, quiet)  # a mistaken RUN is reported before torch loads
+        _resume(resumable_run(resume_target), given, quiet, verbose)  # a mistaken RUN is reported before torch loads
         return
     if given.get("root") is None and not given.get("manifest"):
         given["root"] = str(sample_data_path())
@@ -251,7 +254,7 @@ def run_train(args: argparse.Namespace) -> None:
     if resume_target == "auto":  # the same command after a requeue: continue the run it started, if there is one
         run = _auto_resume_target(cfg)
         if run is not None:
-            _resume(run, given, quiet, finished_ok=True)
+            _resume(run, given, quiet, verbose, finished_ok=True)
             return
     from foldertune.training.trackers import require_trackers
 
@@ -267,17 +270,17 @@ def run_train(args: argparse.Namespace) -> None:
         data = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)  # data mistakes show before torch loads
     from foldertune.training.fit import fit
 
-    fit(cfg, data=data, quiet=quiet)
+    fit(cfg, data=data, quiet=quiet, verbose=verbose)
 
 
-def _resume(run, given: dict, quiet: bool, *, finished_ok: bool = False) -> None:
+def _resume(run, given: dict, quiet: bool, verbose: bool, *, finished_ok: bool = False) -> None:
     """`train --resume RUN` (or --resume auto finding its run): continue it; with `finished_ok`, a finished run is
     reported and left as it is."""
     from foldertune.training.fit import RunFinished, resume
 
     try:
         resume(run.path, epochs=given.get("epochs"), device=given.get("device"), workers=given.get("workers"),
-               quiet=quiet)  # fmt: skip
+               quiet=quiet, verbose=verbose)  # fmt: skip
     except RunFinished as finished:
         if not finished_ok:
             raise
