@@ -330,6 +330,7 @@ def export(
     opset: int | None = None,
     dynamic_batch: bool = False,
     half: bool = False,
+    int8: bool = False,
     images: list[str] | None = None,
     log=print,
 ):
@@ -338,4 +339,4 @@ def export(
     from foldertune.deploy.exporting import export_model
 
     return export_model(source, fmt=fmt, out=out, force=force, opset=opset, dynamic_batch=dynamic_batch, half=half,
-                        images=images, log=log)  # fmt: skip
+                        int8=int8, images=images, log=log)  # fmt: skip

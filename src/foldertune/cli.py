@@ -6,7 +6,7 @@
     foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx PATH... [--topk 5] [--out preds.csv|preds.json]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx VIDEO [--out annotated.mp4] | --camera N
-    foldertune export RUN|CHECKPOINT [--format onnx|torchscript] [--opset N] [--dynamic-batch] [--half]
+    foldertune export RUN|CHECKPOINT [--format onnx|torchscript] [--opset N] [--dynamic-batch] [--half | --int8]
     foldertune serve RUN|CHECKPOINT|MODEL.onnx [--host 127.0.0.1] [--port 8000] [--max-upload-mb 10] [--token T]
     foldertune evaluate RUN|CHECKPOINT [DATA] [--split val|test]
     foldertune explain RUN|CHECKPOINT IMAGE... [--out DIR] [--class NAME]
@@ -45,7 +45,13 @@ from foldertune.config import (
     field_docs,
     flag,
 )
-from foldertune.deploy import EXPORT_FORMATS, HALF_MIN_AGREEMENT, check_export_options
+from foldertune.deploy import (
+    EXPORT_FORMATS,
+    HALF_MIN_AGREEMENT,
+    INT8_MAX_ACCURACY_DROP,
+    INT8_MIN_AGREEMENT,
+    check_export_options,
+)
 from foldertune.errors import UserError
 from foldertune.runs.atomic import check_output
 from foldertune.runs.folder import FIGURE_FORMATS
@@ -682,6 +688,13 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
         help=f"fp16 weights (half the size; top-1 must still agree on {HALF_MIN_AGREEMENT:.0%}% of the images)",
     )
     p.add_argument(
+        "--int8",
+        action="store_true",
+        help="static int8 quantization for CPUs, calibrated on the run's training images (RUN/export/model-int8.onnx;"
+        f" refused unless top-1 agrees on {INT8_MIN_AGREEMENT:.0%}% of the images and validation accuracy drops by at"
+        f" most {INT8_MAX_ACCURACY_DROP * 100:.0f} point)",
+    )
+    p.add_argument(
         "--images",
         nargs="+",
         metavar="PATH",
@@ -690,12 +703,13 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    check_export_options(fmt=args.fmt, opset=args.opset, half=args.half)  # export_model checks too, after torch loads
+    check_export_options(fmt=args.fmt, opset=args.opset, half=args.half, int8=args.int8)  # before torch loads
     from foldertune.deploy.exporting import ParityError, export_model
 
     try:
         result = export_model(args.source, fmt=args.fmt, out=args.out, force=args.force, opset=args.opset,
-                              dynamic_batch=args.dynamic_batch, half=args.half, images=args.images)  # fmt: skip
+                              dynamic_batch=args.dynamic_batch, half=args.half, int8=args.int8,
+                              images=args.images)  # fmt: skip
     except ParityError as error:
         print(f"foldertune export: the export failed its parity check: {error}", file=sys.stderr)
         raise SystemExit(1) from None
