@@ -32,6 +32,7 @@ def plot_run(run: str | os.PathLike, *, fmt: str = "png", processes: int | None 
     """Regenerate every figure of a run folder; returns the files written. `processes`: how many draw at once
     (default: one per CPU core, at most 4)."""
     from foldertune.reporting.plots.curves import plot_loss, plot_metrics
+    from foldertune.reporting.plots.fonts import use_fonts_for
     from foldertune.reporting.plots.gallery import plot_train_batch
 
     folder = RunFolder(run)
@@ -40,6 +41,8 @@ def plot_run(run: str | os.PathLike, *, fmt: str = "png", processes: int | None 
     figures = [(plot_train_batch, folder.path), (plot_loss, folder.path), (plot_metrics, folder.path)]
     for evaluation in folder.evaluations():
         figures += _evaluation_figures(evaluation.path)
+    if folder.classes_file.is_file():  # a font warning about the class names once, here, not once per process
+        use_fonts_for(folder.classes())
     return _draw(figures, fmt, processes=processes or min(4, os.cpu_count() or 1))
 
 
