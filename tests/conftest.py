@@ -77,7 +77,7 @@ def chinese_run(tmp_path_factory, mobilenet_weights):
     data = copy_subset(base / "数据", 8, CHINESE_CLASSES)
     done = run_cli(
         "train", str(data), "--epochs", "2", "--img-size", "64", "--batch-size", "8", "--workers", "0",
-        "--precision", "fp32", "--quiet", "--project", str(base / "runs"), "--name", "中文",
+        "--precision", "fp32", "--quiet", "--verbose", "--project", str(base / "runs"), "--name", "中文",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return base / "runs" / "中文", data

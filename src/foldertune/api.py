@@ -120,6 +120,7 @@ def train(
     data: str | os.PathLike | None = None,
     *,
     quiet: bool = False,
+    verbose: bool = False,
     live: bool | None = None,
     resume: str | os.PathLike | None = None,
     **settings: Any,
@@ -141,7 +142,7 @@ def train(
         extra = sorted(set(settings) - {"epochs", "device", "workers"}) + (["data"] if data is not None else [])
         if extra:
             raise UserError(f"{', '.join(extra)} cannot change when resuming (the run keeps its config.json).")
-        return _resume(resume, quiet=quiet, live=live, **settings)
+        return _resume(resume, quiet=quiet, verbose=verbose, live=live, **settings)
     if data is None and not settings.get("manifest"):
         data = sample_data_path()
     lr_auto = settings.get("lr") == "auto"  # the range test chooses it
@@ -155,7 +156,7 @@ def train(
 
         prepared = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)
         cfg = with_found_lr(cfg, data=prepared, quiet=quiet)
-    return RunPath(fit(cfg, data=prepared, quiet=quiet, live=_live(live, quiet)))
+    return RunPath(fit(cfg, data=prepared, quiet=quiet, verbose=verbose, live=_live(live, quiet)))
 
 
 @keywords("lr-find")
@@ -191,11 +192,12 @@ def lr_find(
                             log=(lambda *_: None) if quiet else print)  # fmt: skip
 
 
-def _resume(run, *, epochs=None, device=None, workers=None, quiet=False, live=None) -> Path:
+def _resume(run, *, epochs=None, device=None, workers=None, quiet=False, verbose=False, live=None) -> Path:
     from foldertune.reporting.notebook_views import RunPath
     from foldertune.training.fit import resume as resume_run
 
-    return RunPath(resume_run(run, epochs=epochs, device=device, workers=workers, quiet=quiet, live=_live(live, quiet)))
+    return RunPath(resume_run(run, epochs=epochs, device=device, workers=workers, quiet=quiet, verbose=verbose,
+                              live=_live(live, quiet)))  # fmt: skip
 
 
 @keywords("train", cli_only={"resume": "pass the run as ft.resume's first argument."})
@@ -206,10 +208,11 @@ def resume(
     device: str | None = None,
     workers: int | None = None,
     quiet: bool = False,
+    verbose: bool = False,
     live: bool | None = None,
 ) -> Path:
     """Continue an interrupted run from its last.pt (optionally to a larger number of epochs)."""
-    return _resume(run, epochs=epochs, device=device, workers=workers, quiet=quiet, live=live)
+    return _resume(run, epochs=epochs, device=device, workers=workers, quiet=quiet, verbose=verbose, live=live)
 
 
 def _live(live: bool | None, quiet: bool) -> bool:
@@ -372,6 +375,7 @@ def export(
     opset: int | None = None,
     dynamic_batch: bool = False,
     half: bool = False,
+    int8: bool = False,
     images: list[str] | None = None,
     log=print,
 ):
@@ -380,4 +384,4 @@ def export(
     from foldertune.deploy.exporting import export_model
 
     return export_model(source, fmt=fmt, out=out, force=force, opset=opset, dynamic_batch=dynamic_batch, half=half,
-                        images=images, log=log)  # fmt: skip
+                        int8=int8, images=images, log=log)  # fmt: skip

@@ -6,7 +6,7 @@
     foldertune split DATA --val 0.2 [--test 0.1] [--seed 0] [--out DIR --copy|--link]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx PATH... [--topk 5] [--out preds.csv|preds.json]
     foldertune predict RUN|CHECKPOINT|MODEL.onnx VIDEO [--out annotated.mp4] | --camera N
-    foldertune export RUN|CHECKPOINT [--format onnx|torchscript] [--opset N] [--dynamic-batch] [--half]
+    foldertune export RUN|CHECKPOINT [--format onnx|torchscript] [--opset N] [--dynamic-batch] [--half | --int8]
     foldertune serve RUN|CHECKPOINT|MODEL.onnx [--host 127.0.0.1] [--port 8000] [--max-upload-mb 10] [--token T]
     foldertune evaluate RUN|CHECKPOINT [DATA] [--split val|test]
     foldertune explain RUN|CHECKPOINT IMAGE... [--out DIR] [--class NAME]
@@ -45,13 +45,19 @@ from foldertune.config import (
     field_docs,
     flag,
 )
-from foldertune.deploy import EXPORT_FORMATS, HALF_MIN_AGREEMENT, check_export_options
+from foldertune.deploy import (
+    EXPORT_FORMATS,
+    HALF_MIN_AGREEMENT,
+    INT8_MAX_ACCURACY_DROP,
+    INT8_MIN_AGREEMENT,
+    check_export_options,
+)
 from foldertune.errors import UserError
 from foldertune.runs.atomic import check_output
 from foldertune.runs.folder import FIGURE_FORMATS
 
 # Flags of `train` that may accompany --resume; everything else comes from the run's config.json.
-RESUME_FLAGS = {"resume", "epochs", "device", "workers", "quiet"}
+RESUME_FLAGS = {"resume", "epochs", "device", "workers", "quiet", "verbose"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,7 +156,8 @@ TRAIN_GROUPS = {
                  "best_metric": None,
                  "seed": "N", "device": None, "precision": None, "compile": None},
     "linear mode": {"feature_cache": None, "feature_views": "N"},
-    "output": {"project": "DIR", "run_name": "NAME", "resume": "RUN", "report": None, "quiet": None},
+    "output": {"project": "DIR", "run_name": "NAME", "resume": "RUN", "report": None, "quiet": None,
+               "verbose": None},
     "experiment tracking (optional extras)": {"wandb": "PROJECT", "tensorboard": None},
 }  # fmt: skip
 WANDB_PROJECT = "foldertune"  # --wandb given without a project name
@@ -162,6 +169,7 @@ TRAIN_ONLY_FLAGS = {
         "if it exists (same settings) and is unfinished, else start it"
     },
     "quiet": {"action": "store_true", "help": "no progress bars; one line per epoch (for log files)"},
+    "verbose": {"action": "store_true", "help": "also print where the final evaluation and report spent their time"},
 }
 # Settings without a flag, and why:
 NO_FLAG = {
@@ -253,13 +261,14 @@ def run_train(args: argparse.Namespace) -> None:
 
     given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
     quiet = given.pop("quiet", False)
+    verbose = given.pop("verbose", False)
     resume_target = given.pop("resume", None)
     if resume_target is not None and resume_target != "auto":
         extra = sorted(set(given) - RESUME_FLAGS)
         if extra:
             names = ", ".join(flag(ALIASES.get(key, key)) for key in extra)
             raise UserError(f"{names} cannot change when resuming (the run keeps its config.json); drop them.")
-        _resume(resumable_run(resume_target), given, quiet)  # a mistaken RUN is reported before torch loads
+        _resume(resumable_run(resume_target), given, quiet, verbose)  # a mistaken RUN is reported before torch loads
         return
     if given.get("root") is None and not given.get("manifest"):
         given["root"] = str(sample_data_path())
@@ -273,7 +282,7 @@ def run_train(args: argparse.Namespace) -> None:
     if resume_target == "auto":  # the same command after a requeue: continue the run it started, if there is one
         run = _auto_resume_target(cfg)
         if run is not None:
-            _resume(run, given, quiet, finished_ok=True)
+            _resume(run, given, quiet, verbose, finished_ok=True)
             return
     from foldertune.training.trackers import require_trackers
 
@@ -293,17 +302,17 @@ def run_train(args: argparse.Namespace) -> None:
         cfg = with_found_lr(cfg, data=data, quiet=quiet)
     from foldertune.training.fit import fit
 
-    fit(cfg, data=data, quiet=quiet)
+    fit(cfg, data=data, quiet=quiet, verbose=verbose)
 
 
-def _resume(run, given: dict, quiet: bool, *, finished_ok: bool = False) -> None:
+def _resume(run, given: dict, quiet: bool, verbose: bool, *, finished_ok: bool = False) -> None:
     """`train --resume RUN` (or --resume auto finding its run): continue it; with `finished_ok`, a finished run is
     reported and left as it is."""
     from foldertune.training.fit import RunFinished, resume
 
     try:
         resume(run.path, epochs=given.get("epochs"), device=given.get("device"), workers=given.get("workers"),
-               quiet=quiet)  # fmt: skip
+               quiet=quiet, verbose=verbose)  # fmt: skip
     except RunFinished as finished:
         if not finished_ok:
             raise
@@ -720,6 +729,13 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
         help=f"fp16 weights (half the size; top-1 must still agree on {HALF_MIN_AGREEMENT:.0%}% of the images)",
     )
     p.add_argument(
+        "--int8",
+        action="store_true",
+        help="static int8 quantization for CPUs, calibrated on the run's training images (RUN/export/model-int8.onnx;"
+        f" refused unless top-1 agrees on {INT8_MIN_AGREEMENT:.0%}% of the images and validation accuracy drops by at"
+        f" most {INT8_MAX_ACCURACY_DROP * 100:.0f} point)",
+    )
+    p.add_argument(
         "--images",
         nargs="+",
         metavar="PATH",
@@ -728,12 +744,13 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    check_export_options(fmt=args.fmt, opset=args.opset, half=args.half)  # export_model checks too, after torch loads
+    check_export_options(fmt=args.fmt, opset=args.opset, half=args.half, int8=args.int8)  # before torch loads
     from foldertune.deploy.exporting import ParityError, export_model
 
     try:
         result = export_model(args.source, fmt=args.fmt, out=args.out, force=args.force, opset=args.opset,
-                              dynamic_batch=args.dynamic_batch, half=args.half, images=args.images)  # fmt: skip
+                              dynamic_batch=args.dynamic_batch, half=args.half, int8=args.int8,
+                              images=args.images)  # fmt: skip
     except ParityError as error:
         print(f"foldertune export: the export failed its parity check: {error}", file=sys.stderr)
         raise SystemExit(1) from None

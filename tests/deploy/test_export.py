@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from helpers import SAMPLE, network_logits, read_csv, run_cli, save_with_orientation
@@ -140,6 +141,20 @@ def test_half_precision_and_torchscript_exports_pass_their_checks(exported, tmp_
     with pytest.warns(FutureWarning):  # TorchScript is in maintenance mode, but loads
         loaded = torch.jit.load(str(script.path))
     assert loaded(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_an_int8_export_is_calibrated_checked_and_predicts_like_any_onnx_export(exported, tmp_path):
+    run, data, fp32 = exported
+    result = export_model(run, int8=True, out=tmp_path / "int8.onnx", log=lambda *_: None)
+    parity = result.parity
+    assert parity["top1_agreement"] >= 0.98 and parity["accuracy_drop"] <= 0.01
+    assert parity["accuracy_images"] == len([row for row in read_csv(run / "split.csv") if row["split"] == "val"])
+    model = OnnxClassifier(result.path)
+    assert model.metadata["weights"].startswith("int8")
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ: int8 weights and activations
+    photos = sorted((data / "鱼").iterdir())[:2]
+    assert [p.label for p in model.predict(photos)] == [p.label for p in OnnxClassifier(fp32).predict(photos)]
 
 
 def test_an_export_that_disagrees_with_pytorch_is_refused_and_leaves_nothing(exported, tmp_path):

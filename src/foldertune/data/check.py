@@ -25,6 +25,7 @@ from pathlib import Path
 from foldertune.data.images import GREY_MODES, ImageInfo
 from foldertune.data.near_duplicates import NearPair, find_near_pairs
 from foldertune.data.scan import SPLITS, ImageRecord, SkippedFile
+from foldertune.data.scan_cache import ScanCache
 from foldertune.data.split import format_counts, split_counts
 from foldertune.errors import UserError
 from foldertune.notebook import card, escape, html_table, tqdm
@@ -345,9 +346,15 @@ def _once_per_kind(found: list[Finding]) -> list[Finding]:
 
 
 def find_duplicates(
-    records: list[ImageRecord], info: dict[str, ImageInfo], *, workers: int | None = None, progress: bool = True
+    records: list[ImageRecord],
+    info: dict[str, ImageInfo],
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    cache: ScanCache | None = None,
 ) -> list[list[ImageRecord]]:
-    """Groups of files with identical bytes; only files whose size matches another's are read and hashed."""
+    """Groups of files with identical bytes; only files whose size matches another's are read and hashed (unless
+    the `cache` knows their digest)."""
     by_size: dict[int, list[ImageRecord]] = defaultdict(list)
     for record in records:
         if record.path in info:
@@ -355,18 +362,17 @@ def find_duplicates(
     candidates = [record for group in by_size.values() if len(group) > 1 for record in group]
     if not candidates:
         return []
+    known = cache.digests(record.path for record in candidates) if cache is not None else {}
+    to_read = [path for path in dict.fromkeys(record.path for record in candidates) if path not in known]
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        digests = list(
-            tqdm(
-                pool.map(_digest_or_none, (record.path for record in candidates)),
-                total=len(candidates),
-                desc="comparing files of equal size",
-                unit="file",
-                disable=None if progress else True,
-                leave=False,
-            )
-        )
+        bar = tqdm(pool.map(_digest_or_none, to_read), total=len(to_read), desc="comparing files of equal size",
+                   unit="file", disable=None if progress else True, leave=False)  # fmt: skip
+        found = dict(zip(to_read, bar, strict=True))
+    if cache is not None:
+        cache.note_read(found)
+        cache.store_digests({path: digest for path, digest in found.items() if digest is not None})
+    digests = [known.get(record.path) or found.get(record.path) for record in candidates]
     by_content: dict[tuple[int, str], list[ImageRecord]] = defaultdict(list)
     for record, digest in zip(candidates, digests, strict=True):
         if digest is not None:

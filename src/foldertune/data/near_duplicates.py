@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from foldertune.data.images import ImageReadError, open_image
+from foldertune.data.scan_cache import ScanCache
 
 HASH_DISTANCE = 4  # bits of 64 within which two pHashes are one photo: copies measure 0-4, distinct photos 14+
 FINE_DISTANCE = 20  # ... and bits of 256 within which their finer pHashes agree: resized, re-encoded (JPEG q60) and
@@ -57,11 +58,13 @@ def find_near_pairs(
     min_cosine: float = MIN_COSINE,
     workers: int | None = None,
     progress: bool = True,
+    cache: ScanCache | None = None,
 ) -> list[NearPair]:
-    """Near-duplicate pairs among `paths` by perceptual hash (computed unless given) and, when `features` (one row
-    per path) are given, by feature cosine; a pair both find is listed once, with the hash's reason."""
+    """Near-duplicate pairs among `paths` by perceptual hash (computed unless given, or known to the `cache`) and,
+    when `features` (one row per path) are given, by feature cosine; a pair both find is listed once, with the
+    hash's reason."""
     if hashes is None:
-        hashes = perceptual_hashes(paths, workers=workers, progress=progress)
+        hashes = perceptual_hashes(paths, workers=workers, progress=progress, cache=cache)
     candidates = hash_pairs(hashes, max_distance=max_distance)
     fine = fine_hashes(paths, sorted({k for i, j, _ in candidates for k in (i, j)}), workers=workers)
     found: dict[tuple[int, int], str] = {}
@@ -76,25 +79,35 @@ def find_near_pairs(
     return [NearPair(paths[i], paths[j], how) for (i, j), how in sorted(found.items())]
 
 
-def perceptual_hashes(paths: Sequence[str], *, workers: int | None = None, progress: bool = True) -> np.ndarray:
+def perceptual_hashes(
+    paths: Sequence[str], *, workers: int | None = None, progress: bool = True, cache: ScanCache | None = None
+) -> np.ndarray:
     """(N, 2) uint64: the 64-bit pHash of each image as training reads it, and of its mirror image; an image that
-    cannot be read gets 0, 0 and matches nothing (see `hash_pairs`)."""
+    cannot be read gets 0, 0 and matches nothing (see `hash_pairs`). Files the `cache` knows unchanged are not
+    read."""
     import imagehash
 
-    def both(path: str) -> tuple[int, int]:
+    def both(path: str) -> tuple[int, int] | None:
         try:
             image = open_image(path, min_side=64)  # pHash looks at 32x32: a reduced JPEG decode loses nothing
         except ImageReadError:
-            return 0, 0
+            return None
         with image:
             grey = image.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
         return _as_int(imagehash.phash(grey)), _as_int(imagehash.phash(grey.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
 
+    known = cache.hashes(paths) if cache is not None else {}
+    to_read = [path for path in dict.fromkeys(paths) if path not in known]
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        bar = tqdm(pool.map(both, paths), total=len(paths), desc="hashing images", unit="img",
+        bar = tqdm(pool.map(both, to_read), total=len(to_read), desc="hashing images", unit="img",
                    disable=None if progress else True, leave=False)  # fmt: skip
-        return np.array(list(bar), dtype=np.uint64).reshape(len(paths), 2)
+        found = dict(zip(to_read, bar, strict=True))
+    if cache is not None:
+        cache.note_read(found)
+        cache.store_hashes({path: pair for path, pair in found.items() if pair is not None})
+    pairs = [known[path] if path in known else found[path] or (0, 0) for path in paths]
+    return np.array(pairs, dtype=np.uint64).reshape(len(paths), 2)
 
 
 def fine_hashes(paths: Sequence[str], chosen: Sequence[int], *, workers: int | None = None) -> dict[int, tuple | None]:

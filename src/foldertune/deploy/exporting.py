@@ -33,7 +33,13 @@ from foldertune import __version__
 from foldertune.data import sample_data_path
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import normalize_batch
-from foldertune.deploy import HALF_MIN_AGREEMENT, check_export_options, recommended_min_confidence
+from foldertune.deploy import (
+    HALF_MIN_AGREEMENT,
+    INT8_MAX_ACCURACY_DROP,
+    INT8_MIN_AGREEMENT,
+    check_export_options,
+    recommended_min_confidence,
+)
 from foldertune.deploy.onnx_classifier import METADATA_KEY
 from foldertune.errors import UserError
 from foldertune.inference.unknown import REFERENCE_K, REFERENCE_KEY, SCALE_KEY
@@ -99,14 +105,17 @@ def export_model(
     opset: int | None = None,
     dynamic_batch: bool = False,
     half: bool = False,
+    int8: bool = False,
     images: list[str] | None = None,
     log=print,
 ) -> ExportResult:
     """Export the checkpoint of `source` (a run folder or a .pt file); check it on `images` (default: the run's
-    validation images, else the bundled sample photos)."""
-    check_export_options(fmt=fmt, opset=opset, half=half)
+    validation images, else the bundled sample photos). `int8` quantizes the ONNX model (quantization.py), which
+    must then also keep the validation accuracy within INT8_MAX_ACCURACY_DROP."""
+    check_export_options(fmt=fmt, opset=opset, half=half, int8=int8)
     checkpoint_file, run = locate_checkpoint(source)
-    path = Path(out) if out else run.export_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
+    name = "model-int8.onnx" if int8 else "model.onnx" if fmt == "onnx" else "model.torchscript.pt"
+    path = Path(out) if out else run.export_dir / name
     check_output(path, "--out", force=force)
     checkpoint = load_checkpoint(checkpoint_file)
     model = model_from_checkpoint(checkpoint).eval()
@@ -118,24 +127,42 @@ def export_model(
     if fmt == "onnx" and not half and checkpoint.get(SCALE_KEY) is not None:
         model = WithUnknownScore(model, checkpoint["backbone"], checkpoint[REFERENCE_KEY], checkpoint[SCALE_KEY]).eval()
         metadata["unknown_score"] = {"name": SCORE_NAME, "meaning": UNKNOWN_SCORE_MEANING}
+    if int8:
+        from foldertune.deploy.quantization import calibration_files, validation_pairs
+
+        metadata["weights"] = "int8 (static, QDQ, per-channel weights)"
+        calibration, labelled = calibration_files(run), validation_pairs(run)
     check_images = _check_images(run, images)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         draft = Path(scratch) / path.name
         if fmt == "onnx":
             _export_onnx(model, pre, draft, opset=opset, dynamic_batch=dynamic_batch, half=half)
+            if int8:
+                from foldertune.deploy.quantization import quantize_onnx
+
+                fp32, draft = draft, Path(scratch) / f"int8-{path.name}"
+                quantize_onnx(fp32, draft, calibration, pre)
             _set_onnx_metadata(draft, metadata)  # the torch-free reader of the parity check reads it
             parity = _onnx_parity(checkpoint, draft, check_images)
         else:
             _export_torchscript(model, pre, draft)
             parity = _torchscript_parity(checkpoint, draft, check_images)
-        needed = HALF_MIN_AGREEMENT if half else 1.0
+        needed = INT8_MIN_AGREEMENT if int8 else HALF_MIN_AGREEMENT if half else 1.0
         parity["required_top1_agreement"] = needed
+        if int8:
+            parity.update(_accuracies(checkpoint, draft, labelled))
         log(_describe(parity))
         if parity["top1_agreement"] < needed:
             raise ParityError(
                 f"the exported model agrees with PyTorch on {parity['top1_agreement']:.1%} of {parity['images']} "
                 f"images (at least {needed:.0%} needed); nothing was written."
+            )
+        if int8 and parity["accuracy_drop"] > INT8_MAX_ACCURACY_DROP:
+            raise ParityError(
+                f"the int8 model's validation accuracy is {parity['int8_accuracy']:.1%} against the checkpoint's "
+                f"{parity['checkpoint_accuracy']:.1%} on {parity['accuracy_images']} images (a drop of at most "
+                f"{INT8_MAX_ACCURACY_DROP:.0%} allowed); nothing was written: export without --int8."
             )
         metadata["parity"] = parity
         if fmt == "onnx":
@@ -273,6 +300,21 @@ def _torchscript_parity(checkpoint: dict, path: Path, files: list[Path]) -> dict
     return _compare(reference, candidate)
 
 
+def _accuracies(checkpoint: dict, path: Path, labelled: list[tuple[Path, str]]) -> dict:
+    """Validation accuracy of the checkpoint (PyTorch, fp32) and of the exported model, on the same images."""
+    from foldertune.deploy.onnx_classifier import OnnxClassifier
+    from foldertune.deploy.quantization import onnx_accuracy
+    from foldertune.inference.classifier import Classifier
+
+    classifier = Classifier(checkpoint, device="cpu", precision="fp32")
+    reference = _torch_probabilities(classifier, [file for file, _ in labelled])
+    right = [str(file) in reference and classifier.classes[reference[str(file)].argmax()] == label
+             for file, label in labelled]  # fmt: skip
+    before, after = float(np.mean(right)), onnx_accuracy(OnnxClassifier(path), labelled)
+    return {"accuracy_images": len(labelled), "checkpoint_accuracy": before, "int8_accuracy": after,
+            "accuracy_drop": before - after}  # fmt: skip
+
+
 def _torch_probabilities(classifier, files: list[Path]) -> dict[str, np.ndarray]:
     result = {}
     for chunk, errors, images in classifier.load_batches(files, progress=False):
@@ -308,8 +350,14 @@ def _compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray])
 
 
 def _describe(parity: dict) -> str:
+    accuracy = (
+        f"; validation accuracy {parity['int8_accuracy']:.1%} against the checkpoint's "
+        f"{parity['checkpoint_accuracy']:.1%} ({parity['accuracy_images']} images)"
+        if "accuracy_drop" in parity
+        else ""
+    )
     return (
         f"parity check on {parity['images']} images: top-1 agreement {parity['top1_agreement']:.1%}, largest "
         f"probability difference {parity['max_probability_difference']:.2e} (mean "
-        f"{parity['mean_probability_difference']:.2e})"
+        f"{parity['mean_probability_difference']:.2e})" + accuracy
     )

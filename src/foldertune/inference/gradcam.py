@@ -11,6 +11,7 @@ center crop the network sees. reporting/explanations.py draws them for image fil
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,7 @@ class Explainer:
         # hooks on the network only while the maps are made: they would slow and grow every later prediction
         with (
             torch.enable_grad(),
+            _gradients_from(self.layer, classifier.model),
             GradCAM(model=classifier.model, target_layers=[self.layer], reshape_transform=self.reshape) as cam,
         ):
             heatmaps = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(i) for i in wanted])
@@ -88,6 +90,24 @@ class Explainer:
         except ValueError:
             choices = ", ".join(self.classifier.classes)
             raise UserError(f"--class {name!r} is not one of the model's classes: {choices}.") from None
+
+
+@contextlib.contextmanager
+def _gradients_from(layer: torch.nn.Module, model: torch.nn.Module):
+    """Backpropagate from the output to `layer`'s activations and no further: Grad-CAM needs no weight's gradient,
+    nor anything before the layer, so the backward pass shrinks to the network's last layers."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    # registered before Grad-CAM's own hooks, which then see this output: a new start of the graph (a clone, so
+    # that an in-place activation after the layer is allowed)
+    handle = layer.register_forward_hook(lambda _module, _inputs, output: output.detach().requires_grad_().clone())
+    try:
+        yield
+    finally:
+        handle.remove()
+        for parameter in trainable:
+            parameter.requires_grad_(True)
 
 
 def overlay_on_photo(photo: Image.Image, explanation: Explanation, pre: Preprocessing, *, max_side: int = 512):

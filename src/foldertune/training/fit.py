@@ -57,10 +57,17 @@ from foldertune.training.trackers import Trackers
 
 
 def fit(
-    cfg: RunConfig, *, data: PreparedData | None = None, quiet: bool = False, live: bool = False, log=print
+    cfg: RunConfig,
+    *,
+    data: PreparedData | None = None,
+    quiet: bool = False,
+    live: bool = False,
+    verbose: bool = False,
+    log=print,
 ) -> Path:
     """Train a new run as `cfg` says (on `data`, when the caller has prepared it already); returns its run folder.
-    `live` redraws the training curves in a notebook cell as the run goes.
+    `live` redraws the training curves in a notebook cell as the run goes; `verbose` prints where the time of the
+    final evaluation and report went.
 
     Under torchrun, rank 0 prepares the data and the run folder and hands them to the other processes.
     """
@@ -102,7 +109,7 @@ def fit(
 
     torch.manual_seed(cfg.train.seed)  # the new head's initialisation (and the whole network's in scratch mode)
     model = build_model(cfg.model.backbone, len(data.classes), state_dict=state_dict, img_size=pre.crop_size)
-    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live), model, start=None)
+    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live, verbose), model, start=None)
 
 
 def resume(
@@ -113,6 +120,7 @@ def resume(
     workers: int | None = None,
     quiet: bool = False,
     live: bool = False,
+    verbose: bool = False,
     log=print,
 ) -> Path:
     """Continue a run from its last.pt: same split, weights, optimizer and schedule state; more epochs if given.
@@ -154,7 +162,7 @@ def resume(
 
     model = build_model(cfg.model.backbone, len(classes), img_size=pre.crop_size)
     model.load_state_dict(checkpoint["model"])
-    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live), model, start=checkpoint)
+    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live, verbose), model, start=checkpoint)
 
 
 class RunFinished(UserError):
@@ -240,6 +248,7 @@ class Job:
     quiet: bool  # no progress bars
     log: Callable[[str], object]  # print on rank 0, silent on the others
     live: bool = False  # redraw the curves in a notebook cell (rank 0)
+    verbose: bool = False  # also print where the time of the final evaluation and report goes
 
     def save(self, path: Path, model: nn.Module, epoch: int, metrics: dict, training: dict | None = None) -> None:
         """A checkpoint of `model` after `epoch`, written by rank 0; a failure there (a full disk) stops every
@@ -303,7 +312,7 @@ def _train(job: Job, model: nn.Module, *, start: dict | None) -> Path:
         dist.close()
         if not dist.is_main:
             return run.path  # rank 0 alone evaluates best.pt and writes the report
-        _final_evaluation(run, job.cfg, job.data, training.progress.best_epoch, job.quiet, job.log)
+        _final_evaluation(run, job, training.progress.best_epoch)
         trackers.finish(run, best=run.metrics(), step=epoch * len(training.loaders["train"]))
     job.log(f"run folder: {run.path}")
     return run.path
@@ -426,21 +435,27 @@ RESULT_KEYS = ("accuracy_low", "accuracy_high", "balanced_accuracy", "balanced_a
                "macro_f1", "macro_f1_low", "macro_f1_high", "temperature", "ece", "ece_before")  # fmt: skip
 
 
-def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_epoch: int, quiet: bool, log) -> None:
+def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
     """best.pt on the validation (and test) split: evaluation folders, metrics.json, and the report if asked. The
     validation split's evaluation first fits the temperature and stores it in best.pt, so the test split's
-    probabilities, and every later prediction, are calibrated."""
+    probabilities, and every later prediction, are calibrated. The seconds each part took go to config.json
+    ("end_of_run"), and to the log with --verbose."""
     from foldertune.analysis.evaluation import evaluate_checkpoint, summary_line
     from foldertune.training.unknown_reference import add_unknown_reference
 
-    add_unknown_reference(run, cfg, data, quiet=quiet)  # the training features unknown_score compares with
+    cfg, data, log = job.cfg, job.data, job.log
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+    add_unknown_reference(run, cfg, data, quiet=job.quiet)  # the training features unknown_score compares with
+    seconds["unknown reference"] = time.perf_counter() - started
     results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
     log(f"\nbest.pt (epoch {best_epoch}):")
     for split in ("val", "test"):
         if data.count(split) == 0:
             continue
         out = evaluate_checkpoint(run.path, split=split, device=cfg.train.device, figures=cfg.report,
-                                  calibrate=split == "val", progress=not quiet, log=lambda *_: None)  # fmt: skip
+                                  calibrate=split == "val", progress=not job.quiet, log=lambda *_: None,
+                                  seconds=seconds)  # fmt: skip
         evaluation = EvalFolder(out).metrics()
         overall = evaluation["overall"]
         results[split] = {
@@ -464,9 +479,19 @@ def _final_evaluation(run: RunFolder, cfg: RunConfig, data: PreparedData, best_e
         from foldertune.reporting.html_report import write_report
         from foldertune.reporting.plots import plot_run
 
+        part = time.perf_counter()
         plot_run(run.path)  # the training curves and every evaluation's figures
+        seconds["figures"] = time.perf_counter() - part
+        part = time.perf_counter()
         write_report(run.path, log=lambda *_: None)
+        seconds["report"] = time.perf_counter() - part
         log(f"report: {run.report_file}")
+    seconds = {"total": time.perf_counter() - started, **seconds}
+    record = run.config()
+    record["end_of_run"] = {part: round(value, 3) for part, value in seconds.items()}
+    run.write_config(record)
+    if job.verbose:
+        log("end of run: " + ", ".join(f"{part} {value:.1f} s" for part, value in seconds.items()))
 
 
 IMBALANCE_RATIO = 3  # largest over smallest training class at which the summary leads with balanced accuracy

@@ -16,8 +16,10 @@ from foldertune.data.check import DataCheck, check_data, find_duplicates, ignore
 from foldertune.data.images import ImageInfo
 from foldertune.data.near_duplicates import copy_groups, find_near_pairs
 from foldertune.data.scan import ImageRecord, SkippedFile, check_layout, scan_folder, verify_records
+from foldertune.data.scan_cache import ScanCache
 from foldertune.data.split import assign_splits, format_counts, read_manifest, split_counts
 from foldertune.errors import UserError
+from foldertune.runs.cache import cache_root
 
 MAX_LISTED = 10  # skipped files named in the terminal summary; data_report.csv has them all
 
@@ -31,6 +33,7 @@ class PreparedData:
     warnings: list[str] = field(default_factory=list)
     info: dict[str, ImageInfo] = field(default_factory=dict)  # path -> what the file holds
     check: DataCheck | None = None  # the data doctor's findings (None on resume, which reuses the run's split)
+    files_read: str = ""  # how many files the scan read afresh, and how many the scan cache knew
 
     def samples(self, split: str) -> list[tuple[str, int]]:
         index = {name: i for i, name in enumerate(self.classes)}
@@ -42,6 +45,8 @@ class PreparedData:
     def summary(self) -> str:
         """Counts per class and split, then what was left out and why."""
         lines = [f"data: {self.source}", format_counts(split_counts(self.records))]
+        if self.files_read:
+            lines.append(self.files_read)
         unreadable = [s for s in self.skipped if s.problem == "unreadable"]
         if unreadable:
             lines.append(f"skipped {len(unreadable)} unreadable image file(s) (all listed in data_report.csv):")
@@ -66,19 +71,22 @@ def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
     """Scan (or read the manifest), set aside unreadable files, split, check, and make sure training is possible.
 
     Copies of one image (identical bytes, or near copies by perceptual hash) are kept in one split; where the split
-    was given (folders, manifest), copies across splits are reported as leaks by the data check.
+    was given (folders, manifest), copies across splits are reported as leaks by the data check. What each file
+    held is kept in the scan cache (data/scan_cache.py), so a second run reads only new or changed files.
     """
+    cache = ScanCache.at(cache_root(cfg.cache_dir))
     if cfg.manifest:
         listed = read_manifest(cfg.manifest)
-        records, skipped, info = verify_records(listed, max_pixels=cfg.max_pixels, workers=None, progress=progress)
+        records, skipped, info = verify_records(listed, max_pixels=cfg.max_pixels, workers=None, progress=progress,
+                                                cache=cache)  # fmt: skip
         source, split_warnings = str(Path(cfg.manifest).absolute()), []
-        groups = find_duplicates(records, info, progress=progress)
+        groups = find_duplicates(records, info, progress=progress, cache=cache)
     else:
-        scan = scan_folder(cfg.root, max_pixels=cfg.max_pixels, progress=progress)
+        scan = scan_folder(cfg.root, max_pixels=cfg.max_pixels, progress=progress, cache=cache)
         check_layout(scan, min_classes=2)
         _check_fractions(cfg, presplit=scan.presplit, root=scan.root)
-        groups = find_duplicates(scan.images, scan.info, progress=progress)
-        near = find_near_pairs([record.path for record in scan.images], progress=progress)
+        groups = find_duplicates(scan.images, scan.info, progress=progress, cache=cache)
+        near = find_near_pairs([record.path for record in scan.images], progress=progress, cache=cache)
         together = copy_groups(scan.images, groups, near)  # copies, exact or near, share a split
         records, split_warnings = assign_splits(
             scan.images, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=seed, together=together
@@ -92,10 +100,10 @@ def prepare_data(cfg: DataConfig, *, seed: int, progress: bool) -> PreparedData:
         by_path = {record.path: record for record in records}
         groups = [[by_path[record.path] for record in group] for group in groups]  # with their splits now
     if cfg.manifest:
-        near = find_near_pairs([record.path for record in records], progress=progress)
+        near = find_near_pairs([record.path for record in records], progress=progress, cache=cache)
     classes = sorted({record.label for record in records})
     check = check_data(records, info, skipped, source=source, decode="draft", duplicate_groups=groups, near_pairs=near)
-    data = PreparedData(source, classes, records, skipped, split_warnings, info, check)
+    data = PreparedData(source, classes, records, skipped, split_warnings, info, check, cache.summary())
     _check_trainable(data)
     return data
 

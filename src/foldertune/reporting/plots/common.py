@@ -37,13 +37,16 @@ def new_figure(*, labels: Iterable[str] = (), size: tuple[float, float] = (7, 4)
     return fig, axes
 
 
-def save(fig, stem: Path, *, fmt: str = "png") -> Path:
-    """Write `stem.<fmt>` and close the figure."""
+def save(fig, stem: Path, *, fmt: str = "png", photos: bool = False, tight: bool = True) -> Path:
+    """Write `stem.<fmt>` and close the figure, cropped to its content unless not `tight` (cropping draws it twice).
+    A PNG of `photos` is compressed less: zlib's default level spends 1 s on a grid of sixteen photos for 15% fewer
+    bytes."""
     if fmt not in FIGURE_FORMATS:
         raise ValueError(f"unknown figure format {fmt!r}")
     path = stem.with_name(f"{stem.name}.{fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    extra = {"pil_kwargs": {"compress_level": 1}} if photos and fmt == "png" else {}
+    fig.savefig(path, dpi=DPI, bbox_inches="tight" if tight else None, **extra)
     plt.close(fig)
     return path
 
