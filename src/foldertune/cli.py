@@ -656,6 +656,7 @@ def run_predict(args: argparse.Namespace) -> None:
         from foldertune.inference.classifier import Classifier
 
         classifier = Classifier.from_path(args.source, device=args.device)
+    check_predict_options(topk=args.topk, min_confidence=args.min_confidence, classes=classifier.classes, flags=True)
     if args.camera is not None or videos:
         from foldertune.deploy.video import annotate_video, watch_camera
 

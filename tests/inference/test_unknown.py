@@ -65,3 +65,14 @@ def test_tta_averages_the_probabilities_of_the_image_and_its_mirror(chinese_run,
     out = ft.evaluate(run, out=tmp_path / "tta", tta=True, no_figures=True, quiet=True, log=lambda *_: None)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["tta"] is True and np.allclose(np.load(out / "scores.npy"), averaged, atol=1e-6)
+
+
+def test_a_model_with_a_class_named_unknown_refuses_min_confidence():
+    import pytest
+
+    from foldertune.inference.prediction import check_predict_options
+
+    check_predict_options(topk=1, min_confidence=0.5, classes=["cat", "dog"])
+    check_predict_options(topk=1, classes=["cat", "unknown"])  # without a threshold the name is no problem
+    with pytest.raises(ft.UserError, match="class named 'unknown'.*--min-confidence"):
+        check_predict_options(topk=1, min_confidence=0.5, classes=["cat", "unknown"], flags=True)

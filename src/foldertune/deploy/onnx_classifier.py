@@ -102,7 +102,7 @@ class OnnxClassifier:
         `tta` averages the probabilities over the image and its mirror image."""
         if isinstance(inputs, np.ndarray):
             inputs = pictures_from_array(inputs)
-        check_predict_options(topk=topk, min_confidence=min_confidence)
+        check_predict_options(topk=topk, min_confidence=min_confidence, classes=self.classes)
         options = {"topk": topk, "min_confidence": min_confidence, "tta": tta}
         if isinstance(inputs, Image.Image):
             return self._rank(eval_pixels(to_rgb(inputs), self.preprocessing)[None], **options)[0]
@@ -125,7 +125,7 @@ class OnnxClassifier:
         tta: bool = False,
     ) -> list[Prediction]:
         """Files and folders (searched recursively), decoded in parallel threads, run in batches."""
-        check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence)
+        check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence, classes=self.classes)
         files, _ = list_image_files(list(paths))
         results: list[Prediction] = []
         bar = tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True, leave=False)

@@ -100,6 +100,7 @@ def create_app(
         raise UserError("serve needs FastAPI and uvicorn: pip install 'foldertune[serve]'.") from None
 
     model = Model(source)
+    check_predict_options(topk=TOPK, min_confidence=min_confidence, classes=model.classes, flags=True)
     limit = int(max_upload_mb * 1024 * 1024)
     app = FastAPI(
         title="foldertune",

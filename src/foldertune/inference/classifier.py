@@ -85,7 +85,7 @@ class Classifier:
         `tta` averages the probabilities over the image and its mirror image."""
         if isinstance(inputs, np.ndarray):
             inputs = pictures_from_array(inputs)
-        check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence)
+        check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence, classes=self.classes)
         options = {"topk": topk, "min_confidence": min_confidence, "tta": tta}
         if isinstance(inputs, Image.Image):
             return self._predict_images([inputs], **options)[0]
@@ -118,7 +118,7 @@ class Classifier:
         tta: bool = False,
     ) -> list[Prediction]:
         """Files and folders (searched recursively), in batches, decoded in parallel threads."""
-        check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence)
+        check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence, classes=self.classes)
         files, _ = list_image_files(list(paths))
         results: list[Prediction] = []
         for chunk, errors, images in self.load_batches(files, batch_size=batch_size, progress=progress):

@@ -42,15 +42,27 @@ class Prediction:
 
 
 def check_predict_options(
-    *, topk: int, batch_size: int | None = None, min_confidence: float | None = None, flags: bool = False
+    *,
+    topk: int,
+    batch_size: int | None = None,
+    min_confidence: float | None = None,
+    classes: list[str] | None = None,
+    flags: bool = False,
 ) -> None:
-    """Refuse a topk or batch_size below 1 or a min_confidence outside [0, 1), naming the keyword (the classifiers'
-    methods) or, with `flags`, the flag (the CLI, before loading a classifier)."""
+    """Refuse a topk or batch_size below 1 or a min_confidence outside [0, 1), or given to a model with a class
+    named 'unknown' (`classes`), naming the keyword (the classifiers' methods) or, with `flags`, the flag (the CLI,
+    before loading a classifier)."""
     number = isinstance(min_confidence, (int, float)) and not isinstance(min_confidence, bool)
+    flag = "--min-confidence" if flags else "min_confidence="
     if min_confidence is not None and not (number and 0 <= min_confidence < 1):
         raise UserError(
-            f"{'--min-confidence' if flags else 'min_confidence='} must be a probability from 0 up to (not including) "
-            f"1, such as 0.6; got {f'{min_confidence:g}' if number else repr(min_confidence)}."
+            f"{flag} must be a probability from 0 up to (not including) 1, such as 0.6; got "
+            f"{f'{min_confidence:g}' if number else repr(min_confidence)}."
+        )
+    if min_confidence is not None and classes is not None and UNKNOWN in classes:
+        raise UserError(
+            f"this model has a class named '{UNKNOWN}', which {flag} would mix with its own answer; leave {flag} out, "
+            "or rename that class folder and train again."
         )
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise UserError(f"{'--topk' if flags else 'topk='} must be at least 1; got {topk}.")
