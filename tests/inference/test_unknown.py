@@ -74,5 +74,5 @@ def test_a_model_with_a_class_named_unknown_refuses_min_confidence():
 
     check_predict_options(topk=1, min_confidence=0.5, classes=["cat", "dog"])
     check_predict_options(topk=1, classes=["cat", "unknown"])  # without a threshold the name is no problem
-    with pytest.raises(ft.UserError, match="class named 'unknown'.*--min-confidence"):
+    with pytest.raises(ft.UserError, match=r"class named 'unknown'.*--min-confidence"):
         check_predict_options(topk=1, min_confidence=0.5, classes=["cat", "unknown"], flags=True)
