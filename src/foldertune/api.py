@@ -145,13 +145,22 @@ def train(
     if data is None and not settings.get("manifest"):
         data = sample_data_path()
     cfg = RunConfig.from_flat(data=None if data is None else str(data), **settings)
+    if cfg.train.folds:
+        from foldertune.training.cross_validation import cross_validate
+
+        return RunPath(cross_validate(cfg, quiet=quiet))
     return RunPath(fit(cfg, quiet=quiet, live=_live(live, quiet)))
 
 
 def _resume(run, *, epochs=None, device=None, workers=None, quiet=False, live=None) -> Path:
     from foldertune.reporting.notebook_views import RunPath
+    from foldertune.runs.folder import RunFolder
     from foldertune.training.fit import resume as resume_run
 
+    if RunFolder(Path(run).expanduser()).folds():
+        from foldertune.training.cross_validation import resume_cross_validation
+
+        return RunPath(resume_cross_validation(run, epochs=epochs, device=device, workers=workers, quiet=quiet))
     return RunPath(resume_run(run, epochs=epochs, device=device, workers=workers, quiet=quiet, live=_live(live, quiet)))
 
 
