@@ -59,8 +59,8 @@ def cross_validate(cfg: RunConfig, *, data: PreparedData | None = None, quiet: b
     def setup() -> tuple[PreparedData, dict[str, int], str]:
         check_new_run(cfg)
         prepared = data if data is not None else prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)
-        log(prepared.summary())
         pooled = _pooled(prepared)
+        log(pooled.summary())  # the counts the folds are dealt from
         together = fold_groups(pooled.records, prepared.check.duplicate_groups, prepared.check.near_pairs)
         dealt = [record for record in pooled.records if record.split == "train"]
         check_folds(cfg.train.folds, dealt)
@@ -104,7 +104,7 @@ def resume_cross_validation(
     run = RunFolder(Path(run_path).expanduser())
     cfg = RunConfig.from_dict(run.config()["settings"])
     dist.start(choose_runtime(dist.device(device or cfg.train.device), cfg.train.precision).device)
-    if epochs is not None:
+    if epochs is not None and epochs != cfg.train.epochs:
         raise UserError(
             f"--epochs cannot change when resuming the cross-validation run '{run.path}': every fold trains alike; "
             "drop it (or start a new run with --folds and more --epochs)."
