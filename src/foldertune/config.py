@@ -285,6 +285,11 @@ class RunConfig:
             raise UserError("--mode linear trains only the head on a frozen backbone, so it needs pretrained weights.")
         if self.train.mode == "scratch" and self.model.pretrained:
             object.__setattr__(self, "model", dataclasses.replace(self.model, pretrained=False))
+        if self.train.folds and self.data.val_fraction != DataConfig.val_fraction:
+            raise UserError(
+                f"--val cannot be combined with --folds: each of the {self.train.folds} folds holds out its own "
+                f"1/{self.train.folds} of the images for validation; drop --val."
+            )
 
     @classmethod
     def from_flat(cls, **settings: Any) -> RunConfig:

@@ -100,6 +100,8 @@ def test_refit_leaves_a_model_for_predict_and_too_many_folds_are_refused(tmp_pat
         ft.train(photos, mode="linear", folds=5, project=str(tmp_path / "runs"), quiet=True)
     with pytest.raises(UserError, match="folds= must be a whole number of 2 or more"):
         ft.train(photos, mode="linear", folds=1, project=str(tmp_path / "runs"), quiet=True)
+    with pytest.raises(UserError, match="val= cannot be combined with folds="):
+        ft.train(photos, mode="linear", folds=2, val=0.3, project=str(tmp_path / "runs"), quiet=True)
     with pytest.raises(UserError, match="refit=True needs folds="):
         ft.train(photos, mode="linear", refit=True, project=str(tmp_path / "runs"), quiet=True)
     assert not (tmp_path / "runs").exists()

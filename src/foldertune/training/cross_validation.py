@@ -199,7 +199,8 @@ def _train_folds(
         from foldertune.reporting.html_report import write_report
 
         write_report(run.path, log=log)
-    log(f"run folder: {run.path}")
+    if not cfg.train.refit:  # the final model's run said it already
+        log(f"run folder: {run.path}")
     return run.path
 
 
