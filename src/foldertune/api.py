@@ -156,6 +156,10 @@ def train(
 
         prepared = prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)
         cfg = with_found_lr(cfg, data=prepared, quiet=quiet)
+    if cfg.train.folds:
+        from foldertune.training.cross_validation import cross_validate
+
+        return RunPath(cross_validate(cfg, data=prepared, quiet=quiet))
     return RunPath(fit(cfg, data=prepared, quiet=quiet, verbose=verbose, live=_live(live, quiet)))
 
 
@@ -194,8 +198,13 @@ def lr_find(
 
 def _resume(run, *, epochs=None, device=None, workers=None, quiet=False, verbose=False, live=None) -> Path:
     from foldertune.reporting.notebook_views import RunPath
+    from foldertune.runs.folder import RunFolder
     from foldertune.training.fit import resume as resume_run
 
+    if RunFolder(Path(run).expanduser()).folds():
+        from foldertune.training.cross_validation import resume_cross_validation
+
+        return RunPath(resume_cross_validation(run, epochs=epochs, device=device, workers=workers, quiet=quiet))
     return RunPath(resume_run(run, epochs=epochs, device=device, workers=workers, quiet=quiet, verbose=verbose,
                               live=_live(live, quiet)))  # fmt: skip
 

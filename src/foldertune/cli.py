@@ -156,6 +156,7 @@ TRAIN_GROUPS = {
                  "best_metric": None,
                  "seed": "N", "device": None, "precision": None, "compile": None},
     "linear mode": {"feature_cache": None, "feature_views": "N"},
+    "cross-validation": {"folds": "K", "refit": None},
     "output": {"project": "DIR", "run_name": "NAME", "resume": "RUN", "report": None, "quiet": None,
                "verbose": None},
     "experiment tracking (optional extras)": {"wandb": "PROJECT", "tensorboard": None},
@@ -256,7 +257,7 @@ def _as_help(sentence: str) -> str:
 
 def run_train(args: argparse.Namespace) -> None:
     from foldertune.data import sample_data_path
-    from foldertune.runs.folder import check_new_run, resumable_run
+    from foldertune.runs.folder import check_new_run
     from foldertune.training.prepare import prepare_data
 
     given = {key: value for key, value in vars(args).items() if key not in ("handler", "command")}
@@ -268,7 +269,7 @@ def run_train(args: argparse.Namespace) -> None:
         if extra:
             names = ", ".join(flag(ALIASES.get(key, key)) for key in extra)
             raise UserError(f"{names} cannot change when resuming (the run keeps its config.json); drop them.")
-        _resume(resumable_run(resume_target), given, quiet, verbose)  # a mistaken RUN is reported before torch loads
+        _resume(_resume_target(resume_target), given, quiet, verbose)  # a mistaken RUN is reported before torch loads
         return
     if given.get("root") is None and not given.get("manifest"):
         given["root"] = str(sample_data_path())
@@ -300,19 +301,36 @@ def run_train(args: argparse.Namespace) -> None:
         from foldertune.training.range_test import with_found_lr
 
         cfg = with_found_lr(cfg, data=data, quiet=quiet)
+    if cfg.train.folds:
+        from foldertune.training.cross_validation import cross_validate
+
+        cross_validate(cfg, data=data, quiet=quiet)
+        return
     from foldertune.training.fit import fit
 
     fit(cfg, data=data, quiet=quiet, verbose=verbose)
 
 
+def _resume_target(path: str):
+    """The run --resume names: a cross-validation run as it is (its folds hold the checkpoints), else one with a
+    last.pt to continue from."""
+    from foldertune.runs.folder import RunFolder, resumable_run
+
+    run = RunFolder(Path(path).expanduser())
+    return run if run.folds() else resumable_run(path)
+
+
 def _resume(run, given: dict, quiet: bool, verbose: bool, *, finished_ok: bool = False) -> None:
     """`train --resume RUN` (or --resume auto finding its run): continue it; with `finished_ok`, a finished run is
     reported and left as it is."""
+    from foldertune.training.cross_validation import resume_cross_validation
     from foldertune.training.fit import RunFinished, resume
 
+    how = resume_cross_validation if run.folds() else resume
     try:
-        resume(run.path, epochs=given.get("epochs"), device=given.get("device"), workers=given.get("workers"),
-               quiet=quiet, verbose=verbose)  # fmt: skip
+        options = {} if run.folds() else {"verbose": verbose}  # the folds' runs print their own summaries
+        how(run.path, epochs=given.get("epochs"), device=given.get("device"), workers=given.get("workers"),
+            quiet=quiet, **options)  # fmt: skip
     except RunFinished as finished:
         if not finished_ok:
             raise
@@ -338,6 +356,8 @@ def _auto_resume_target(cfg: RunConfig):
             f"--resume auto: run '{run.path}' was started with other settings ({'; '.join(differences[:3])}); use "
             "its settings, or another --name for a new run."
         )
+    if run.folds():  # a cross-validation run: its folds say what is left to do
+        return run
     if not run.last.is_file():  # stopped before its first epoch ended: nothing to continue, so it starts again
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone moves it
             aside = next(run.path.with_name(f"{run.path.name}.unstarted-{n}") for n in itertools.count(1)

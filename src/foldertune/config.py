@@ -227,6 +227,13 @@ class TrainConfig:
     crops per image, drawn once, one of them used per image and epoch."""
     compile: bool = False
     """Compile the network with torch.compile (slow first steps, then faster ones where the compiler helps)."""
+    folds: int | None = None
+    """Cross-validation: deal the train and val images into K stratified folds (copies together; test images stay
+    out) and train K runs fold-1 ... fold-K in the run folder, each validated on its own fold; cv.json then holds
+    the mean and spread of every metric and the pooled out-of-fold ones. None: one run on one split."""
+    refit: bool = False
+    """With --folds: after the folds, train a final model with the same settings on all train and val images into
+    the run folder itself (its best.pt is the model predict and export use); False: the folds' models only."""
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -249,6 +256,12 @@ class TrainConfig:
             raise UserError(f"--label-smoothing must be between 0 and 1; got {self.label_smoothing!r}.")
         if self.patience is not None and (isinstance(self.patience, bool) or self.patience < 1):
             raise UserError(f"--patience must be at least 1 epoch; got {self.patience!r}.")
+        if self.folds is not None and (
+            isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2
+        ):
+            raise UserError(f"--folds must be a whole number of 2 or more (folds to train); got {self.folds!r}.")
+        if self.refit and self.folds is None:
+            raise UserError("--refit needs --folds K: it trains the final model after K cross-validation runs.")
 
 
 @dataclass(frozen=True)
@@ -280,6 +293,11 @@ class RunConfig:
             raise UserError("--mode linear trains only the head on a frozen backbone, so it needs pretrained weights.")
         if self.train.mode == "scratch" and self.model.pretrained:
             object.__setattr__(self, "model", dataclasses.replace(self.model, pretrained=False))
+        if self.train.folds and self.data.val_fraction != DataConfig.val_fraction:
+            raise UserError(
+                f"--val cannot be combined with --folds: each of the {self.train.folds} folds holds out its own "
+                f"1/{self.train.folds} of the images for validation; drop --val."
+            )
 
     @classmethod
     def from_flat(cls, **settings: Any) -> RunConfig:

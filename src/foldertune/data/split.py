@@ -79,6 +79,42 @@ def assign_splits(
     return result + kept, warnings
 
 
+def assign_folds(
+    images: list[ImageRecord], *, folds: int, seed: int, together: list[list[ImageRecord]] = ()
+) -> dict[str, int]:
+    """{path: fold number, 1 to `folds`}: each class dealt evenly over the folds in a seeded order, and each group in
+    `together` (copies of one image) in a single fold, so that no fold is validated on a copy of its training images.
+
+    Groups are placed first, largest first, each into the fold that holds the fewest images of its class so far;
+    then the single images, in the class's seeded order, likewise. A class of n >= `folds` images has n // folds or
+    one more in every fold (groups permitting).
+    """
+    check_seed(seed)
+    in_group = {record.path: number for number, group in enumerate(together) for record in group}
+    units: dict[str, list[list[ImageRecord]]] = defaultdict(list)  # class -> groups, then single images
+    for group in sorted(together, key=lambda group: (-len(group), min(record.path for record in group))):
+        units[min(group, key=lambda record: record.path).label].append(list(group))
+    by_class: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record in images:
+        if record.path not in in_group:
+            by_class[record.label].append(record)
+    for label, members in by_class.items():
+        members.sort(key=lambda record: record.path)
+        rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+        units[label] += [[members[index]] for index in rng.permutation(len(members))]
+    fold_of: dict[str, int] = {}
+    sizes = np.zeros(folds, dtype=int)
+    for label in sorted(units):
+        in_class = np.zeros(folds, dtype=int)
+        for unit in units[label]:
+            fold = int(np.lexsort((np.arange(folds), sizes, in_class))[0])  # fewest of the class, then overall
+            for record in unit:
+                fold_of[record.path] = fold + 1
+            in_class[fold] += len(unit)
+            sizes[fold] += len(unit)
+    return fold_of
+
+
 def check_seed(seed: int) -> None:
     """Refuse a seed the random generator cannot take, naming the flag."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

@@ -17,7 +17,7 @@ from html import escape
 from pathlib import Path
 
 from foldertune.errors import UserError
-from foldertune.runs.atomic import atomic_open
+from foldertune.runs.atomic import atomic_open, read_json
 from foldertune.runs.folder import EvalFolder, RunFolder
 from foldertune.runs.tables import read_table
 
@@ -72,13 +72,17 @@ figcaption { color: #555; font-size: 0.9rem; } .muted { color: #777; }
 def write_report(run: str | os.PathLike, *, log=print) -> Path:
     """Write run/report.html (evaluating and plotting first where the run folder lacks it); returns its path."""
     run = RunFolder(run)
-    if not run.has_training_logs():
+    cross_validated = run.cv_file.is_file()
+    if not run.has_training_logs() and not cross_validated:
         raise UserError(f"'{run.path}' is not a finished foldertune run folder (config.json or epochs.csv missing).")
-    _ensure_evaluated(run, log)
     config = run.config()
-    parts = [_overview(run, config), _data(run, config), _training(run)]
-    for evaluation in run.evaluations():
-        parts.append(_evaluation(evaluation))
+    if run.has_training_logs():
+        _ensure_evaluated(run, log)
+        parts = [_overview(run, config), _data(run, config)]
+        parts += [_cross_validation(run)] if cross_validated else []
+        parts += [_training(run)] + [_evaluation(evaluation) for evaluation in run.evaluations()]
+    else:  # cross-validation without --refit: the folds are the run
+        parts = [_cv_overview(run, config), _data(run, config), _cross_validation(run)]
     parts.append(_settings(config))
     title = f"foldertune report: {run.name}"
     page = (
@@ -131,6 +135,56 @@ def _overview(run: RunFolder, config: dict) -> str:
         f"<h1>{escape(run.name)}</h1><p class='muted'>{escape(line)}<br>started {escape(config['started'])} · "
         f"<code>{escape(config['command'])}</code></p><div class='cards'>{card_html}</div>"
     )
+
+
+def _cv_overview(run: RunFolder, config: dict) -> str:
+    settings, resolved = config["settings"], config["resolved"]
+    line = (
+        f"{settings['model']['backbone']} · {settings['train']['mode']} · {resolved['device']} · "
+        f"{resolved['precision']} · {resolved['preprocessing']['crop_size']} px · "
+        f"{settings['train']['folds']}-fold cross-validation"
+    )
+    return (
+        f"<h1>{escape(run.name)}</h1><p class='muted'>{escape(line)}<br>started {escape(config['started'])} · "
+        f"<code>{escape(config['command'])}</code></p>"
+    )
+
+
+def _cross_validation(run: RunFolder) -> str:
+    """The folds side by side, each metric's mean +- spread, and the pooled out-of-fold evaluation."""
+    cv = read_json(run.cv_file)
+    pooled = cv["pooled"]
+    names = ("accuracy", "balanced_accuracy", "macro_f1", "loss")
+    html = (f"<h2>Cross-validation: {cv['folds']} folds</h2><p>Each fold-k/ is a run trained on the other folds "
+            "and validated on its own; every image is validated once, by a model that never saw it (nor its "
+            f"copies). Model: {escape(cv['model'])}. <code>foldertune report {escape(str(run.fold(1).path))}</code> "
+            "draws a fold's figures.</p>")  # fmt: skip
+    for split in ("val", "test"):
+        if split not in cv:
+            continue
+        rows = [{"fold": f"fold-{k + 1}", "images": cv[split]["images"][k],
+                 **{name: cv[split][name]["folds"][k] for name in names}} for k in range(cv["folds"])]  # fmt: skip
+        for label, key in (("mean", "mean"), ("std", "std"), ("min", "min"), ("max", "max")):
+            rows.append({"fold": label, **{name: cv[split][name][key] for name in names}})
+        if split == "val":
+            rows.append({"fold": "pooled", "images": pooled["overall"]["images"],
+                         **{name: pooled["overall"][name] for name in names}})  # fmt: skip
+        summary = ", ".join(
+            f"{OVERALL_NAMES[name]} {cv[split][name]['mean']:.3f} ± {cv[split][name]['std']:.3f}" for name in names
+        )
+        html += f"<h3>{escape(split)} split of each fold</h3><p>{escape(summary)}</p>"
+        html += _table(rows, ["fold", "images", *names], decimals=tuple(names))
+    classes = pooled["classes"]
+    matrix = [{"true class": name, **dict(zip(classes, counts, strict=True))}
+              for name, counts in zip(classes, pooled["confusion_matrix"], strict=True)]  # fmt: skip
+    html += "<h3>Pooled out-of-fold confusion matrix (rows: true class)</h3>"
+    html += _table(matrix, ["true class", *classes])
+    html += "<h3>Pooled out-of-fold per class</h3>" + _table(
+        pooled["per_class"],
+        ["class", "precision", "recall", "f1", "support", "average_precision", "roc_auc"],
+        decimals=("precision", "recall", "f1", "average_precision", "roc_auc"),
+    )
+    return html
 
 
 def _data(run: RunFolder, config: dict) -> str:

@@ -178,6 +178,38 @@ class RunFolder:
     def tensorboard_dir(self) -> Path:
         return self.path / "tb"
 
+    @property
+    def folds_file(self) -> Path:
+        """folds.csv (--folds): path, class, fold of every image dealt into the cross-validation folds."""
+        return self.path / "folds.csv"
+
+    @property
+    def cv_file(self) -> Path:
+        """cv.json (--folds): every metric's mean and spread over the folds, and the pooled out-of-fold metrics."""
+        return self.path / "cv.json"
+
+    @property
+    def cv_predictions_file(self) -> Path:
+        """cv_predictions.csv (--folds): every image's out-of-fold prediction, as eval/<split>/predictions.csv with
+        the fold that held it out."""
+        return self.path / "cv_predictions.csv"
+
+    @property
+    def cv_logits_file(self) -> Path:
+        """cv_logits.npy (--folds): (images, classes) float32 out-of-fold log-probabilities in cv_predictions.csv's
+        order: logits up to a constant per image, which softmax and temperature scaling ignore."""
+        return self.path / "cv_logits.npy"
+
+    def fold(self, number: int) -> RunFolder:
+        """fold-<number>/: one cross-validation run, a run folder of its own."""
+        return RunFolder(self.path / f"fold-{number}")
+
+    def folds(self) -> int | None:
+        """The number of cross-validation folds the run was started with (config.json); None: not such a run."""
+        if not self.config_file.is_file():
+            return None
+        return self.config()["settings"].get("train", {}).get("folds")
+
     def is_run(self) -> bool:
         """Whether the folder is a foldertune run folder (it has config.json)."""
         return self.config_file.is_file()
@@ -315,6 +347,11 @@ def locate_checkpoint(source: str | os.PathLike) -> tuple[Path, RunFolder]:
     path = Path(source).expanduser()
     if path.is_dir():
         run = RunFolder(path)
+        if not run.best.is_file() and run.folds() and not run.config()["settings"]["train"].get("refit"):
+            raise UserError(
+                f"'{path}' is a cross-validation run without a final model (it was trained without --refit); pass "
+                f"one of its folds, such as {run.fold(1).path}, or train again with --folds and --refit."
+            )
         if not run.best.is_file():
             raise UserError(f"run folder '{path}' has no best.pt yet; pass a checkpoint file or a finished run.")
         return run.best, run

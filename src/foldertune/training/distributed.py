@@ -67,8 +67,10 @@ class Distributed:
 
     def start(self, device: torch.device) -> None:
         """Join the process group (once): NCCL between GPUs, gloo between CPU processes."""
-        if not self.enabled or torch_dist.is_initialized():
+        if not self.enabled or torch_dist.is_initialized():  # joined already: cross-validation's next fold
             self.backend = torch_dist.get_backend() if torch_dist.is_initialized() else None
+            if self.backend == "nccl":
+                self.collective_device = device
             return
         self.backend = "nccl" if device.type == "cuda" else "gloo"
         torch_dist.init_process_group(backend=self.backend)

@@ -17,6 +17,7 @@ epoch; rank 0 alone writes the run folder and talks to the trackers (trackers.py
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import time
@@ -64,12 +65,16 @@ def fit(
     live: bool = False,
     verbose: bool = False,
     log=print,
+    into: Path | None = None,
+    keep_group: bool = False,
 ) -> Path:
     """Train a new run as `cfg` says (on `data`, when the caller has prepared it already); returns its run folder.
     `live` redraws the training curves in a notebook cell as the run goes; `verbose` prints where the time of the
-    final evaluation and report went.
+    final evaluation and report went. `into`: an existing run folder to train in instead of a new one (the final
+    model of a cross-validation run, --refit).
 
-    Under torchrun, rank 0 prepares the data and the run folder and hands them to the other processes.
+    Under torchrun, rank 0 prepares the data and the run folder and hands them to the other processes;
+    `keep_group` leaves the process group joined afterwards (cross-validation trains one fold after another).
     """
     dist = Distributed.from_environment()
     if not dist.is_main:
@@ -78,7 +83,8 @@ def fit(
     dist.start(runtime.device)
 
     def setup() -> tuple[PreparedData, Path, dict | None, str]:
-        check_new_run(cfg)
+        if into is None:
+            check_new_run(cfg)
         prepared = data if data is not None else prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)
         log(prepared.summary())
         state_dict, weights_origin = None, "none (random initialisation)"
@@ -87,7 +93,8 @@ def fit(
                 get_backbone(cfg.model.backbone), weights_file=cfg.model.weights, log=log
             )
         default_name = f"{cfg.model.backbone.replace('/', '-')}-{cfg.train.mode}"  # timm/NAME: timm-NAME-MODE
-        run = RunFolder.create(cfg.project, cfg.run_name, default_name=default_name)
+        run = RunFolder(into) if into is not None else RunFolder.create(cfg.project, cfg.run_name,
+                                                                         default_name=default_name)  # fmt: skip
         run.write_classes(prepared.classes)
         write_manifest(run.split_file, prepared.records)
         report = run.data_report_log()
@@ -109,7 +116,7 @@ def fit(
 
     torch.manual_seed(cfg.train.seed)  # the new head's initialisation (and the whole network's in scratch mode)
     model = build_model(cfg.model.backbone, len(data.classes), state_dict=state_dict, img_size=pre.crop_size)
-    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live, verbose), model, start=None)
+    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live, verbose, keep_group), model, start=None)
 
 
 def resume(
@@ -122,6 +129,7 @@ def resume(
     live: bool = False,
     verbose: bool = False,
     log=print,
+    keep_group: bool = False,
 ) -> Path:
     """Continue a run from its last.pt: same split, weights, optimizer and schedule state; more epochs if given.
 
@@ -162,7 +170,8 @@ def resume(
 
     model = build_model(cfg.model.backbone, len(classes), img_size=pre.crop_size)
     model.load_state_dict(checkpoint["model"])
-    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live, verbose), model, start=checkpoint)
+    return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live, verbose, keep_group), model,
+                  start=checkpoint)  # fmt: skip
 
 
 class RunFinished(UserError):
@@ -249,6 +258,7 @@ class Job:
     log: Callable[[str], object]  # print on rank 0, silent on the others
     live: bool = False  # redraw the curves in a notebook cell (rank 0)
     verbose: bool = False  # also print where the time of the final evaluation and report goes
+    keep_group: bool = False  # stay in the process group at the end (torchrun: more folds to train)
 
     def save(self, path: Path, model: nn.Module, epoch: int, metrics: dict, training: dict | None = None) -> None:
         """A checkpoint of `model` after `epoch`, written by rank 0; a failure there (a full disk) stops every
@@ -309,7 +319,8 @@ def _train(job: Job, model: nn.Module, *, start: dict | None) -> Path:
                     raise
                 raise LoaderWorkerDied(died, run.path, f"in epoch {epoch}") from None
 
-        dist.close()
+        if not job.keep_group:
+            dist.close()
         if not dist.is_main:
             return run.path  # rank 0 alone evaluates best.pt and writes the report
         _final_evaluation(run, job, training.progress.best_epoch)
@@ -385,15 +396,19 @@ def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop:
         trained.seconds += training.setup_seconds
         if tc.compile:
             job.log(f"torch.compile: the first step took {trained.first_step_seconds:.1f} s (compiling)")
-    dist.sync_buffers(training.validated)  # BatchNorm statistics as rank 0 saves them
-    with memory_hint(job.runtime, tc.batch_size, epoch):
-        val = validate(training.validated, training.loaders["val"], ctx).summary()
+    if "val" in training.loaders:
+        dist.sync_buffers(training.validated)  # BatchNorm statistics as rank 0 saves them
+        with memory_hint(job.runtime, tc.batch_size, epoch):
+            val = validate(training.validated, training.loaders["val"], ctx).summary()
+        improved = training.progress.record(val[tc.best_metric], epoch)
+    else:  # the final model of --refit sees every image in training: the latest epoch is the model
+        val = dict.fromkeys(("loss", "accuracy", "precision", "recall", "f1"), math.nan)
+        improved = training.progress.record(float(epoch), epoch)
     training.metrics, lr = val, trained.lr  # the rate the epoch's last step used, as batches.csv logs it
     row = _epoch_row(epoch, trained, val, lr)
     if dist.is_main:
         training.epoch_log.append(row)
         ctx.trackers.log_epoch(row, step=epoch * len(training.loaders["train"]))
-    improved = training.progress.record(val[tc.best_metric], epoch)
     if improved:
         job.save(run.best, training.model, epoch, val)
     job.save(run.last, training.model, epoch, val, training.state_dict(dist.world_size))
@@ -449,7 +464,7 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
     add_unknown_reference(run, cfg, data, quiet=job.quiet)  # the training features unknown_score compares with
     seconds["unknown reference"] = time.perf_counter() - started
     results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
-    log(f"\nbest.pt (epoch {best_epoch}):")
+    log(f"\nbest.pt (epoch {best_epoch}{'' if data.count('val') else ', the last: no validation split'}):")
     for split in ("val", "test"):
         if data.count(split) == 0:
             continue
@@ -504,8 +519,24 @@ def imbalanced(data: PreparedData) -> bool:
 
 
 def _print_epoch(log, epoch: int, epochs: int, trained: EpochResult, val: dict, lr: float, improved: bool) -> None:
+    validated = (
+        "no validation"
+        if math.isnan(val["loss"])
+        else (f"val loss {val['loss']:.4f} acc {val['accuracy']:.3f} macro_f1 {val['f1']:.3f}")
+    )
     log(
         f"epoch {epoch:>{len(str(epochs))}}/{epochs}  train loss {trained.loss:.4f} acc {trained.accuracy:.3f}"
-        f"  | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} macro_f1 {val['f1']:.3f}"
-        f"  | lr {lr:.2e}  {trained.seconds:.1f}s {trained.images_per_s:.0f} img/s" + ("  *best" if improved else "")
+        f"  | {validated}  | lr {lr:.2e}  {trained.seconds:.1f}s {trained.images_per_s:.0f} img/s"
+        + ("  *best" if improved and not math.isnan(val["loss"]) else "")
     )
+
+
+def finish(run_path: str | os.PathLike, *, quiet: bool = False, log=print) -> Path:
+    """The final evaluation of a run whose epochs are all trained but which stopped before metrics.json was written
+    (a signal during the evaluation); rank 0's work."""
+    run = RunFolder(run_path)
+    cfg = RunConfig.from_dict(run.config()["settings"])
+    progress = Progress.from_state_dict(load_checkpoint(run.last)["training"]["progress"])
+    data = PreparedData(run.config()["data"]["source"], run.classes(), read_manifest(run.split_file))
+    _final_evaluation(run, cfg, data, progress.best_epoch, quiet, log)
+    return run.path

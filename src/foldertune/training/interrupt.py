@@ -52,6 +52,7 @@ class TrainingInterrupted(TrainingStopped):
     def __init__(self, signum: int, run: Path, where: str) -> None:
         self.signum = signum
         self.run = run
+        self.where = where
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
         super().__init__(

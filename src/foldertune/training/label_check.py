@@ -35,16 +35,11 @@ from foldertune.analysis.label_scores import (
 )
 from foldertune.config import ModelConfig
 from foldertune.data.check import DataCheck, Finding
-from foldertune.data.near_duplicates import MIN_COSINE, NearPair, copy_groups, embedding_pairs
+from foldertune.data.near_duplicates import MIN_COSINE, NearPair, copy_groups, embedding_pairs, fold_groups
 from foldertune.data.split import assign_splits, write_manifest
 from foldertune.errors import UserError
 from foldertune.models.registry import get_backbone
 from foldertune.runs.atomic import check_output, is_inside
-
-MAX_FOLD_GROUP = 20  # copies (exact, or near by hash or feature cosine) share a fold, unless their group is larger:
-# then it is a chain of look-alikes, not copies of one image (before near pairs had to stand out from their
-# neighbourhood, 3,000 Fashion-MNIST images chained into groups of 1,038 and 583, and one fold holding a third of
-# the images left its head without them); exact copies stay together always
 
 
 @dataclass(frozen=True)
@@ -134,13 +129,7 @@ def check_labels(report: DataCheck, options: LabelCheckOptions, *, progress: boo
     labels = np.array([index[record.label] for record in report.records])
     position = {path: i for i, path in enumerate(paths)}
     group_of = np.arange(len(paths))
-    exact = copy_groups(report.records, report.duplicate_groups, [])
-    near = [
-        group
-        for group in copy_groups(report.records, report.duplicate_groups, report.near_pairs)
-        if len(group) <= MAX_FOLD_GROUP
-    ]  # fmt: skip  (a longer chain is look-alikes, not copies of one image)
-    for number, group in enumerate(exact + near):
+    for number, group in enumerate(fold_groups(report.records, report.duplicate_groups, report.near_pairs)):
         for record in group:
             group_of[position[record.path]] = len(paths) + number  # copies share a fold
     fit, reused = _out_of_fold(features, labels, group_of, options)
