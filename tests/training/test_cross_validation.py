@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from helpers import copy_subset, read_csv, run_cli
 
 import foldertune as ft
@@ -113,3 +114,5 @@ def test_refit_leaves_a_model_for_predict_and_too_many_folds_are_refused(tmp_pat
     assert len(rows) == 1 and rows[0]["val_acc"] == "nan"  # no validation split left
     prediction = ft.load(run).predict(str(photos / "tools"))
     assert len(prediction) == 4
+    pooled = json.loads((run / "cv.json").read_text(encoding="utf-8"))["temperature"]  # from the out-of-fold logits
+    assert torch.load(run / "best.pt", weights_only=True)["temperature"] == pytest.approx(pooled)

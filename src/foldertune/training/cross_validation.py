@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foldertune.analysis.calibration import fit_temperature
 from foldertune.analysis.cross_validation import OutOfFold, cv_summary
 from foldertune.config import RunConfig
 from foldertune.data.check import CHECK_COLUMNS
@@ -37,7 +38,8 @@ from foldertune.data.split import assign_folds, write_manifest
 from foldertune.device import choose_runtime
 from foldertune.errors import UserError
 from foldertune.models.registry import get_backbone
-from foldertune.runs.atomic import write_json
+from foldertune.runs.atomic import read_json, write_json
+from foldertune.runs.checkpoint import load_checkpoint, save_checkpoint
 from foldertune.runs.folder import RunFolder, check_new_run
 from foldertune.runs.tables import read_table, write_table
 from foldertune.training.distributed import Distributed
@@ -218,6 +220,12 @@ def _refit(run: RunFolder, cfg: RunConfig, pooled: PreparedData, dist: Distribut
         resume(run.path, quiet=quiet, log=log, keep_group=True, **overrides)
     else:
         fit(cfg, data=pooled, quiet=quiet, log=log, into=run.path, keep_group=True)
+    if dist.is_main:  # the temperature fitted on the pooled out-of-fold logits calibrates the final model
+        checkpoint = load_checkpoint(run.best)
+        checkpoint["temperature"] = read_json(run.cv_file)["temperature"]
+        save_checkpoint(run.best, checkpoint)
+        log(f"--refit: calibration temperature {checkpoint['temperature']:.2f}, fitted on the pooled out-of-fold "
+            "predictions")  # fmt: skip
 
 
 def _fold_state(run: RunFolder) -> str:
@@ -227,8 +235,6 @@ def _fold_state(run: RunFolder) -> str:
         return "finished"
     if run.last.is_file():
         try:
-            from foldertune.runs.checkpoint import load_checkpoint
-
             checkpoint = load_checkpoint(run.last)
         except UserError:
             return "started"
@@ -251,7 +257,7 @@ def summarize(run: RunFolder) -> dict:
     """cv.json, cv_predictions.csv and cv_logits.npy from the folds' evaluations; returns cv.json's content."""
     classes = run.classes()
     index = {name: i for i, name in enumerate(classes)}
-    per_fold, paths, folds, targets, probabilities = [], [], [], [], []
+    per_fold, paths, folds, targets, probabilities, logits = [], [], [], [], [], []
     number = 1
     while run.fold(number).metrics_file.is_file():
         fold = run.fold(number)
@@ -263,17 +269,23 @@ def summarize(run: RunFolder) -> dict:
         folds += [number] * len(readable)
         targets += [index[row["true"]] for row in readable]
         probabilities.append(np.load(val.scores_file))
+        # the fold's probabilities are softmax(logits / T) with its own temperature: log p * T is its logits, up to a
+        # constant per image that softmax ignores
+        temperature = per_fold[-1]["val"].get("temperature", 1.0)
+        logits.append(np.log(np.clip(probabilities[-1].astype(np.float64), 1e-30, 1.0)) * temperature)
         number += 1
     pooled = OutOfFold(paths, np.array(folds), np.array(targets), np.concatenate(probabilities), classes)
     summary = {"folds": len(per_fold), "model": "best.pt (--refit)" if (run.config()["settings"]["train"]
                .get("refit")) else "none: each fold-k/best.pt is the model of its fold"}  # fmt: skip
     summary.update(cv_summary(per_fold, pooled))
+    logits = np.concatenate(logits).astype(np.float32)
+    summary["temperature"] = fit_temperature(logits, pooled.targets)  # for --refit's model, which has no val split
     write_json(run.cv_file, summary)
-    _write_out_of_fold(run, pooled)
+    _write_out_of_fold(run, pooled, logits)
     return summary
 
 
-def _write_out_of_fold(run: RunFolder, pooled: OutOfFold) -> None:
+def _write_out_of_fold(run: RunFolder, pooled: OutOfFold, logits: np.ndarray) -> None:
     predicted = pooled.probabilities.argmax(axis=1)
     own = pooled.probabilities[np.arange(len(pooled.targets)), pooled.targets]
     rows = [
@@ -284,7 +296,6 @@ def _write_out_of_fold(run: RunFolder, pooled: OutOfFold) -> None:
                                                           strict=True))
     ]  # fmt: skip
     write_table(run.cv_predictions_file, ["path", "fold", "true", "predicted", "confidence", "correct", "loss"], rows)
-    logits = np.log(np.clip(pooled.probabilities.astype(np.float64), 1e-30, 1.0)).astype(np.float32)
     np.save(run.cv_logits_file, logits)
 
 

@@ -402,7 +402,8 @@ def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop:
             val = validate(training.validated, training.loaders["val"], ctx).summary()
         improved = training.progress.record(val[tc.best_metric], epoch)
     else:  # the final model of --refit sees every image in training: the latest epoch is the model
-        val = dict.fromkeys(("loss", "accuracy", "precision", "recall", "f1"), math.nan)
+        val = dict.fromkeys(("loss", "accuracy", "accuracy_low", "accuracy_high", "precision", "recall", "f1",
+                             "balanced_accuracy"), math.nan)  # fmt: skip
         improved = training.progress.record(float(epoch), epoch)
     training.metrics, lr = val, trained.lr  # the rate the epoch's last step used, as batches.csv logs it
     row = _epoch_row(epoch, trained, val, lr)
