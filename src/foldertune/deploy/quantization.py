@@ -53,7 +53,8 @@ def quantize_onnx(source: Path, target: Path, files: list[Path], pre: Preprocess
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = target.with_name(f"prepared-{target.name}")
-    quant_pre_process(str(source), str(prepared))  # shapes inferred, BatchNorm folded into the convolutions
+    # shapes inferred by ONNX (the symbolic inference fails on the unknown_score part), BatchNorm folded into convs
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     source = prepared
     model = onnx.load(str(source))
     graph_input = model.graph.input[0]
