@@ -24,6 +24,7 @@ import itertools
 import os
 from collections import Counter
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -180,15 +181,10 @@ def _train_folds(
             log(f"\nfold {number}/{cfg.train.folds}: finished before, kept ({fold.path})")
             continue
         log(f"\nfold {number}/{cfg.train.folds}:")
+        start = partial(fit, _fold_config(cfg, run, number), data=_fold_data(pooled, fold_of, number), quiet=quiet,
+                        log=log, keep_group=True)  # fmt: skip
         try:
-            if state == "trained":
-                if dist.is_main:
-                    finish(fold.path, quiet=quiet, log=log)
-            elif state == "started":
-                resume(fold.path, quiet=quiet, log=log, keep_group=True, **overrides)
-            else:
-                fit(_fold_config(cfg, run, number), data=_fold_data(pooled, fold_of, number), quiet=quiet, log=log,
-                    keep_group=True)  # fmt: skip
+            _carry_on(fold, state, dist, quiet=quiet, log=log, overrides=overrides, start=start)
         except TrainingInterrupted as stopped:  # the whole run continues from here, not the fold alone
             raise TrainingInterrupted(stopped.signum, run.path, f"in fold {number}, {stopped.where}") from None
     if dist.is_main:
@@ -213,19 +209,25 @@ def _refit(run: RunFolder, cfg: RunConfig, pooled: PreparedData, dist: Distribut
     if state == "finished":
         return
     log(f"\n--refit: the final model, trained on all {pooled.count('train')} train and val images:")
-    if state == "trained":
-        if dist.is_main:
-            finish(run.path, quiet=quiet, log=log)
-    elif state == "started":
-        resume(run.path, quiet=quiet, log=log, keep_group=True, **overrides)
-    else:
-        fit(cfg, data=pooled, quiet=quiet, log=log, into=run.path, keep_group=True)
+    start = partial(fit, cfg, data=pooled, quiet=quiet, log=log, into=run.path, keep_group=True)
+    _carry_on(run, state, dist, quiet=quiet, log=log, overrides=overrides, start=start)
     if dist.is_main:  # the temperature fitted on the pooled out-of-fold logits calibrates the final model
         checkpoint = load_checkpoint(run.best)
         checkpoint["temperature"] = read_json(run.cv_file)["temperature"]
         save_checkpoint(run.best, checkpoint)
         log(f"--refit: calibration temperature {checkpoint['temperature']:.2f}, fitted on the pooled out-of-fold "
             "predictions")  # fmt: skip
+
+
+def _carry_on(run: RunFolder, state: str, dist: Distributed, *, quiet: bool, log, overrides: dict, start) -> None:
+    """Take `run` on from its `_fold_state`: evaluate a trained one, resume a started one, or `start()` a new one."""
+    if state == "trained":
+        if dist.is_main:
+            finish(run.path, quiet=quiet, log=log)
+    elif state == "started":
+        resume(run.path, quiet=quiet, log=log, keep_group=True, **overrides)
+    else:
+        start()
 
 
 def _fold_state(run: RunFolder) -> str:
