@@ -1,7 +1,7 @@
 """What the end of a run costs: the final evaluation, figures and report against a one-epoch fine-tune.
 
     python bench/end_of_run.py                            # this checkout: about 2 minutes on a 2-core CPU
-    python bench/end_of_run.py --against /work/main/src   # and another source tree, side by side (before / after)
+    python bench/end_of_run.py --against ../before/src   # and another source tree, side by side (before / after)
     python bench/end_of_run.py --repeat 2                 # each run twice (the machine is shared: take the best)
 
 Cases: (a) the bundled sample as it is (110 training, 28 validation photos) and (b) the sample pre-split into 39
