@@ -1,4 +1,5 @@
-"""Classification metrics as pure functions of targets and scores (scikit-learn does the counting).
+"""Classification metrics as pure functions of targets and scores (scikit-learn does the counting; imported
+where used, as it takes a second or two to import and training's first step does not need it).
 
     summary = classification_summary(targets, logits)     # {'accuracy': 0.93, 'precision': ..., 'top5_accuracy': ...}
     rows = per_class_table(targets, logits.argmax(1), classes)
@@ -13,13 +14,6 @@ absent or that makes up the whole split, where they mean nothing.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    confusion_matrix,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
 
 from foldertune.analysis.intervals import interval_keys
 
@@ -34,6 +28,8 @@ def topk_accuracy(targets: np.ndarray, scores: np.ndarray, k: int) -> float:
 def classification_summary(targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """accuracy, macro precision / recall / f1, balanced accuracy (the macro recall) and, with more than five classes,
     top-5 accuracy."""
+    from sklearn.metrics import accuracy_score
+
     predictions = scores.argmax(axis=1)
     precision, recall, f1 = averages(targets, predictions, "macro")
     summary = {
@@ -50,6 +46,8 @@ def classification_summary(targets: np.ndarray, scores: np.ndarray) -> dict[str,
 
 def averages(targets: np.ndarray, predictions: np.ndarray, average: str) -> tuple[float, float, float]:
     """(precision, recall, f1) averaged over the classes present in the targets: "macro" or "weighted"."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     precision, recall, f1, _ = precision_recall_fscore_support(
         targets, predictions, labels=np.unique(targets), average=average, zero_division=0
     )
@@ -58,6 +56,8 @@ def averages(targets: np.ndarray, predictions: np.ndarray, average: str) -> tupl
 
 def per_class_table(targets: np.ndarray, predictions: np.ndarray, classes: list[str]) -> list[dict[str, object]]:
     """One row per class: precision, recall, f1, support (number of true samples)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     labels = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(
         targets, predictions, labels=labels, average=None, zero_division=0
@@ -76,6 +76,8 @@ def per_class_table(targets: np.ndarray, predictions: np.ndarray, classes: list[
 
 def confusion(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts: row = true class, column = predicted class."""
+    from sklearn.metrics import confusion_matrix
+
     return confusion_matrix(targets, predictions, labels=list(range(num_classes)))
 
 
@@ -86,6 +88,8 @@ def sample_losses(targets: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
 
 def evaluation_report(targets: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
     """Everything `foldertune evaluate` reports: overall figures, per-class table and most-confused pairs."""
+    from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+
     predictions = probabilities.argmax(axis=1)
     overall: dict[str, float] = {
         "images": len(targets),

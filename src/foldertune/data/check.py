@@ -354,7 +354,7 @@ def find_duplicates(
     cache: ScanCache | None = None,
 ) -> list[list[ImageRecord]]:
     """Groups of files with identical bytes; only files whose size matches another's are read and hashed (unless
-    the `cache` knows their digest)."""
+    the `cache` knows their digest, or the groups of this same list of files, all unchanged)."""
     by_size: dict[int, list[ImageRecord]] = defaultdict(list)
     for record in records:
         if record.path in info:
@@ -362,6 +362,21 @@ def find_duplicates(
     candidates = [record for group in by_size.values() if len(group) > 1 for record in group]
     if not candidates:
         return []
+    # a candidate list the cache saw before, every file unchanged: the same groups (as positions in the list)
+    key = cache.fingerprint("copies", [record.path for record in candidates]) if cache is not None else None
+    positions = cache.result(key) if cache is not None else None
+    if positions is None:
+        positions = _identical(candidates, info, workers=workers, progress=progress, cache=cache)
+        if cache is not None:
+            cache.store_result(key, "copies", positions)
+    groups = [sorted((candidates[i] for i in group), key=lambda r: (SPLITS.index(r.split) if r.split else -1, r.path))
+              for group in positions]  # fmt: skip
+    return sorted(groups, key=lambda group: group[0].path)
+
+
+def _identical(candidates: list[ImageRecord], info: dict[str, ImageInfo], *, workers: int | None, progress: bool,
+               cache: ScanCache | None) -> list[list[int]]:  # fmt: skip
+    """Positions in `candidates` of the files with identical bytes, 2+ per group, by digest."""
     known = cache.digests(record.path for record in candidates) if cache is not None else {}
     to_read = [path for path in dict.fromkeys(record.path for record in candidates) if path not in known]
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
@@ -372,14 +387,12 @@ def find_duplicates(
     if cache is not None:
         cache.note_read(found)
         cache.store_digests({path: digest for path, digest in found.items() if digest is not None})
-    digests = [known.get(record.path) or found.get(record.path) for record in candidates]
-    by_content: dict[tuple[int, str], list[ImageRecord]] = defaultdict(list)
-    for record, digest in zip(candidates, digests, strict=True):
+    by_content: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for i, record in enumerate(candidates):
+        digest = known.get(record.path) or found.get(record.path)
         if digest is not None:
-            by_content[(info[record.path].file_bytes, digest)].append(record)
-    groups = [sorted(group, key=lambda r: (SPLITS.index(r.split) if r.split else -1, r.path))
-              for group in by_content.values() if len(group) > 1]  # fmt: skip
-    return sorted(groups, key=lambda group: group[0].path)
+            by_content[(info[record.path].file_bytes, digest)].append(i)
+    return [group for group in by_content.values() if len(group) > 1]
 
 
 def class_warnings(records: list[ImageRecord]) -> list[str]:

@@ -17,6 +17,8 @@ damaged or unwritable file only means the scan reads every image, as without a c
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -25,7 +27,6 @@ from pathlib import Path
 from foldertune.data.images import ImageInfo
 
 FILE_NAME = "scan-1.sqlite"  # the number changes with the tables
-CHUNK = 500  # paths per query (SQLite limits the parameters of one statement)
 # ImageInfo's fields but its file_bytes and mtime_ns, which are the entry's own size and mtime_ns
 INFO_FIELDS = tuple(field.name for field in dataclasses.fields(ImageInfo))[:-2]
 TABLES = {
@@ -33,6 +34,8 @@ TABLES = {
     "hashes": "phash INTEGER NOT NULL, mirror INTEGER NOT NULL",  # pHash of the image and of its mirror (signed)
     "digests": "digest TEXT NOT NULL",  # BLAKE2b-128 of the bytes
 }
+RESULTS = "results (key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL)"  # whole-scan results, as JSON
+KEPT_RESULTS = 20  # per kind: the latest, for as many folders (or states of one) scanned
 
 Stamp = tuple[int, int, int]  # size, modification time, status-change time (ns)
 
@@ -60,6 +63,7 @@ class ScanCache:
                     f"CREATE TABLE IF NOT EXISTS {table} (path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns "
                     f"INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, {columns}, PRIMARY KEY ({key}))"
                 )
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {RESULTS}")
         except (OSError, sqlite3.Error) as error:
             return cls(None, f"{Path(folder) / FILE_NAME}: {error}")
         return cls(connection)
@@ -97,6 +101,42 @@ class ScanCache:
     def store_digests(self, digests: dict[str, str]) -> None:
         self._store("digests", ("digest",), {path: (digest,) for path, digest in digests.items()})
 
+    def fingerprint(self, kind: str, paths: list[str], *settings: object) -> str | None:
+        """The key of a result computed from these files alone (and `settings`): a digest of their paths, sizes and
+        times, so any change to one of them is another key. None without a cache."""
+        if self.connection is None:
+            return None
+        listing = "\n".join(f"{path}\0{self.stamp(path)}" for path in paths)
+        return hashlib.blake2b(f"{kind}\0{settings!r}\0{listing}".encode(), digest_size=16).hexdigest()
+
+    def result(self, key: str | None):
+        """What `store_result` kept under `key` (JSON values), or None."""
+        if self.connection is None or key is None:
+            return None
+        try:
+            row = self.connection.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else json.loads(row[0])
+
+    def store_result(self, key: str | None, kind: str, value) -> None:
+        """Keep `value` under `key`, and of each kind only the KEPT_RESULTS latest."""
+        if self.connection is None or key is None:
+            return
+        try:
+            with self.connection:
+                self.connection.execute("BEGIN")
+                self.connection.execute(
+                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, kind, json.dumps(value))
+                )
+                self.connection.execute(
+                    "DELETE FROM results WHERE kind = ? AND rowid NOT IN "
+                    "(SELECT rowid FROM results WHERE kind = ? ORDER BY rowid DESC LIMIT ?)",
+                    (kind, kind, KEPT_RESULTS),
+                )
+        except sqlite3.Error:
+            pass  # computed again next time
+
     def note_read(self, paths: Iterable[str]) -> None:
         self.read_afresh.update(paths)
 
@@ -110,21 +150,22 @@ class ScanCache:
     def _lookup(self, table: str, columns: str, paths: Iterable[str], extra: tuple[str, str] | None = None) -> dict:
         if self.connection is None:
             return {}
-        paths = [path for path in paths if self.stamp(path) is not None]
+        wanted = {path for path in paths if self.stamp(path) is not None}
+        if not wanted:
+            return {}
+        # one query over the range of paths that share the scan's folder: far faster than asking path by path
+        prefix = os.path.commonprefix([min(wanted), max(wanted)])  # noqa: RUF071 (a range of strings, not a folder)
         condition = f" AND {extra[0]} = ?" if extra else ""
+        query = (
+            f"SELECT path, size, mtime_ns, ctime_ns, {columns} FROM {table} WHERE path >= ? AND path <= ?{condition}"
+        )
         found = {}
         try:
-            for start in range(0, len(paths), CHUNK):
-                chunk = paths[start : start + CHUNK]
-                marks = ",".join("?" * len(chunk))
-                query = (
-                    f"SELECT path, size, mtime_ns, ctime_ns, {columns} FROM {table} WHERE path IN ({marks}){condition}"
-                )
-                for path, size, mtime_ns, ctime_ns, *values in self.connection.execute(
-                    query, (*chunk, *(extra[1:] if extra else ()))
-                ):
-                    if (size, mtime_ns, ctime_ns) == self.stamp(path):
-                        found[path] = values[0] if len(values) == 1 else tuple(values)
+            for path, size, mtime_ns, ctime_ns, *values in self.connection.execute(
+                query, (prefix, prefix + "\U0010ffff", *(extra[1:] if extra else ()))
+            ):
+                if path in wanted and (size, mtime_ns, ctime_ns) == self._stamps[path]:
+                    found[path] = values[0] if len(values) == 1 else tuple(values)
         except sqlite3.Error:
             return {}  # a damaged cache: read the files
         self.served.update(found)
