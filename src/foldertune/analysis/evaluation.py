@@ -67,6 +67,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     log=print,
     seconds: dict[str, float] | None = None,
+    classifier: Classifier | None = None,
 ) -> Path:
     """Evaluate `source` (a run folder's best.pt or a checkpoint) and write the evaluation folder; returns it.
 
@@ -76,6 +77,8 @@ def evaluate_checkpoint(
     validation split). With `tta`, the probabilities are the mean over the image and its mirror image. An `out`
     folder that holds files is refused unless `force`; the run's own evaluation folders are replaced. `seconds`,
     when given, receives the time each part took (network, feature map, Grad-CAM), added to what it holds.
+    `classifier`: the checkpoint's network, already built by a caller that evaluates several splits (the end of a
+    run builds it once, in the run's training precision); by default one is built here, in fp32.
     """
     seconds = {} if seconds is None else seconds
     started = time.perf_counter()
@@ -93,7 +96,8 @@ def evaluate_checkpoint(
         )
     folder.clear()
     out = folder.path
-    classifier = Classifier(checkpoint, device=device)
+    if classifier is None:
+        classifier = Classifier(checkpoint, device=device)
     classes = classifier.classes
 
     index = {label: i for i, label in enumerate(classes)}

@@ -323,8 +323,10 @@ def _train(job: Job, model: nn.Module, *, start: dict | None) -> Path:
             dist.close()
         if not dist.is_main:
             return run.path  # rank 0 alone evaluates best.pt and writes the report
+        steps = epoch * len(training.loaders["train"])
+        training.loaders.clear()  # the loader processes end here: their memory is free for the evaluation's work
         _final_evaluation(run, job, training.progress.best_epoch)
-        trackers.finish(run, best=run.metrics(), step=epoch * len(training.loaders["train"]))
+        trackers.finish(run, best=run.metrics(), step=steps)
     job.log(f"run folder: {run.path}")
     return run.path
 
@@ -457,21 +459,27 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
     probabilities, and every later prediction, are calibrated. The seconds each part took go to config.json
     ("end_of_run"), and to the log with --verbose."""
     from foldertune.analysis.evaluation import evaluate_checkpoint, summary_line
+    from foldertune.inference.classifier import Classifier
     from foldertune.training.unknown_reference import add_unknown_reference
 
     cfg, data, log = job.cfg, job.data, job.log
     started = time.perf_counter()
     seconds: dict[str, float] = {}
-    add_unknown_reference(run, cfg, data, quiet=job.quiet)  # the training features unknown_score compares with
-    seconds["unknown reference"] = time.perf_counter() - started
-    results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
     log(f"\nbest.pt (epoch {best_epoch}{'' if data.count('val') else ', the last: no validation split'}):")
+    # one network for every pass below. The evaluation runs it in fp32: in bf16, 2 of 97 predictions of a 1-epoch
+    # model flipped (near ties), so its metrics would differ from a later `foldertune evaluate`
+    classifier = Classifier(load_checkpoint(run.best), device=cfg.train.device)
+    part = time.perf_counter()
+    seconds["network"] = part - started  # the evaluations add their passes to it
+    add_unknown_reference(run, cfg, data, quiet=job.quiet, classifier=classifier)  # what unknown_score compares with
+    seconds["unknown reference"] = time.perf_counter() - part
+    results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
     for split in ("val", "test"):
         if data.count(split) == 0:
             continue
         out = evaluate_checkpoint(run.path, split=split, device=cfg.train.device, figures=cfg.report,
                                   calibrate=split == "val", progress=not job.quiet, log=lambda *_: None,
-                                  seconds=seconds)  # fmt: skip
+                                  seconds=seconds, classifier=classifier)  # fmt: skip
         evaluation = EvalFolder(out).metrics()
         overall = evaluation["overall"]
         results[split] = {
@@ -539,5 +547,7 @@ def finish(run_path: str | os.PathLike, *, quiet: bool = False, log=print) -> Pa
     cfg = RunConfig.from_dict(run.config()["settings"])
     progress = Progress.from_state_dict(load_checkpoint(run.last)["training"]["progress"])
     data = PreparedData(run.config()["data"]["source"], run.classes(), read_manifest(run.split_file))
-    _final_evaluation(run, cfg, data, progress.best_epoch, quiet, log)
+    runtime = choose_runtime(cfg.train.device, cfg.train.precision)
+    pre = Preprocessing.from_dict(load_checkpoint(run.best)["preprocessing"])
+    _final_evaluation(run, Job(run, cfg, data, runtime, pre, Distributed(), quiet, log), progress.best_epoch)
     return run.path

@@ -11,11 +11,15 @@ in float16, are what `inference.unknown.knn_distance` measures against. The chec
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from foldertune.config import RunConfig
-from foldertune.device import choose_runtime
+from foldertune.device import Runtime, choose_runtime
+from foldertune.errors import UserError
+from foldertune.inference.classifier import Classifier
 from foldertune.inference.unknown import REFERENCE_KEY, REFERENCE_LIMIT, SCALE_KEY, reference_scale
 from foldertune.models.build import head_of, model_from_checkpoint
 from foldertune.preprocessing import Preprocessing
@@ -42,27 +46,46 @@ def reference_sample(labels: list[int], *, limit: int = REFERENCE_LIMIT, seed: i
     return sorted(np.concatenate(chosen).tolist())
 
 
-def add_unknown_reference(run: RunFolder, cfg: RunConfig, data: PreparedData, *, quiet: bool = True) -> int:
-    """Store the reference features of best.pt's network in best.pt; the number of training images used."""
+def add_unknown_reference(
+    run: RunFolder, cfg: RunConfig, data: PreparedData, *, quiet: bool = True, classifier: Classifier | None = None
+) -> int:
+    """Store the reference features of best.pt's network in best.pt; the number of training images used.
+    `classifier`: best.pt's network as the end of the run already built it (in the run's precision), reused."""
     samples = data.samples("train")
     if not samples:
         return 0
     chosen = [samples[i][0] for i in reference_sample([label for _, label in samples], seed=cfg.train.seed)]
     checkpoint = load_checkpoint(run.best)
-    model = model_from_checkpoint(checkpoint).eval()
     runtime = choose_runtime(cfg.train.device, cfg.train.precision)  # the linear run's cached features' precision
-    model.to(runtime.device)
+    model = classifier.model if classifier is not None else model_from_checkpoint(checkpoint).eval().to(runtime.device)
     pre = Preprocessing.from_dict(checkpoint["preprocessing"])
     store = None
     if cfg.train.mode == "linear" and cfg.train.feature_cache == "disk":  # the backbone is frozen: cached features
         store = feature_store(model, cfg.model.backbone, pre, precision=runtime.precision,
                               root=cache_root(cfg.data.cache_dir))  # fmt: skip
-    features, _ = extract_features(model, cfg.model.backbone, chosen, pre, runtime, store=store, workers=0,
-                                   progress=not quiet, desc="reference features")  # fmt: skip
-    reference = features[:, 0].to(torch.float16).contiguous()
+    if store is None and classifier is not None:  # the network the evaluation runs next: built and warm already
+        reference = _head_inputs(classifier, chosen, runtime, quiet=quiet).to(torch.float16).contiguous()
+    else:
+        features, _ = extract_features(model, cfg.model.backbone, chosen, pre, runtime, store=store, workers=0,
+                                       progress=not quiet, desc="reference features")  # fmt: skip
+        reference = features[:, 0].to(torch.float16).contiguous()
     with torch.no_grad():
         logits = head_of(model, cfg.model.backbone)(reference.float().to(runtime.device)).float().cpu().numpy()
     checkpoint[REFERENCE_KEY] = reference
     checkpoint[SCALE_KEY] = torch.from_numpy(reference_scale(reference.float().numpy(), logits))
     save_checkpoint(run.best, checkpoint)
     return len(chosen)
+
+
+def _head_inputs(classifier: Classifier, paths: list[str], runtime: Runtime, *, quiet: bool) -> torch.Tensor:
+    """(N, features) float32: what the head receives for each image, from the classifier's (fused) network in the
+    run's precision (as extract_features computes them)."""
+    rows = []
+    for chunk, errors, images in classifier.load_batches([Path(p) for p in paths], progress=not quiet):
+        unreadable = next(((path, error) for path, error in zip(chunk, errors, strict=True) if error), None)
+        if unreadable:
+            raise UserError(f"'{unreadable[0]}' became unreadable since the scan ({unreadable[1]}); restore it or "
+                            "start again.")  # fmt: skip
+        with runtime.autocast():
+            rows.append(classifier.outputs(images)[2])
+    return torch.from_numpy(np.concatenate(rows))
