@@ -267,3 +267,15 @@ def test_the_run_records_its_data_check_and_keeps_copies_in_one_split(small_data
     assert len(rows) == len(split)
     assert {row["findings"] for row in rows if "fishes" in row["path"]} == {"duplicate"}
     assert "Data check" in (ft.report(run)).read_text(encoding="utf-8")
+
+
+def test_finish_evaluates_a_run_whose_epochs_are_all_trained(chinese_run, tmp_path):
+    from foldertune.training.fit import finish
+
+    run = shutil.copytree(chinese_run[0], tmp_path / "run")  # as if a signal had stopped its final evaluation
+    (run / "metrics.json").unlink()
+    shutil.rmtree(run / "eval")
+    assert finish(run, quiet=True, log=lambda *_: None) == run
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    before = json.loads((chinese_run[0] / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["val"]["accuracy"] == before["val"]["accuracy"] and (run / "eval" / "val" / "scores.npy").is_file()
