@@ -71,14 +71,14 @@ def measure(args, results: Path) -> None:
         if "sample" in args.sets:
             sets["sample"] = (sample_data_path(), args.sample_size, args.sample_epochs)
         if "fashion" in args.sets:
-            sets["fashion"] = (fashion_folder(work / "fashion", args.fashion_per_class), args.fashion_size,
+            sets["fashion"] = (fashion_folder(work / "data" / "fashion", args.fashion_per_class), args.fashion_size,
                                args.fashion_epochs)  # fmt: skip
         for seed in args.seeds:  # seeds outermost: a bench cut short still compares every recipe on the first seeds
             for set_name, (data, size, epochs) in sets.items():
                 for recipe in args.recipes:
                     if (set_name, recipe, seed) in done:
                         continue
-                    row = train_one(data, recipe, RECIPES[recipe], seed, size, epochs, args, work / set_name)
+                    row = train_one(data, recipe, RECIPES[recipe], seed, size, epochs, args, work / "runs" / set_name)
                     append(results, {"set": set_name, "recipe": recipe, "seed": seed, **row})
         for seed in args.seeds if args.lr_find else []:  # after the recipes, which the table needs most
             if ("sample", LR_AUTO, seed) not in done:
@@ -87,7 +87,7 @@ def measure(args, results: Path) -> None:
                 found = ft.lr_find(data=str(data), model="mobilenet_v2", mode="finetune", img_size=size, seed=seed,
                                    workers=args.workers, steps=args.lr_find_steps, quiet=True)  # fmt: skip
                 find_seconds = time.perf_counter() - started
-                row = train_one(data, LR_AUTO, {"lr": found.suggestion}, seed, size, epochs, args, work / "lr")
+                row = train_one(data, LR_AUTO, {"lr": found.suggestion}, seed, size, epochs, args, work / "runs" / "lr")
                 append(results, {"set": "sample", "recipe": LR_AUTO, "seed": seed, "lr": found.suggestion,
                                  "find_seconds": find_seconds, **row})  # fmt: skip
 
