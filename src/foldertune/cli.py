@@ -37,6 +37,7 @@ from foldertune import __version__
 from foldertune.config import (
     ALIASES,
     CHOICES,
+    DEFAULT_EMA_DECAY,
     DEVICES,
     DataConfig,
     ModelConfig,
@@ -152,7 +153,8 @@ TRAIN_GROUPS = {
     "data": {"root": None, "val_fraction": "F", "test_fraction": "F", "manifest": "CSV", "img_size": "N",
              "workers": "N", "cache": None, "cache_dir": "DIR"},
     "training": {"epochs": "N", "batch_size": "N", "lr": "X", "weight_decay": "X", "optimizer": None,
-                 "scheduler": None, "warmup_epochs": "E", "label_smoothing": "X", "balance": None, "patience": "N",
+                 "scheduler": None, "warmup_epochs": "E", "label_smoothing": "X", "augment": None, "ema": "DECAY",
+                 "head_warmup": "N", "layer_decay": "F", "balance": None, "patience": "N",
                  "best_metric": None,
                  "seed": "N", "device": None, "precision": None, "compile": None},
     "linear mode": {"feature_cache": None, "feature_views": "N"},
@@ -210,6 +212,8 @@ def _add_setting(p, group, name: str, setting: dataclasses.Field, annotation, do
         arguments = {"dest": name, "metavar": metavar, **({} if kind is str else {"type": kind})}
     if name == "wandb":
         arguments.update(nargs="?", const=WANDB_PROJECT)
+    if name == "ema":  # --ema alone: the default decay
+        arguments.update(nargs="?", const=DEFAULT_EMA_DECAY)
     if name == "lr":  # a number, or auto: the learning-rate range test chooses it (training/lr_find.py)
         arguments.update(type=_learning_rate)
         doc = doc.replace(

@@ -35,6 +35,7 @@ BEST_METRICS = ("accuracy", "f1", "balanced_accuracy")
 BALANCES = ("none", "weights", "sampler")
 FEATURE_CACHES = ("disk", "memory", "off")
 IMAGE_CACHES = ("off", "ram", "disk")
+AUGMENTS = ("standard", "trivialwide", "randaugment")
 
 # The settings that take one of a fixed set of values: checked in __post_init__, offered as choices by the CLI.
 CHOICES = {
@@ -47,11 +48,14 @@ CHOICES = {
     "best_metric": BEST_METRICS,
     "balance": BALANCES,
     "feature_cache": FEATURE_CACHES,
+    "augment": AUGMENTS,
 }
 
 # Learning rates that work for AdamW with batch 32 on the bundled sample and on typical small datasets: the new
 # head alone tolerates a large step; a pretrained backbone needs a small one; from scratch sits in between.
 DEFAULT_LR = {"linear": 3e-3, "finetune": 5e-4, "scratch": 1e-3}
+
+DEFAULT_EMA_DECAY = 0.999  # --ema without a value; short runs average over fewer steps anyway (see training/ema.py)
 
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "adam": 0.0, "sgd": 1e-4}  # AdamW decays decoupled; Adam and SGD use L2
 
@@ -204,6 +208,19 @@ class TrainConfig:
     """Linear warm-up length for the cosine schedule, in epochs; fractions allowed."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
+    augment: str = "standard"
+    """Training augmentation: standard is a random resized crop and a horizontal flip; trivialwide and randaugment
+    add torchvision's TrivialAugmentWide or RandAugment (2 operations, magnitude 9) to each crop."""
+    ema: float | None = None
+    """Keep an exponential moving average of the weights with this decay per step (at most (1 + step) / (10 + step):
+    short runs average over their last tenth or so) and validate, keep in best.pt and export the averaged weights;
+    None: off, the trained weights themselves."""
+    head_warmup: int = 0
+    """Fine-tune mode: train the new head alone for this many epochs (backbone frozen, as in linear mode), then
+    every layer (linear probe, then fine-tune); 0: every layer from the first step."""
+    layer_decay: float | None = None
+    """Layer-wise learning-rate decay: the head trains at --lr, the block before it at lr x F, the one before that
+    at lr x F^2, and so on to the input (blocks in the network's own order); None: every layer at --lr."""
     balance: str = "weights"
     """Imbalanced classes: weights scales each class's loss by (images / classes) / its training images (1 for
     every class of a balanced set); sampler draws the batches with replacement so that every class comes up equally
@@ -254,6 +271,26 @@ class TrainConfig:
             raise UserError(f"--warmup-epochs must be 0 or more; got {self.warmup_epochs!r}.")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label-smoothing must be between 0 and 1; got {self.label_smoothing!r}.")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise UserError(f"--ema must be a decay between 0 and 1, such as 0.999; got {self.ema!r}.")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise UserError(
+                f"--layer-decay must be a factor above 0 and at most 1, such as 0.8; got {self.layer_decay!r}."
+            )
+        if isinstance(self.head_warmup, bool) or not isinstance(self.head_warmup, int) or self.head_warmup < 0:
+            raise UserError(f"--head-warmup must be a whole number of 0 or more epochs; got {self.head_warmup!r}.")
+        if self.head_warmup and self.mode != "finetune":
+            raise UserError(f"--head-warmup trains the head on the frozen pretrained backbone first, so it needs "
+                            f"--mode finetune; --mode {self.mode} cannot use it.")  # fmt: skip
+        if self.head_warmup >= self.epochs:
+            raise UserError(f"--head-warmup {self.head_warmup} leaves no epoch to fine-tune every layer in; make it "
+                            f"smaller than --epochs {self.epochs} (or use --mode linear).")  # fmt: skip
+        if self.layer_decay is not None and self.mode == "linear":
+            raise UserError("--layer-decay sets the rates of the backbone's layers, which --mode linear keeps frozen; "
+                            "drop it or use --mode finetune.")  # fmt: skip
+        if self.augment != "standard" and self.mode == "linear" and self.feature_cache != "off":
+            raise UserError(f"--augment {self.augment} needs the images at every epoch, but --mode linear trains on "
+                            "stored features; add --feature-cache off.")  # fmt: skip
         if self.patience is not None and (isinstance(self.patience, bool) or self.patience < 1):
             raise UserError(f"--patience must be at least 1 epoch; got {self.patience!r}.")
         if self.folds is not None and (

@@ -1,6 +1,7 @@
 """From an image file to the uint8 tensor the network sees: decode no more pixels than the transform will use.
 
     read = TrainReader(pre)            # random resized crop + flip, (3, 224, 224) uint8; seed torch first
+    read = TrainReader(pre, augment="randaugment")   # ... then RandAugment on the crop (--augment)
     read = EvalReader(pre)             # resize the shorter side to 256, center crop 224
     tensor = read("photo.jpg")
     read = TrainReader(pre, opener=image_cache.open)   # pictures from an ImageCache (--cache) instead of the file
@@ -23,7 +24,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from foldertune.data import DEFAULT_MAX_PIXELS
 from foldertune.data.images import open_image
-from foldertune.data.transforms import RANDOM_CROP_MIN_SCALE, build_eval_transform
+from foldertune.data.transforms import RANDOM_CROP_MIN_SCALE, build_eval_transform, policy_augmentation
 from foldertune.preprocessing import Preprocessing
 
 Opener = Callable[..., Image.Image]  # open_image's signature: (path, *, min_side, max_pixels) -> upright RGB
@@ -54,8 +55,16 @@ class TrainReader:
     RandomHorizontalFlip: the caller seeds it per sample.
     """
 
-    def __init__(self, pre: Preprocessing, *, max_pixels: int = DEFAULT_MAX_PIXELS, opener: Opener = open_image):
+    def __init__(
+        self,
+        pre: Preprocessing,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        opener: Opener = open_image,
+        augment: str = "standard",
+    ):
         self.opener = opener
+        self.policy = policy_augmentation(augment, pre)  # --augment: applied to the crop, after the flip
         self.size = pre.crop_size
         self.resample = RESAMPLING[pre.interpolation]
         self.max_pixels = max_pixels
@@ -82,6 +91,8 @@ class TrainReader:
         crop = image.resize((self.size, self.size), self.resample, box=box)
         if torch.rand(1) < 0.5:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if self.policy is not None:
+            crop = self.policy(crop)
         return TF.pil_to_tensor(crop)
 
 

@@ -2,6 +2,7 @@
 
     pre = Preprocessing(crop_size=224, resize_size=256, interpolation="bilinear")
     train_tf = build_train_transform(pre)    # PIL -> RandomResizedCrop + flip -> uint8 tensor (3, 224, 224)
+    build_train_transform(pre, augment="trivialwide")   # ... + TrivialAugmentWide (--augment)
     eval_tf = build_eval_transform(pre)      # PIL -> resize shorter side to 256 + center crop 224 -> uint8 tensor
     x = normalize_batch(batch_uint8, pre)    # (N, 3, H, W) uint8 on any device -> float, ImageNet-normalised
 
@@ -22,19 +23,34 @@ MAX_ASPECT = EVAL_MAX_ASPECT
 RANDOM_CROP_MIN_SCALE = 0.08
 
 
-def build_train_transform(pre: Preprocessing) -> v2.Compose:
-    """The tutorial's training augmentation on a decoded picture: random resized crop and horizontal flip.
+def build_train_transform(pre: Preprocessing, *, augment: str = "standard") -> v2.Compose:
+    """The tutorial's training augmentation on a decoded picture: random resized crop and horizontal flip, then
+    --augment's policy (`policy_augmentation`).
 
     Training reads through `readers.TrainReader`, which makes the same random draws but decodes only what the crop
     needs; this is the reference it is tested against.
     """
+    policy = policy_augmentation(augment, pre)
     return v2.Compose(
         [
             v2.RandomResizedCrop(pre.crop_size, scale=(RANDOM_CROP_MIN_SCALE, 1.0), interpolation=_mode(pre)),
             v2.RandomHorizontalFlip(),
+            *([policy] if policy is not None else []),
             v2.PILToTensor(),
         ]
     )
+
+
+def policy_augmentation(augment: str, pre: Preprocessing) -> v2.Transform | None:
+    """--augment's extra step on each training crop: None for standard; torchvision's TrivialAugmentWide (one random
+    operation of random strength) or RandAugment (two operations, magnitude 9 of 31), as its ImageNet recipes use."""
+    if augment == "standard":
+        return None
+    if augment == "trivialwide":
+        return v2.TrivialAugmentWide(interpolation=_mode(pre))
+    if augment == "randaugment":
+        return v2.RandAugment(num_ops=2, magnitude=9, interpolation=_mode(pre))
+    raise ValueError(f"unknown augmentation {augment!r}")
 
 
 def build_eval_transform(pre: Preprocessing) -> v2.Compose:

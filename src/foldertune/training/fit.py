@@ -275,9 +275,10 @@ class Training:
     """What the epoch loop works with: the network in its three roles, loaders, optimization and logs, and the state
     that --resume restores and every epoch updates."""
 
-    model: nn.Module  # the whole network: checkpoints hold it
+    model: nn.Module  # the whole network: last.pt holds it
     network: nn.Module  # what the steps run: the model, or its head on cached features; wrapped for DDP / compile
-    validated: nn.Module  # `network` unwrapped: validation has no gradients to synchronise
+    validated: nn.Module  # `network` unwrapped (or the same part of --ema's average): validation has no gradients
+    kept: nn.Module  # what best.pt holds: `model`, or with --ema its average
     loaders: dict[str, DataLoader | FeatureBatches]  # train, val
     opt: Optimization
     batch_log: CsvLog | None  # batches.csv and epochs.csv: rank 0 alone writes the run folder
@@ -287,6 +288,7 @@ class Training:
     progress: Progress = field(default_factory=Progress)
     metrics: dict[str, float] = field(default_factory=dict)  # the last validation (last.pt of a cut epoch keeps it)
     partial: PartialEpoch | None = None  # the epoch that an interruption cut short, to continue
+    phase: str = ""  # the transfer mode the parameters are set for: --head-warmup trains in linear mode first
 
     def state_dict(self, world_size: int, interrupted: PartialEpoch | None = None) -> dict:
         """last.pt's "training": what continuing exactly needs beyond the weights."""
@@ -345,18 +347,29 @@ def _set_up(job: Job, model: nn.Module) -> Training:
         loaders = build_loaders(job.data, job.pre, cfg, runtime, dist, progress=not job.quiet)
         network = model
     setup_seconds = time.perf_counter() - started
-    validated = network
-    if dist.enabled:  # gradients averaged over the processes at every step; rank 0's weights to start with
-        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
-    if cfg.train.compile:
-        network = torch.compile(network)
     labels = [label for _, label in job.data.samples("train")]
     opt = Optimization.build(model, cfg.train, runtime, steps_per_epoch=len(loaders["train"].batch_sampler),
-                             class_weights=class_weights(labels, len(job.data.classes)))  # fmt: skip
+                             class_weights=class_weights(labels, len(job.data.classes)),
+                             head=get_backbone(cfg.model.backbone).head)  # fmt: skip
+    kept, validated = model, network
+    if opt.ema is not None:  # validation and best.pt: the average's network (or its head, on cached features)
+        kept = opt.ema.module
+        validated = kept if network is model else head_of(kept, cfg.model.backbone)
     batch_log = job.run.batches_log() if dist.is_main else None
     epoch_log = job.run.epochs_log() if dist.is_main else None
-    return Training(model, network, validated, loaders, opt, batch_log, epoch_log, setup_seconds)
+    return Training(model, _wrapped(network, job), validated, kept, loaders, opt, batch_log, epoch_log, setup_seconds,
+                    phase=cfg.train.mode)  # fmt: skip
+
+
+def _wrapped(network: nn.Module, job: Job) -> nn.Module:
+    """What the steps run: under torchrun, DDP (gradients averaged over the processes at every step, rank 0's
+    weights to start with); with --compile, compiled."""
+    if job.dist.enabled:
+        device_ids = [job.runtime.device.index] if job.runtime.device.type == "cuda" else None
+        network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+    if job.cfg.train.compile:
+        network = torch.compile(network)
+    return network
 
 
 def _restore(training: Training, start: dict) -> None:
@@ -413,7 +426,7 @@ def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop:
         training.epoch_log.append(row)
         ctx.trackers.log_epoch(row, step=epoch * len(training.loaders["train"]))
     if improved:
-        job.save(run.best, training.model, epoch, val)
+        job.save(run.best, training.kept, epoch, val)
     job.save(run.last, training.model, epoch, val, training.state_dict(dist.world_size))
     _print_epoch(job.log, epoch, tc.epochs, trained, val, lr, improved)
     if dist.any(stop.requested) and epoch < tc.epochs:  # the signal came during validation or saving
@@ -434,7 +447,11 @@ def _train_pass(job: Job, training: Training, ctx: LoopContext, epoch: int, stop
     else:  # dropout and other randomness in the model; each process its own stream
         torch.manual_seed(sample_seed(tc.seed, epoch, 0) + 2 + 7919 * job.dist.rank)
     training.loaders["train"].batch_sampler.set_epoch(epoch, skip=partial.steps if partial else 0)
-    set_train_mode(training.model, job.cfg.model.backbone, tc.mode)  # in linear mode the frozen backbone stays eval
+    phase = "linear" if epoch <= tc.head_warmup else tc.mode  # --head-warmup: the head alone first
+    if phase != training.phase:  # what requires gradients changes, and DDP registers that when it wraps the network
+        apply_mode(training.model, job.cfg.model.backbone, phase)
+        training.network, training.phase = _wrapped(training.model, job), phase
+    set_train_mode(training.model, job.cfg.model.backbone, phase)  # in linear mode the frozen backbone stays eval
     with memory_hint(job.runtime, tc.batch_size, epoch):
         return train_one_epoch(training.network, training.loaders["train"], training.opt, ctx, epoch=epoch,
                                partial=partial, stop=stop)  # fmt: skip

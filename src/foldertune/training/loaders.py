@@ -57,7 +57,8 @@ def build_loaders(
                                max_pixels=cfg.data.max_pixels)  # fmt: skip
             cache.fill([path for path, _ in samples], progress=progress, desc=f"caching {split} images")
             opener = cache.open
-        reader = (TrainReader if train else EvalReader)(pre, max_pixels=cfg.data.max_pixels, opener=opener)
+        limits = {"max_pixels": cfg.data.max_pixels, "opener": opener}
+        reader = TrainReader(pre, augment=cfg.train.augment, **limits) if train else EvalReader(pre, **limits)
         dataset = ImageDataset(samples, reader, seed=cfg.train.seed, augment=train)
         batch_size = cfg.train.batch_size if train else 2 * cfg.train.batch_size  # no gradients: twice fits
         dist = dist or Distributed()

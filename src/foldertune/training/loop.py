@@ -110,6 +110,8 @@ def train_one_epoch(
         opt.scaler.update()
         lr = opt.lr  # the rate this step used
         opt.scheduler.step()
+        if opt.ema is not None:
+            opt.ema.update()
         step += 1
         correct = (logits.argmax(dim=1) == targets).sum()
         total_loss += loss.detach() * len(targets)

@@ -5,6 +5,10 @@ scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch=100)   # stepp
 opt = Optimization.build(model, cfg.train, runtime, steps_per_epoch=100)  # both, the fp16 scaler and the loss
 opt.load_state_dict(last["training"])                # --resume: last.pt's optimizer, scheduler and scaler; the
                                                      # schedule follows the run's (possibly extended) --epochs
+layer_depths(model, head="fc")                       # --layer-decay: {parameter name: blocks between it and the head}
+
+With --ema, `opt.ema` (training/ema.py) averages the weights after every step; its state goes to last.pt with the
+optimizer's. With --layer-decay, each (depth, decay or not) pair is a parameter group of its own rate.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from torch import nn
 
 from foldertune.config import TrainConfig
 from foldertune.device import Runtime
+from foldertune.training.ema import WeightAverage
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Optimization:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler  # a no-op unless the precision is fp16
+    ema: WeightAverage | None = None  # --ema: the running average of the weights, updated after every step
 
     @classmethod
     def build(
@@ -38,10 +44,11 @@ class Optimization:
         *,
         steps_per_epoch: int,
         class_weights: list[float] | None = None,
+        head: str | None = None,
     ) -> Optimization:
         """As the run's settings say, over `model`'s trainable parameters; `class_weights` (per class) scale the loss
-        with --balance weights."""
-        optimizer = build_optimizer(model, tc)
+        with --balance weights; `head`: the classifier's module name, where --layer-decay counts from."""
+        optimizer = build_optimizer(model, tc, head=head)
         weight = None
         if tc.balance == "weights" and class_weights is not None:
             weight = torch.tensor(class_weights, dtype=torch.float32, device=runtime.device)
@@ -50,17 +57,21 @@ class Optimization:
             optimizer=optimizer,
             scheduler=build_scheduler(optimizer, tc, steps_per_epoch=steps_per_epoch),
             scaler=runtime.grad_scaler(),
+            ema=WeightAverage(model, tc.ema) if tc.ema else None,
         )
 
     @property
     def lr(self) -> float:
-        """The learning rate of the next step (every parameter group has the same)."""
-        return self.optimizer.param_groups[0]["lr"]
+        """The learning rate of the next step: the head's (with --layer-decay the other groups' are lower)."""
+        return max(group["lr"] for group in self.optimizer.param_groups)
 
     def state_dict(self) -> dict[str, Any]:
-        """last.pt's optimizer, scheduler and scaler entries."""
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict()}  # fmt: skip
+        """last.pt's optimizer, scheduler and scaler entries (and the weights' average, with --ema)."""
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict()}  # fmt: skip
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state_dict()`'s entries (extra keys are ignored: last.pt's whole training dict will do)."""
@@ -73,20 +84,45 @@ class Optimization:
             group["lr"] = base * factor(self.scheduler.last_epoch)
         if state["scaler"]:  # empty when the run began without fp16 (a CPU run resumed on a GPU)
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
 
 
-def build_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
-    """The configured optimizer over trainable parameters; biases and norm weights get no weight decay."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
+def build_optimizer(model: nn.Module, tc: TrainConfig, *, head: str | None = None) -> torch.optim.Optimizer:
+    """The configured optimizer over trainable parameters; biases and norm weights get no weight decay. With
+    --layer-decay F (and `head`, the classifier's module name) a parameter d blocks before the head trains at
+    lr x F^d."""
+    depths = layer_depths(model, head=head) if tc.layer_decay is not None and head is not None else {}
+    params: dict[tuple[int, bool], list[nn.Parameter]] = {}  # (depth, exempt from weight decay) -> parameters
+    for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            params.setdefault((depths.get(name, 0), parameter.ndim <= 1), []).append(parameter)
+    keys = sorted({*params, (0, False), (0, True)})  # without --layer-decay: [decayed, not decayed], as last.pt holds
+    groups = [{"params": params.get((depth, exempt), []), "weight_decay": 0.0 if exempt else tc.weight_decay,
+               "lr": tc.lr * (tc.layer_decay or 1.0) ** depth} for depth, exempt in keys]  # fmt: skip
     if tc.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=tc.lr)
     if tc.optimizer == "adam":
         return torch.optim.Adam(groups, lr=tc.lr)
     return torch.optim.SGD(groups, lr=tc.lr, momentum=0.9)
+
+
+def layer_depths(model: nn.Module, *, head: str) -> dict[str, int]:
+    """Each parameter's depth counted from the head: 0 for the head, 1 for the block just before it, and so on.
+
+    Blocks are found by name, in the order the network registers its parameters (input first, for torchvision's
+    and timm's models alike): a parameter belongs to the first two parts of its module's name (features.3 of
+    mobilenet_v2, layer1.0 of a ResNet, blocks.5 of a ViT, stages.2 of a ConvNeXt), or to its top-level module when
+    that holds it directly (resnet's conv1 and bn1, a ViT's cls_token)."""
+    prefix = head + "."
+    block_of: dict[str, str] = {}
+    for name, _ in model.named_parameters():
+        parts = name.split(".")
+        if not name.startswith(prefix):
+            block_of[name] = ".".join(parts[:2]) if len(parts) > 2 else parts[0]  # features.3.conv.0.weight: features.3
+    blocks = list(dict.fromkeys(block_of.values()))  # input first
+    depth = {block: len(blocks) - index for index, block in enumerate(blocks)}
+    return {name: depth[block_of[name]] if name in block_of else 0 for name, _ in model.named_parameters()}
 
 
 def build_scheduler(

@@ -36,7 +36,8 @@ def plot_train_batch(run: Path, *, fmt: str = "png", seed: int = 0) -> Path | No
     pre = Preprocessing.from_dict(folder.config()["resolved"]["preprocessing"])
     rows = [row for row in folder.split_rows() if row["split"] == "train"]
     rows = random.Random(seed).sample(rows, min(GRID, len(rows)))
-    read = TrainReader(pre)  # exactly what training reads
+    augment = folder.config()["settings"]["train"].get("augment", "standard")  # absent from older runs' config
+    read = TrainReader(pre, augment=augment)  # exactly what training reads
     torch.manual_seed(seed)
     items = []
     for row in rows:
