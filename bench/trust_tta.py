@@ -3,6 +3,7 @@
     python bench/trust_tta.py                  # the sample (finetune and linear) and Fashion-MNIST (linear)
     python bench/trust_tta.py --no-fashion
     python bench/trust_tta.py --seeds 3        # each run with seeds 0, 1, 2 (split and training), then the means
+    python bench/trust_tta.py --seeds 3 --no-finetune   # the linear runs only (a finetune takes minutes on a CPU)
 
 Each run is evaluated on its validation split twice, `foldertune evaluate --no-figures` without and with `--tta`;
 printed: accuracy, balanced accuracy and log loss of both, the images that changed from wrong to right and back,
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-fashion", action="store_true", help="the sample only")
     parser.add_argument("--fashion-per-class", type=int, default=100, metavar="N")
+    parser.add_argument("--no-finetune", action="store_true", help="the linear runs only")
     parser.add_argument("--seeds", type=int, default=1, metavar="N", help="train each run with seeds 0 .. N-1")
     args = parser.parse_args(argv)
     results = []
@@ -74,8 +76,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seed in range(args.seeds):
             common = {"report": False, "quiet": True, "workers": 0, "project": str(work / "runs"), "seed": seed}
             sample = sample_data_path()
-            runs = [("sample-linear", ft.train(sample, mode="linear", epochs=20, name=f"s-lin-{seed}", **common)),
-                    ("sample-finetune", ft.train(sample, epochs=3, name=f"s-ft-{seed}", **common))]  # fmt: skip
+            runs = [("sample-linear", ft.train(sample, mode="linear", epochs=20, name=f"s-lin-{seed}", **common))]
+            if not args.no_finetune:
+                runs.append(("sample-finetune", ft.train(sample, epochs=3, name=f"s-ft-{seed}", **common)))
             if fashion is not None:
                 runs.append(("fashion-linear", ft.train(fashion, mode="linear", epochs=20, name=f"f-lin-{seed}",
                                                         **common)))  # fmt: skip
