@@ -1,6 +1,7 @@
 """How well each out-of-distribution score tells a class the model never saw from the classes it learned.
 
-    python bench/trust_unknown.py                        # the sample, each class held out in turn; Fashion-MNIST
+    python bench/trust_unknown.py              # the sample and Fashion-MNIST (linear), each class held out in turn
+    python bench/trust_unknown.py --finetune   # also the sample in finetune mode (3 epochs)
     python bench/trust_unknown.py --held-out 1 --no-fashion   # one held-out class of the sample only
 
 For each held-out class: a linear head (`foldertune train --mode linear`, the feature cache, 20 epochs) is trained
@@ -9,8 +10,10 @@ against the held-in validation photos ("inside"). Printed: the AUROC of each sco
 scores above every inside one; 0.5: chance), per held-out class, then the mean and the worst over classes.
 
 Scores (higher = less like the training classes): 1 - max probability (the baseline), the energy score
-(-logsumexp of the logits), and the mean cosine distance to the k nearest training features (k = 1, 3, 10, against
-the class-balanced float16 reference the run stores in best.pt); "shipped" is the run's own `unknown_score`.
+(-logsumexp of the logits), the mean cosine distance to the k nearest training features (k = 1, 3, 10, against
+the class-balanced float16 reference the run stores in best.pt), the Mahalanobis distance to the nearest class
+(L2-normalised features, shrunk shared covariance), each distance plus the energy in units of their spreads over
+the training images; "shipped" is the run's own `unknown_score` (Mahalanobis + energy).
 Fashion-MNIST: Debian's `dataset-fashion-mnist`, --fashion-per-class images per class.
 """
 
@@ -33,10 +36,25 @@ from foldertune.data import sample_data_path
 from foldertune.data.scan import scan_folder
 from foldertune.data.split import assign_splits, write_manifest
 from foldertune.deploy.onnx_classifier import softmax
-from foldertune.inference.unknown import auroc, energy_score, knn_distance, max_probability_score
+from foldertune.inference.unknown import (
+    auroc,
+    energy_score,
+    knn_distance,
+    mahalanobis_distance,
+    max_probability_score,
+)
 from foldertune.models.build import head_of
 
-SCORES = ("1 - max probability", "energy", "knn k=1", "knn k=3", "knn k=10", "knn k=3 + energy", "shipped")
+SCORES = (
+    "1 - max probability",
+    "energy",
+    "knn k=1",
+    "knn k=3",
+    "knn k=10",
+    "knn k=3 + energy",
+    "mahalanobis",
+    "shipped",
+)
 
 
 def standardised(values: np.ndarray, reference_values: np.ndarray) -> np.ndarray:
@@ -64,6 +82,7 @@ def scores_of(classifier, features: np.ndarray) -> dict[str, np.ndarray]:
     )
     return {
         "knn k=3 + energy": combined,
+        "mahalanobis": mahalanobis_distance(features, classifier.means, classifier.precision),
         "1 - max probability": max_probability_score(softmax(logits)),
         "energy": energy_score(logits),
         "knn k=1": knn_distance(features, reference, k=1),
@@ -83,7 +102,7 @@ def all_features(classifier, paths: list[str]) -> dict[str, np.ndarray]:
     return found
 
 
-def held_out_part(name: str, data: Path, work: Path, held_out: int | None) -> list[dict]:
+def held_out_part(name: str, data: Path, work: Path, held_out: int | None, mode: str = "linear") -> list[dict]:
     import foldertune as ft
 
     scan = scan_folder(data, progress=False)
@@ -95,10 +114,11 @@ def held_out_part(name: str, data: Path, work: Path, held_out: int | None) -> li
         manifest = work / f"{name}-without-{left_out}.csv"
         write_manifest(manifest, split)
         started = time.perf_counter()
-        run = ft.train(manifest=str(manifest), mode="linear", epochs=20, report=False, quiet=True, workers=0,
+        epochs = 20 if mode == "linear" else 3
+        run = ft.train(manifest=str(manifest), mode=mode, epochs=epochs, report=False, quiet=True, workers=0,
                        project=str(work / "runs"), name=f"{name}-without-{left_out}")  # fmt: skip
         classifier = ft.load(run, device="cpu")
-        if features is None:
+        if features is None or mode != "linear":  # a finetuned backbone has features of its own
             features = all_features(classifier, [record.path for record in scan.images])
         inside = scores_of(classifier, np.stack([features[r.path] for r in split if r.split == "val"]))
         outside = scores_of(classifier, np.stack([features[r.path] for r in scan.images if r.label == left_out]))
@@ -123,12 +143,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--held-out", type=int, metavar="N", help="hold out only the first N classes in turn")
     parser.add_argument("--no-fashion", action="store_true", help="the sample only")
+    parser.add_argument("--finetune", action="store_true", help="also the sample in finetune mode (3 epochs)")
     parser.add_argument("--fashion-per-class", type=int, default=100, metavar="N")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="trust-unknown-") as scratch:
         work = Path(scratch)
         rows += held_out_part("sample", sample_data_path(), work, args.held_out)
+        if args.finetune:
+            rows += held_out_part("sample-finetune", sample_data_path(), work, args.held_out, mode="finetune")
         if not args.no_fashion:
             fashion = fashion_folder(work / "fashion", args.fashion_per_class)
             rows += held_out_part("fashion", fashion, work, args.held_out)

@@ -94,9 +94,9 @@ def test_the_onnx_predictor_runs_where_torch_cannot_be_imported_and_matches_the_
         if ours["probability"]:
             assert float(ours["probability"]) == pytest.approx(float(theirs["probability"]), abs=1e-4)
     assert sum(bool(r["error"]) for r in onnx_rows) == 1
-    for ours, theirs in zip(onnx_rows, torch_rows, strict=True):  # the export computes the score in its graph
-        if ours["unknown_score"]:
-            assert float(ours["unknown_score"]) == pytest.approx(float(theirs["unknown_score"]), abs=1e-3)
+    for ours, theirs in zip(onnx_rows, torch_rows, strict=True):  # the export computes the score in its graph, in
+        if ours["unknown_score"]:  # float32 (a 2-epoch run on 16 photos: scores in the tens of thousands)
+            assert float(ours["unknown_score"]) == pytest.approx(float(theirs["unknown_score"]), rel=1e-5, abs=1e-3)
     assert (
         json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))["unknown_score"]["name"] == "unknown_score"
     )

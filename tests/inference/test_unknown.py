@@ -7,7 +7,14 @@ import torch
 from helpers import SAMPLE, read_csv, run_cli
 
 import foldertune as ft
-from foldertune.inference.unknown import REFERENCE_K, REFERENCE_KEY, SCALE_KEY, energy_score, knn_distance
+from foldertune.inference.unknown import (
+    LABELS_KEY,
+    REFERENCE_KEY,
+    SCALE_KEY,
+    class_statistics,
+    energy_score,
+    mahalanobis_distance,
+)
 from foldertune.runs.checkpoint import load_checkpoint
 
 
@@ -33,20 +40,31 @@ def test_below_min_confidence_the_label_is_unknown_and_the_top_class_stays_besid
     assert np.allclose([float(row["unknown_score"]) for row in rows], [p.unknown_score for p in cut], atol=1e-5)
 
 
-def test_the_unknown_score_combines_the_distance_to_the_stored_training_features_and_the_energy(chinese_run):
+def test_the_unknown_score_combines_the_class_distance_to_the_stored_training_features_and_the_energy(chinese_run):
     run, _ = chinese_run
     checkpoint = load_checkpoint(run)
-    reference, scale = checkpoint[REFERENCE_KEY], checkpoint[SCALE_KEY].numpy()
-    train = [row["path"] for row in read_csv(run / "split.csv") if row["split"] == "train"]
+    reference, labels, scale = checkpoint[REFERENCE_KEY], checkpoint[LABELS_KEY], checkpoint[SCALE_KEY].numpy()
+    split = read_csv(run / "split.csv")
+    train = [row for row in split if row["split"] == "train"]
     assert reference.dtype == torch.float16 and reference.shape == (len(train), 1280)  # below the limit: every one
+    classes = checkpoint["classes"]
+    assert sorted(labels.tolist()) == sorted(classes.index(row["class"]) for row in train)
     assert np.isfinite(scale).all() and scale[1] > 0 and scale[3] > 0
+    means, precision = class_statistics(reference.float().numpy(), labels.numpy())
+    unit = reference.float().numpy() / np.linalg.norm(reference.float().numpy(), axis=1, keepdims=True)
+    first = unit[labels.numpy() == 0]
+    assert means.shape == (len(classes), 1280) and np.allclose(means[0], first.mean(axis=0), atol=1e-5)
+    assert np.allclose(precision, precision.T, rtol=1e-3, atol=1e-3 * np.abs(precision).max())
     classifier = ft.load(run, device="cpu")
     photos = [
-        *[row["path"] for row in read_csv(run / "split.csv") if row["split"] == "val"],
+        *[row["path"] for row in split if row["split"] == "val"],
         *sorted((SAMPLE / "renewable").glob("*.webp"))[:4],
     ]  # fmt: skip  (a class the run never saw)
     _, logits, features = classifier.outputs(next(classifier.load_batches(photos, progress=False))[2])
-    distance = knn_distance(features, reference.float().numpy(), k=REFERENCE_K)
+    distance = mahalanobis_distance(features, means, precision)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)  # (u - m).P.(u - m), nearest class
+    direct = np.min([np.einsum("nd,de,ne->n", unit - mean, precision, unit - mean) for mean in means], axis=0)
+    assert np.allclose(distance, direct, rtol=1e-4)
     expected = (distance - scale[0]) / scale[1] + (energy_score(logits) - scale[2]) / scale[3]
     scores = [p.unknown_score for p in classifier.predict(photos)]
     assert np.allclose(scores, expected, atol=1e-4) and np.isfinite(scores).all()

@@ -1,7 +1,8 @@
 """Distributed data parallel as users start it: `torchrun --nproc_per_node=2 -m foldertune train`, on CPUs (gloo).
 
 Both processes must run, write one run folder, and report validation metrics equal to a single-process evaluation
-of the checkpoint they saved; resuming must work under torchrun; linear mode with the feature cache too.
+of the checkpoint they saved; resuming must work under torchrun; linear mode with the feature cache too, and
+cross-validation (`--folds`, `--refit`).
 """
 
 import json
@@ -11,8 +12,9 @@ import sys
 
 import pytest
 import torch
-from helpers import read_csv, run_cli
+from helpers import copy_subset, read_csv, run_cli
 
+import foldertune as ft
 from foldertune.data.dataset import EpochBatchSampler
 from foldertune.training.distributed import shard, unshard
 
@@ -93,6 +95,31 @@ def test_linear_mode_with_the_feature_cache_under_torchrun(small_dataset, tmp_pa
     assert f"0 computed by the frozen backbone, {images} from the cache" in again.stdout
     first_rows, again_rows = read_csv(tmp_path / "linear" / "epochs.csv"), read_csv(tmp_path / "again" / "epochs.csv")
     assert [r["val_loss"] for r in first_rows] == [r["val_loss"] for r in again_rows]  # cached features: same run
+
+
+def test_cross_validation_with_a_refit_under_torchrun(tmp_path, mobilenet_weights):
+    photos = copy_subset(tmp_path / "photos", 4, {"fishes": "fishes", "tools": "tools"})
+    tiny = ["--mode", "linear", "--epochs", "1", "--img-size", "32", "--batch-size", "4", "--workers", "0"]
+    done = torchrun(str(photos), "--folds", "2", "--refit", *tiny, "--precision", "fp32", "--no-report",
+                    "--project", str(tmp_path / "runs"), "--name", "cv", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cv"], "one run folder"
+    run = tmp_path / "runs" / "cv"
+    folds = {row["path"]: int(row["fold"]) for row in read_csv(run / "folds.csv")}
+    assert len(folds) == 8 and sorted(set(folds.values())) == [1, 2]
+    for k in (1, 2):
+        held_out = {row["path"] for row in read_csv(run / f"fold-{k}" / "split.csv") if row["split"] == "val"}
+        assert held_out == {path for path, number in folds.items() if number == k}  # its fold is its val split
+        assert (run / f"fold-{k}" / "best.pt").is_file()
+        assert json.loads((run / f"fold-{k}" / "config.json").read_text())["distributed"]["world_size"] == 2
+    cv = json.loads((run / "cv.json").read_text(encoding="utf-8"))
+    assert len(cv["val"]["accuracy"]["folds"]) == 2
+    assert {row["path"] for row in read_csv(run / "cv_predictions.csv")} == set(folds)  # each image once
+    refit = torch.load(run / "best.pt", weights_only=True)  # the final model, on every image
+    assert {row["split"] for row in read_csv(run / "split.csv")} == {"train"}
+    assert refit["temperature"] == pytest.approx(cv["temperature"])
+    assert done.stdout.count("fold 1/2:") == 1 and done.stdout.count("--refit: the final model") == 1  # rank 0 speaks
+    assert len(ft.load(run).predict(str(photos / "tools"))) == 4
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

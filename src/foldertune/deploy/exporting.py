@@ -42,7 +42,7 @@ from foldertune.deploy import (
 )
 from foldertune.deploy.onnx_classifier import METADATA_KEY
 from foldertune.errors import UserError
-from foldertune.inference.unknown import REFERENCE_K, REFERENCE_KEY, SCALE_KEY
+from foldertune.inference.unknown import SHRINKAGE, unknown_statistics
 from foldertune.models.build import model_from_checkpoint
 from foldertune.models.registry import get_backbone
 from foldertune.preprocessing import EVAL_MAX_ASPECT, Preprocessing
@@ -53,32 +53,38 @@ from foldertune.runs.folder import RunFolder, locate_checkpoint
 MAX_CHECK_IMAGES = 64  # validation images the parity check runs through both sides
 INPUT_NAME, OUTPUT_NAME, SCORE_NAME = "image", "logits", "unknown_score"
 UNKNOWN_SCORE_MEANING = (
-    f"mean cosine distance of the head's input to its {REFERENCE_K} nearest training images plus the energy score "
-    "(-logsumexp of the logits), each in units of its spread over the training images (higher: less like them)"
+    "Mahalanobis distance of the L2-normalised head input to the nearest class mean of the training images (shared "
+    f"covariance, shrunk {SHRINKAGE:g} to a sphere) plus the energy score (-logsumexp of the logits), each in units of "
+    "its spread over the training images (higher: less like them)"
 )
 
 
 class WithUnknownScore(torch.nn.Module):
-    """The network with a second output, `inference.unknown.unknown_scores` from the stored training features,
-    computed in the graph so that the ONNX predictor needs no copy of them."""
+    """The network with a second output, `inference.unknown.unknown_scores` from the class means and precision
+    matrix of the stored training features, computed in the graph so that the ONNX predictor needs no copy of them."""
 
-    def __init__(self, model: torch.nn.Module, backbone: str, reference: torch.Tensor, scale: torch.Tensor) -> None:
+    def __init__(self, model: torch.nn.Module, backbone: str, means, precision, scale) -> None:
         super().__init__()
         name = get_backbone(backbone).head
         self.head = model.get_submodule(name)
         self.body = copy.deepcopy(model)
         self.body.set_submodule(name, torch.nn.Identity())  # the head is the network's last step: body -> features
-        self.register_buffer("reference", torch.nn.functional.normalize(reference.float(), dim=1))
-        self.register_buffer("scale", scale.float())
-        self.k = min(REFERENCE_K, len(reference))
+        # float64, as numpy computes it: the three terms are large and the distance is their small difference
+        means, precision = torch.from_numpy(means).double(), torch.from_numpy(precision).double()
+        self.register_buffer("precision", precision)
+        self.register_buffer("projected_means", (means @ precision).T.contiguous())  # (D, classes): P.m
+        self.register_buffer("constant", ((means @ precision) * means).sum(dim=1))  # (classes,): m.P.m
+        self.register_buffer("scale", torch.from_numpy(scale).double())
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(images).flatten(1)
         logits = self.head(features)
-        similarity = torch.nn.functional.normalize(features, dim=1) @ self.reference.T
-        distance = 1.0 - similarity.topk(self.k, dim=1).values.mean(dim=1)
-        energy = -torch.logsumexp(logits, dim=1)
-        return logits, (distance - self.scale[0]) / self.scale[1] + (energy - self.scale[2]) / self.scale[3]
+        unit = torch.nn.functional.normalize(features, dim=1).double()
+        own = ((unit @ self.precision) * unit).sum(dim=1, keepdim=True)  # u.P.u - 2 u.P.m + m.P.m, as numpy does
+        distance = (own - 2 * unit @ self.projected_means + self.constant).min(dim=1).values
+        energy = -torch.logsumexp(logits, dim=1).double()
+        score = (distance - self.scale[0]) / self.scale[1] + (energy - self.scale[2]) / self.scale[3]
+        return logits, score.float()
 
 
 def _outputs(model: torch.nn.Module) -> int:
@@ -124,8 +130,9 @@ def export_model(
     metadata["recommended_min_confidence"] = recommended_min_confidence(run)
     # a second output, the unknown_score; not with --half, whose fp16 converter mistypes the graph's reductions (the
     # ONNX predictor then scores by the energy alone)
-    if fmt == "onnx" and not half and checkpoint.get(SCALE_KEY) is not None:
-        model = WithUnknownScore(model, checkpoint["backbone"], checkpoint[REFERENCE_KEY], checkpoint[SCALE_KEY]).eval()
+    _, means, precision, scale = unknown_statistics(checkpoint)
+    if fmt == "onnx" and not half and scale is not None:
+        model = WithUnknownScore(model, checkpoint["backbone"], means, precision, scale).eval()
         metadata["unknown_score"] = {"name": SCORE_NAME, "meaning": UNKNOWN_SCORE_MEANING}
     if int8:
         from foldertune.deploy.quantization import calibration_files, validation_pairs

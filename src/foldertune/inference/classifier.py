@@ -27,7 +27,7 @@ from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, model_input, tta_views
 from foldertune.device import choose_runtime
 from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
-from foldertune.inference.unknown import REFERENCE_KEY, SCALE_KEY, unknown_scores
+from foldertune.inference.unknown import unknown_scores, unknown_statistics
 from foldertune.models.build import capture_head_input, fuse_for_inference, model_from_checkpoint
 from foldertune.notebook import card, escape, html_table, tqdm
 from foldertune.preprocessing import Preprocessing
@@ -50,10 +50,9 @@ class Classifier:
         self.model = model_from_checkpoint(checkpoint).to(self.runtime.device, memory_format=layout)  # for Grad-CAM
         self.fused = fuse_for_inference(self.model).to(memory_format=layout)  # for predictions: faster, same result
         self.transform = build_eval_transform(self.preprocessing)
-        reference = checkpoint.get(REFERENCE_KEY)  # (M, features) float16 training features, or absent
-        self.reference = None if reference is None else reference.float().numpy()
-        scale = checkpoint.get(SCALE_KEY)  # (4,): see inference.unknown.reference_scale
-        self.scale = None if scale is None else scale.float().numpy()
+        # the training features, the class means and precision matrix computed from them and the (4,) scale; Nones
+        # for a checkpoint without them (see inference/unknown.py)
+        self.reference, self.means, self.precision, self.scale = unknown_statistics(checkpoint)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kwargs) -> Classifier:
@@ -132,7 +131,7 @@ class Classifier:
 
     def unknown_scores(self, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
         """How unlike the training images each image is (higher: less like them); see inference/unknown.py."""
-        return unknown_scores(logits, features, self.reference, self.scale)
+        return unknown_scores(logits, features, self.means, self.precision, self.scale)
 
     def load_batches(
         self, files: list[Path], *, batch_size: int = 64, progress: bool = True

@@ -1,15 +1,19 @@
 """How unlike the training images an image looks: the `unknown_score` of every prediction.
 
-    scale = reference_scale(reference, reference_logits)      # at the end of training, stored in best.pt
-    scores = unknown_scores(logits, features, reference, scale)   # (N,) higher = less like the training images
+    means, precision = class_statistics(reference, labels)            # from the features stored in best.pt
+    scale = reference_scale(reference, reference_logits, means, precision)   # stored in best.pt
+    scores = unknown_scores(logits, features, means, precision, scale)  # (N,) higher = less like the training images
 
-The score adds two measures, each in units of its spread over the training images (`reference_scale`): the mean
-cosine distance of an image's features (what the head receives) to its REFERENCE_K nearest training images, and the
-energy score, -logsumexp(logits). The distance sees what the backbone sees (a photo unlike every training photo);
-the energy sees what the head learned (a photo between the classes). bench/trust_unknown.py measured each alone
-and together, holding out each class of the sample and of Fashion-MNIST in turn (docs/design.md). The training
-features are a class-balanced sample of at most REFERENCE_LIMIT images, float16, in best.pt (`REFERENCE_KEY`); a
-checkpoint without them scores by the energy alone. Nothing here imports torch.
+The score adds two measures, each in units of its spread over the training images (`reference_scale`): the
+Mahalanobis distance of an image's L2-normalised features (what the head receives) to the nearest class mean, under
+the classes' shared covariance shrunk half-way to a sphere (SHRINKAGE), and the energy score, -logsumexp(logits).
+The distance sees what the backbone sees (a photo unlike every training photo); the energy sees what the head
+learned (a photo between the classes). bench/trust_unknown.py measured it against the k-nearest-neighbour distance,
+the energy, 1 - max probability and their combinations, holding out each class of the sample (linear and finetune)
+and of Fashion-MNIST in turn (docs/design.md). The training features are a class-balanced sample of at most
+REFERENCE_LIMIT images, float16, in best.pt with their classes (`REFERENCE_KEY`, `LABELS_KEY`); the class means and
+the precision matrix are computed from them when a model is loaded. A checkpoint without them (or saved before the
+classes were stored) scores by the energy alone. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from __future__ import annotations
 import numpy as np
 
 REFERENCE_LIMIT = 2000  # training feature vectors kept, class-balanced: 1280 float16 values each, 5 MB at most
-REFERENCE_K = 3  # nearest training images the distance is averaged over (1, 3, 10 measured: 3)
+REFERENCE_K = 3  # nearest training images of the k-nearest-neighbour distance (bench/trust_unknown.py compares it)
+SHRINKAGE = 0.5  # the covariance's weight on a sphere of the same total variance (0.1, 0.5, 0.9, Ledoit-Wolf: 0.5)
 REFERENCE_KEY = "unknown_reference"  # the checkpoint's (M, features) float16 tensor of training features
+LABELS_KEY = "unknown_labels"  # the checkpoint's (M,) int64 tensor: the class index of each reference row
 SCALE_KEY = "unknown_scale"  # the checkpoint's (4,) float32 tensor from `reference_scale`
 
 
@@ -40,7 +46,8 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 
 def knn_distance(features: np.ndarray, reference: np.ndarray, *, k: int = REFERENCE_K) -> np.ndarray:
-    """Mean cosine distance (0-2) of each row of `features` (N, D) to its k nearest rows of `reference` (M, D)."""
+    """Mean cosine distance (0-2) of each row of `features` (N, D) to its k nearest rows of `reference` (M, D): the
+    candidate the shipped score replaced (bench/trust_unknown.py still measures it)."""
     if len(features) == 0:
         return np.zeros(0)
     unit, ref = _unit(features), _unit(reference)
@@ -53,34 +60,63 @@ def knn_distance(features: np.ndarray, reference: np.ndarray, *, k: int = REFERE
     return out
 
 
-def leave_one_out_distance(reference: np.ndarray, *, k: int = REFERENCE_K) -> np.ndarray:
-    """Each reference row's mean cosine distance to its k nearest other rows (what a training image scores)."""
-    unit = _unit(reference)
-    k = max(1, min(k, len(unit) - 1))
-    out = np.empty(len(unit))
-    for start in range(0, len(unit), 256):
-        similarity = unit[start : start + 256] @ unit.T
-        similarity[np.arange(len(similarity)), start + np.arange(len(similarity))] = -np.inf  # not itself
-        out[start : start + 256] = 1.0 + np.partition(-similarity, k - 1, axis=1)[:, :k].mean(axis=1)
-    return out
+def class_statistics(reference: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (classes, D) means of the L2-normalised reference rows, one per class among `labels`, and the (D, D)
+    inverse of their shared within-class covariance, shrunk by SHRINKAGE to a sphere of the same trace (few rows
+    in many dimensions: the raw one is singular)."""
+    unit, labels = _unit(reference).astype(np.float64), np.asarray(labels)
+    present = np.unique(labels)
+    means = np.stack([unit[labels == label].mean(axis=0) for label in present])
+    residuals = unit - means[np.searchsorted(present, labels)]
+    covariance = residuals.T @ residuals / len(unit)
+    sphere = max(np.trace(covariance) / len(covariance), 1e-12)
+    covariance = (1 - SHRINKAGE) * covariance + SHRINKAGE * sphere * np.eye(len(covariance))
+    return means.astype(np.float32), np.linalg.inv(covariance).astype(np.float32)
 
 
-def reference_scale(reference: np.ndarray, reference_logits: np.ndarray) -> np.ndarray:
+def mahalanobis_distance(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distance of each L2-normalised row of `features` (N, D) to the nearest of `means`, as
+    u.P.u - 2 u.P.m + m.P.m (the ONNX graph computes the same expression)."""
+    unit = _unit(features).astype(np.float64)
+    means, precision = np.asarray(means, np.float64), np.asarray(precision, np.float64)
+    projected = unit @ precision
+    own = (projected * unit).sum(axis=1)
+    constant = ((means @ precision) * means).sum(axis=1)
+    return (own[:, None] - 2 * projected @ means.T + constant[None, :]).min(axis=1)
+
+
+def reference_scale(
+    reference: np.ndarray, reference_logits: np.ndarray, means: np.ndarray, precision: np.ndarray
+) -> np.ndarray:
     """(4,) float32: mean and spread of the distance and of the energy over the training images, which put the two
     on one scale in `unknown_scores`."""
-    distance, energy = leave_one_out_distance(reference), energy_score(reference_logits)
+    distance, energy = mahalanobis_distance(reference, means, precision), energy_score(reference_logits)
     return np.array([distance.mean(), max(distance.std(), 1e-6), energy.mean(), max(energy.std(), 1e-6)], np.float32)
 
 
+def unknown_statistics(checkpoint: dict) -> tuple[np.ndarray | None, ...]:
+    """(reference features, class means, precision, scale) of a checkpoint as float32 arrays; four Nones without a
+    reference, its classes or its scale (a run without training images, or saved before they were stored)."""
+    parts = [checkpoint.get(key) for key in (REFERENCE_KEY, LABELS_KEY, SCALE_KEY)]
+    if any(part is None for part in parts) or not len(parts[0]):
+        return None, None, None, None
+    reference, labels, scale = (part.float().numpy() if part.is_floating_point() else part.numpy() for part in parts)
+    return (reference, *class_statistics(reference, labels), scale)
+
+
 def unknown_scores(
-    logits: np.ndarray, features: np.ndarray | None, reference: np.ndarray | None, scale: np.ndarray | None = None
+    logits: np.ndarray,
+    features: np.ndarray | None,
+    means: np.ndarray | None = None,
+    precision: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The shipped out-of-distribution score: with a stored reference, the distance to the k nearest training
-    features plus the energy score, each in units of its spread over the training images; else the energy score."""
+    """The shipped out-of-distribution score: with the training statistics, the Mahalanobis distance to the nearest
+    class plus the energy score, each in units of its spread over the training images; else the energy score."""
     energy = energy_score(logits)
-    if reference is None or features is None or not len(reference) or scale is None:
+    if features is None or means is None or precision is None or scale is None:
         return energy
-    distance = knn_distance(features, reference)
+    distance = mahalanobis_distance(features, means, precision)
     return (distance - scale[0]) / scale[1] + (energy - scale[2]) / scale[3]
 
 

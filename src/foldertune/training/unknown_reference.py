@@ -1,12 +1,13 @@
 """The training features the `unknown_score` compares new images with, stored in best.pt at the end of a run.
 
     add_unknown_reference(run, cfg, data)   # best.pt gains "unknown_reference": (M, features) float16, M <= 2000,
-                                            # and "unknown_scale": the spreads that combine distance and energy
+                                            # "unknown_labels": their classes, and "unknown_scale": the spreads
+                                            # that combine distance and energy
 
 A class-balanced sample of at most REFERENCE_LIMIT training images goes through best.pt's network (in linear
 mode the frozen backbone's features come from the feature cache, so this costs nothing there); their head inputs,
-in float16, are what `inference.unknown.knn_distance` measures against. The checkpoint stays loadable with
-`weights_only=True` (one more tensor).
+in float16, and their classes give the class means and covariance of `inference.unknown.mahalanobis_distance`.
+The checkpoint stays loadable with `weights_only=True` (plain tensors).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from foldertune.config import RunConfig
 from foldertune.device import Runtime, choose_runtime
 from foldertune.errors import UserError
 from foldertune.inference.classifier import Classifier
-from foldertune.inference.unknown import REFERENCE_KEY, REFERENCE_LIMIT, SCALE_KEY, reference_scale
+from foldertune.inference.unknown import (
+    LABELS_KEY,
+    REFERENCE_KEY,
+    REFERENCE_LIMIT,
+    SCALE_KEY,
+    class_statistics,
+    reference_scale,
+)
 from foldertune.models.build import head_of, model_from_checkpoint
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.cache import cache_root
@@ -54,7 +62,8 @@ def add_unknown_reference(
     samples = data.samples("train")
     if not samples:
         return 0
-    chosen = [samples[i][0] for i in reference_sample([label for _, label in samples], seed=cfg.train.seed)]
+    rows = reference_sample([label for _, label in samples], seed=cfg.train.seed)
+    chosen, labels = [samples[i][0] for i in rows], np.array([samples[i][1] for i in rows], dtype=np.int64)
     checkpoint = load_checkpoint(run.best)
     runtime = choose_runtime(cfg.train.device, cfg.train.precision)  # the linear run's cached features' precision
     model = classifier.model if classifier is not None else model_from_checkpoint(checkpoint).eval().to(runtime.device)
@@ -71,8 +80,10 @@ def add_unknown_reference(
         reference = features[:, 0].to(torch.float16).contiguous()
     with torch.no_grad():
         logits = head_of(model, cfg.model.backbone)(reference.float().to(runtime.device)).float().cpu().numpy()
+    means, precision = class_statistics(reference.float().numpy(), labels)
     checkpoint[REFERENCE_KEY] = reference
-    checkpoint[SCALE_KEY] = torch.from_numpy(reference_scale(reference.float().numpy(), logits))
+    checkpoint[LABELS_KEY] = torch.from_numpy(labels)
+    checkpoint[SCALE_KEY] = torch.from_numpy(reference_scale(reference.float().numpy(), logits, means, precision))
     save_checkpoint(run.best, checkpoint)
     return len(chosen)
 
