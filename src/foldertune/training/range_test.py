@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from foldertune.config import RunConfig
+from foldertune.config import DEFAULT_LR, RunConfig
 from foldertune.device import Runtime, choose_runtime
 from foldertune.errors import UserError
 from foldertune.models.build import apply_mode, build_model, head_of, set_train_mode
@@ -100,6 +100,11 @@ def with_found_lr(cfg: RunConfig, *, data: PreparedData | None, quiet: bool, log
     at `default_plot_path`)."""
     found = lr_find_and_plot(cfg, data=data, quiet=quiet, log=log)
     log(found.describe())
+    default = DEFAULT_LR[cfg.train.mode]
+    if found.suggestion < default / 10:  # measured: fine-tuning at such a rate hardly moves the weights
+        log(f"warning: the suggestion is under a tenth of {cfg.train.mode} mode's default ({default:g}); in fine-tune "
+            "mode, where this was measured, training at it did far worse than the default: if the plot shows no "
+            f"clear valley, train with --lr {default:g}")  # fmt: skip
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=found.suggestion))
 
 
