@@ -2,7 +2,7 @@
 
     python bench/gpu_check.py                 # needs a CUDA GPU; 3-4 minutes on an H200 with 16 cores
     python bench/gpu_check.py --epochs 5 --project /tmp/gpu_runs
-    python bench/gpu_check.py --loading-only --device cpu --images 300 --epochs 1   # the loading paths on a CPU
+    python bench/gpu_check.py --loading-only --device cpu --images 70 --loading-epochs 1   # the paths on a CPU
 
 Prints one row per (backbone, precision): the precision "auto" resolved to, training images/s of the last epoch,
 evaluation accuracy of best.pt, and wall time. mobilenet_v2 starts from its ImageNet weights (found as foldertune
@@ -12,7 +12,7 @@ under `torchrun --nproc_per_node=2` (DDP over NCCL) and adds that row.
 
 Then the loading paths, on a folder big enough to time (--images JPEGs of 500x375, ImageNet's typical size, made
 from the sample's photos, each saved at its own quality), fine-tuning mobilenet_v2 at 224 px with automatic
-precision, batch 64: images/s of the last epoch for
+precision, batch 64, 2 epochs: images/s of the second for
 - `foldertune train` with the default loader workers (cores - 1, at most 32), and with 8 (the former default);
 - `foldertune train --cache ram` (the fill's time printed apart);
 - decoding on the device (`decode` below, not a foldertune flag): loader workers only read the files' bytes; the
@@ -47,7 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--project", default=None, help="where the run folders go (default: a temporary folder)")
-    parser.add_argument("--images", type=int, default=6000, help="JPEGs in the loading paths' folder (default 6000)")
+    parser.add_argument("--images", type=int, default=4000, help="JPEGs in the loading paths' folder (default 4000)")
+    parser.add_argument("--loading-epochs", type=int, default=2, help="epochs of each loading path (default 2)")
     parser.add_argument("--loading-only", action="store_true", help="only the loading paths")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu to try the loading paths without a GPU")
     args = parser.parse_args()
@@ -61,7 +62,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPU cores; default loader workers with a GPU: {default_workers('cuda')}", flush=True)
     if not args.loading_only:
         precision_rows(project, args.epochs)
-    loading_paths(project, args.images, args.epochs, args.device)
+    loading_paths(project, args.images, args.loading_epochs, args.device)
 
 
 def precision_rows(project: Path, epochs: int) -> None:
@@ -173,14 +174,14 @@ def device_decoding(data: Path, epochs: int, device: str, workers: int) -> tuple
     model = model.to(runtime.device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader = DataLoader(FileBytes(samples), batch_size=LOADING_BATCH, shuffle=True, num_workers=workers,
-                        persistent_workers=True, collate_fn=list, drop_last=True)  # fmt: skip
+                        persistent_workers=True, collate_fn=pack_files, drop_last=True)  # fmt: skip
     size = pre.crop_size
     speeds, first = [], 0.0
     for _ in range(epochs):
         epoch_started, seen = time.perf_counter(), 0
-        for batch in loader:
-            pictures = torchvision.io.decode_jpeg([encoded for encoded, _ in batch], device=runtime.device,
-                                                  mode=torchvision.io.ImageReadMode.RGB)  # fmt: skip
+        for packed, lengths, labels in loader:
+            encoded = list(torch.split(packed, lengths.tolist()))  # one file's bytes each, views of one tensor
+            pictures = torchvision.io.decode_jpeg(encoded, device=runtime.device, mode=torchvision.io.ImageReadMode.RGB)
             crops = []
             for picture in pictures:  # (3, H, W) uint8 on the device
                 top, left, height, width = draw_crop_box(picture.shape[2], picture.shape[1], (RANDOM_CROP_MIN_SCALE, 1))
@@ -188,13 +189,13 @@ def device_decoding(data: Path, epochs: int, device: str, workers: int) -> tuple
                 crop = torch.nn.functional.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)
                 crops.append(crop.flip(-1) if torch.rand(1) < 0.5 else crop)
             inputs = normalize_batch(torch.cat(crops), pre).contiguous(memory_format=torch.channels_last)
-            targets = torch.tensor([label for _, label in batch], device=runtime.device)
+            targets = labels.to(runtime.device, non_blocking=True)
             with runtime.autocast():
                 loss = torch.nn.functional.cross_entropy(model(inputs).float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            seen += len(batch)
+            seen += len(labels)
         if runtime.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - epoch_started
@@ -204,7 +205,7 @@ def device_decoding(data: Path, epochs: int, device: str, workers: int) -> tuple
 
 
 class FileBytes(torch.utils.data.Dataset):
-    """(the file's bytes as a uint8 tensor, label): all a loader worker does on the device-decoding path."""
+    """(the file's bytes, label): all a loader worker does on the device-decoding path."""
 
     def __init__(self, samples: list[tuple[str, int]]) -> None:
         self.samples = samples
@@ -212,11 +213,16 @@ class FileBytes(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        import torchvision
-
+    def __getitem__(self, index: int) -> tuple[bytes, int]:
         path, label = self.samples[index]
-        return torchvision.io.read_file(path), label
+        return Path(path).read_bytes(), label
+
+
+def pack_files(items: list[tuple[bytes, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch as one uint8 tensor of the files' bytes end to end, their lengths and labels: three tensors cross
+    to the main process, not one per file (torch shares each tensor through its own file descriptor)."""
+    packed = torch.frombuffer(bytearray(b"".join(data for data, _ in items)), dtype=torch.uint8)
+    return packed, torch.tensor([len(data) for data, _ in items]), torch.tensor([label for _, label in items])
 
 
 if __name__ == "__main__":
