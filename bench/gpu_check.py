@@ -1,41 +1,72 @@
-"""One short CUDA check: train the bundled sample with resnet18 and mobilenet_v2, fp32 and automatic precision.
+"""One short CUDA check: the sample with resnet18 and mobilenet_v2 in fp32 and automatic precision, then the loader.
 
-    python bench/gpu_check.py                 # needs a CUDA GPU; about a minute on a recent one
+    python bench/gpu_check.py                 # needs a CUDA GPU; 3-4 minutes on an H200 with 16 cores
     python bench/gpu_check.py --epochs 5 --project /tmp/gpu_runs
+    python bench/gpu_check.py --loading-only --device cpu --images 70 --loading-epochs 1   # the paths on a CPU
 
 Prints one row per (backbone, precision): the precision "auto" resolved to, training images/s of the last epoch,
 evaluation accuracy of best.pt, and wall time. mobilenet_v2 starts from its ImageNet weights (found as foldertune
 always finds them: hub cache, download, package index); resnet18 does too when its torchvision file is in the hub
 cache, otherwise it trains from random weights and says so. With two or more GPUs it also trains mobilenet_v2
 under `torchrun --nproc_per_node=2` (DDP over NCCL) and adds that row.
+
+Then the loading paths, on a folder big enough to time (--images JPEGs of 500x375, ImageNet's typical size, made
+from the sample's photos, each saved at its own quality), fine-tuning mobilenet_v2 at 224 px with automatic
+precision, batch 64, 2 epochs: images/s of the second for
+- `foldertune train` with the default loader workers (cores - 1, at most 32), and with 8 (the former default);
+- `foldertune train --cache ram` (the fill's time printed apart);
+- decoding on the device (`decode` below, not a foldertune flag): loader workers only read the files' bytes; the
+  main process decodes each batch with `torchvision.io.decode_jpeg(..., device=DEVICE)` and draws the random
+  resized crop and flip there, as TrainReader draws them, then trains the same step as foldertune's loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 import foldertune as ft
+from foldertune.data import sample_data_path
 from foldertune.models.registry import get_backbone
 from foldertune.models.weights import hub_checkpoint_dir
+from foldertune.training.loaders import default_workers
+
+LOADING_BATCH = 64
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--project", default=None, help="where the run folders go (default: a temporary folder)")
+    parser.add_argument("--images", type=int, default=4000, help="JPEGs in the loading paths' folder (default 4000)")
+    parser.add_argument("--loading-epochs", type=int, default=2, help="epochs of each loading path (default 2)")
+    parser.add_argument("--loading-only", action="store_true", help="only the loading paths")
+    parser.add_argument("--device", default="cuda", help="cuda, or cpu to try the loading paths without a GPU")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_check: PyTorch sees no CUDA GPU here.")
     project = Path(args.project or tempfile.mkdtemp(prefix="foldertune-gpu-"))
-    print(f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; bf16: {torch.cuda.is_bf16_supported()}")
+    if args.device == "cuda":
+        print(
+            f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; bf16: {torch.cuda.is_bf16_supported()}"
+        )
+    print(f"{os.cpu_count()} CPU cores; default loader workers with a GPU: {default_workers('cuda')}", flush=True)
+    if not args.loading_only:
+        precision_rows(project, args.epochs)
+    loading_paths(project, args.images, args.loading_epochs, args.device)
+
+
+def precision_rows(project: Path, epochs: int) -> None:
+    """Each backbone in fp32 and in automatic precision on the bundled sample."""
     rows = []
     for model in ("resnet18", "mobilenet_v2"):
         cached = (hub_checkpoint_dir() / get_backbone(model).weights_file).is_file()
@@ -43,7 +74,7 @@ def main() -> None:
         for precision in ("fp32", "auto"):
             started = time.perf_counter()
             run = ft.train(
-                model=model, epochs=args.epochs, precision=precision, device="cuda", pretrained=pretrained,
+                model=model, epochs=epochs, precision=precision, device="cuda", pretrained=pretrained,
                 project=project, run_name=f"{model}-{precision}", quiet=True,
             )  # fmt: skip
             wall = time.perf_counter() - started
@@ -55,7 +86,7 @@ def main() -> None:
                  float(last_epoch[-1]), metrics["val"]["accuracy"], wall)
             )  # fmt: skip
     if torch.cuda.device_count() >= 2:
-        rows.append(distributed_row(project, args.epochs))
+        rows.append(distributed_row(project, epochs))
     print(f"\n{'backbone':<14}{'weights':<10}{'asked':<7}{'used':<6}{'train img/s':>12}{'val acc':>9}{'wall s':>8}")
     for model, weights, asked, used, speed, accuracy, wall in rows:
         print(f"{model:<14}{weights:<10}{asked:<7}{used:<6}{speed:>12.0f}{accuracy:>9.3f}{wall:>8.1f}")
@@ -77,6 +108,121 @@ def distributed_row(project: Path, epochs: int) -> tuple:
     accuracy = json.loads((run / "metrics.json").read_text())["val"]["accuracy"]
     used = f"{config['resolved']['precision']} x2"
     return ("mobilenet_v2", "imagenet", "auto", used, float(last_epoch[-1]), accuracy, wall)
+
+
+def loading_paths(project: Path, images: int, epochs: int, device: str) -> None:
+    """mobilenet_v2 fine-tuning at 224 px on `images` JPEGs through each loading path; images/s of the last epoch."""
+    data = make_jpegs(project / "jpegs", images)
+    workers = default_workers(device)
+    settings = {"model": "mobilenet_v2", "epochs": epochs, "device": device, "batch_size": LOADING_BATCH,
+                "val": 0.05, "project": project, "quiet": True, "report": False}  # fmt: skip
+    cases = [(f"foldertune, default workers ({workers})", {"workers": workers}),
+             ("foldertune, 8 workers", {"workers": 8}),
+             (f"foldertune --cache ram, {workers} workers", {"workers": workers, "cache": "ram"})]  # fmt: skip
+    print(f"\nloading paths: {images} JPEGs of 500x375, mobilenet_v2 fine-tune at 224 px, batch {LOADING_BATCH}, "
+          f"{epochs} epochs on {device}", flush=True)  # fmt: skip
+    print(f"{'path':<44}{'img/s (last epoch)':>20}{'first epoch s':>15}{'wall s':>8}")
+    for number, (name, extra) in enumerate(cases):
+        started = time.perf_counter()
+        run = ft.train(data, **settings, **extra, run_name=f"loading-{number}")
+        wall = time.perf_counter() - started
+        rows = [line.split(",") for line in (run / "epochs.csv").read_text().strip().splitlines()[1:]]
+        print(f"{name:<44}{float(rows[-1][-1]):>20.0f}{float(rows[0][-2]):>15.1f}{wall:>8.1f}", flush=True)
+    speeds, first, wall = device_decoding(data, epochs, device, workers)
+    print(f"{f'decode on the device, {workers} workers read bytes':<44}{speeds[-1]:>20.0f}{first:>15.1f}{wall:>8.1f}")
+
+
+def make_jpegs(folder: Path, count: int) -> Path:
+    """`count` distinct 500x375 JPEGs spread over the sample's classes (in parallel: a few seconds on 16 cores)."""
+    photos = sorted(str(p) for p in sample_data_path().rglob("*") if p.suffix.lower() in {".jpg", ".webp", ".png"})
+    jobs = [(photos[i % len(photos)], str(folder / Path(photos[i % len(photos)]).parent.name / f"{i:06d}.jpg"), i)
+            for i in range(count)]  # fmt: skip
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(_write_jpeg, jobs, chunksize=64))
+    return folder
+
+
+def _write_jpeg(job: tuple[str, str, int]) -> None:
+    from PIL import Image
+
+    source, target, index = job
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Image.open(source).convert("RGB").resize((500, 375)).save(target, quality=75 + index % 20)
+
+
+def device_decoding(data: Path, epochs: int, device: str, workers: int) -> tuple[list[float], float, float]:
+    """Images/s per epoch, first epoch's seconds and wall seconds of fine-tuning with JPEGs decoded on `device`."""
+    import torchvision
+    from torch.utils.data import DataLoader
+
+    from foldertune.data.readers import draw_crop_box
+    from foldertune.data.scan import list_image_files
+    from foldertune.data.transforms import RANDOM_CROP_MIN_SCALE, normalize_batch
+    from foldertune.device import choose_runtime
+    from foldertune.models.build import build_model
+    from foldertune.models.weights import resolve_weights
+
+    started = time.perf_counter()
+    files, _ = list_image_files([data])
+    classes = sorted({Path(f).parent.name for f in files})
+    samples = [(str(f), classes.index(Path(f).parent.name)) for f in files]
+    backbone = get_backbone("mobilenet_v2")
+    pre = backbone.preprocessing
+    runtime = choose_runtime(device, "auto")
+    state, _ = resolve_weights(backbone, log=lambda *_: None)
+    model = build_model("mobilenet_v2", len(classes), state_dict=state)
+    model = model.to(runtime.device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loader = DataLoader(FileBytes(samples), batch_size=LOADING_BATCH, shuffle=True, num_workers=workers,
+                        persistent_workers=True, collate_fn=pack_files, drop_last=True)  # fmt: skip
+    size = pre.crop_size
+    speeds, first = [], 0.0
+    for _ in range(epochs):
+        epoch_started, seen = time.perf_counter(), 0
+        for packed, lengths, labels in loader:
+            encoded = list(torch.split(packed, lengths.tolist()))  # one file's bytes each, views of one tensor
+            pictures = torchvision.io.decode_jpeg(encoded, device=runtime.device, mode=torchvision.io.ImageReadMode.RGB)
+            crops = []
+            for picture in pictures:  # (3, H, W) uint8 on the device
+                top, left, height, width = draw_crop_box(picture.shape[2], picture.shape[1], (RANDOM_CROP_MIN_SCALE, 1))
+                crop = picture[None, :, top : top + height, left : left + width].float()
+                crop = torch.nn.functional.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)
+                crops.append(crop.flip(-1) if torch.rand(1) < 0.5 else crop)
+            inputs = normalize_batch(torch.cat(crops), pre).contiguous(memory_format=torch.channels_last)
+            targets = labels.to(runtime.device, non_blocking=True)
+            with runtime.autocast():
+                loss = torch.nn.functional.cross_entropy(model(inputs).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(labels)
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - epoch_started
+        speeds.append(seen / seconds)
+        first = first or seconds
+    return speeds, first, time.perf_counter() - started
+
+
+class FileBytes(torch.utils.data.Dataset):
+    """(the file's bytes, label): all a loader worker does on the device-decoding path."""
+
+    def __init__(self, samples: list[tuple[str, int]]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[bytes, int]:
+        path, label = self.samples[index]
+        return Path(path).read_bytes(), label
+
+
+def pack_files(items: list[tuple[bytes, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch as one uint8 tensor of the files' bytes end to end, their lengths and labels: three tensors cross
+    to the main process, not one per file (torch shares each tensor through its own file descriptor)."""
+    packed = torch.frombuffer(bytearray(b"".join(data for data, _ in items)), dtype=torch.uint8)
+    return packed, torch.tensor([len(data) for data, _ in items]), torch.tensor([label for _, label in items])
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     python bench/speed.py --quick          # mobilenet_v2 only, fewer phone photos: about 8 minutes
     python bench/speed.py --all            # every case for both backbones: about 20 minutes
     python bench/speed.py --json out.json  # also keep every measurement
+    python bench/speed.py --peer           # only mobilenet_v2's fine-tune against timm and the bare step, and memory
 
 Data: (a) the bundled sample (110 training, 28 validation photos, about 320x240) and (b) phone-size copies of
 some of them, 4000x3000 JPEGs, written to a temporary folder. Both sides read the same train/ and val/ folders,
@@ -18,6 +19,11 @@ in memory, same batch and precision) against foldertune's training speed; and me
 The tutorial side is bench/tutorial_loop.py. resnet18's ImageNet weights cannot be downloaded here, so when they
 are not in the torch hub cache both sides start resnet18 from the same random weights: its speed figures hold,
 its accuracies do not mean anything.
+
+The best peer: when timm is installed, mobilenet_v2's fine-tune on the sample also runs timm's training pipeline as
+its train.py assembles it (bench/timm_loop.py: mobilenetv2_100 from the same ImageNet weights converted to timm's
+names, bf16 autocast, channels_last, same split, batch and workers), printed in a third column, and the bare model
+step (forward, backward and optimizer on random tensors, same batch and precision) is measured in the same run.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="mobilenet_v2 only, 30 phone photos")
     parser.add_argument("--all", action="store_true", help="every case for every backbone (about 20 minutes)")
+    parser.add_argument("--peer", action="store_true", help="only the fine-tune against timm, the bare step, memory")
     parser.add_argument("--models", nargs="+", default=None, help="backbones (default: mobilenet_v2 resnet18)")
     parser.add_argument("--workers", type=int, default=None, help="loader workers for both (default: foldertune's)")
     parser.add_argument("--json", type=Path, help="write every measurement here too")
@@ -54,7 +61,7 @@ def main() -> None:
     from foldertune.device import cpu_name
     from foldertune.training.loaders import default_workers
 
-    models = args.models or (["mobilenet_v2"] if args.quick else ["mobilenet_v2", "resnet18"])
+    models = args.models or (["mobilenet_v2"] if args.quick or args.peer else ["mobilenet_v2", "resnet18"])
     workers = default_workers() if args.workers is None else args.workers
     import torch
 
@@ -65,10 +72,15 @@ def main() -> None:
     results: dict = {"machine": machine, "rows": []}
     with tempfile.TemporaryDirectory(prefix="foldertune-bench-") as temporary:
         base = Path(temporary)
-        phone = make_phone(base / "phone", 6 if args.quick else 12)
-        datasets = {"sample": make_sample(base / "sample"), "phone": phone}
+        datasets = {"sample": make_sample(base / "sample")}
+        if not args.peer:
+            datasets["phone"] = make_phone(base / "phone", 6 if args.quick else 12)
         weights = {model: save_weights(model, base / f"{model}.pth") for model in models}
-        for kind, name, model, mode, epochs in plan(models, everything=args.all):
+        cases = plan(models, everything=args.all)
+        if args.peer:
+            cases = [case for case in cases if case[:2] in (("train", "sample"), ("compute", "sample"))
+                     and case[2] == "mobilenet_v2" and case[3] in ("finetune", "")]  # fmt: skip
+        for kind, name, model, mode, epochs in cases:
             data = datasets[name]
             if kind == "train":
                 row = compare_training(base, data, name, model, mode, epochs, weights[model], workers)
@@ -80,12 +92,15 @@ def main() -> None:
                 row = compare_loading(data, name, workers)
             results["rows"].append(row)
             print_row(row)
-        memory = run_measured([sys.executable, __file__, "memory", str(datasets["sample"]),
-                               weights[models[0]][0], str(base / "memory"), str(workers)])  # fmt: skip
-        results["memory"] = memory
-        print(f"\nmemory (PSS of the process and its workers) after each of 10 epochs, fine-tuning {models[0]} at "
-              f"{MEMORY_IMG_SIZE} px, MB: {' '.join(f'{mb:.0f}' for mb in memory['rss_mb'])}")  # fmt: skip
+        if not args.peer:
+            memory = run_measured([sys.executable, __file__, "memory", str(datasets["sample"]),
+                                   weights[models[0]][0], str(base / "memory"), str(workers)])  # fmt: skip
+            results["memory"] = memory
+            print(f"\nmemory (PSS of the process and its workers) after each of 10 epochs, fine-tuning {models[0]} "
+                  f"at {MEMORY_IMG_SIZE} px, MB: {' '.join(f'{mb:.0f}' for mb in memory['rss_mb'])}")  # fmt: skip
     results["seconds"] = time.perf_counter() - started
+    results["load_average"] = os.getloadavg()
+    print(f"\nload average at the end (1, 5, 15 minutes): {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print("\n" + markdown_table(results["rows"]))
     print(f"\nbench took {results['seconds'] / 60:.1f} minutes")
     if args.json:
@@ -121,6 +136,11 @@ def compare_training(base, data, name, model, mode, epochs, weights, workers) ->
     tutorial = run_measured([sys.executable, str(HERE / "tutorial_loop.py"), "train", str(data), "--model", model,
                              "--mode", mode, "--epochs", str(epochs), "--workers", str(workers), "--weights",
                              weights_file, "--out", str(out)])  # fmt: skip
+    peer = None
+    if model == "mobilenet_v2" and mode == "finetune" and name == "sample" and timm_installed():
+        peer = run_measured([sys.executable, str(HERE / "timm_loop.py"), str(data), "--weights",
+                             timm_weights(weights_file, base), "--epochs", str(epochs), "--workers", str(workers),
+                             "--out", str(out)])  # fmt: skip
     ours = run_measured([sys.executable, "-m", "foldertune", "train", str(data), "--model", model, "--mode", mode,
                          "--epochs", str(epochs), "--batch-size", "32", "--workers", str(workers), "--weights",
                          weights_file, "--no-report", "--quiet", "--project", str(out), "--name", "foldertune",
@@ -133,12 +153,37 @@ def compare_training(base, data, name, model, mode, epochs, weights, workers) ->
         train_rate = (images / ours["wall"], tutorial["train_images"] * epochs / tutorial["wall"])
     else:  # the last epoch: steady speed, after the first one's start-up (worker processes, kernel set-up)
         train_rate = (float(epochs_csv[-1]["images_per_s"]), tutorial["epoch_img_s"][-1])
-    return {
+    row = {
         "case": f"{mode}, {epochs} epochs", "data": name, "model": f"{model} ({origin})",
         "wall_s": (ours["wall"], tutorial["wall"]), "train_img_s": train_rate,
         "peak_mb": (ours["peak_mb"], tutorial["peak_mb"]), "val_acc": (metrics["val"]["accuracy"], tutorial["val_acc"]),
         "run": str(run), "tutorial_weights": str(out / f"best-{model}.pth"),
     }  # fmt: skip
+    if peer is not None:  # its last epoch's images/s, as for foldertune
+        row["timm"] = {"wall_s": peer["wall"], "train_img_s": peer["epoch_img_s"][-1], "peak_mb": peer["peak_mb"],
+                       "val_acc": peer["val_acc"]}  # fmt: skip
+    return row
+
+
+def timm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("timm") is not None
+
+
+def timm_weights(weights_file: str, base: Path) -> str:
+    """torchvision's mobilenet_v2 weights in timm's mobilenetv2_100 names (models/convert.py), as safetensors."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from foldertune.models.convert import convert_by_position
+
+    path = base / "mobilenetv2_100.safetensors"
+    if not path.exists():
+        state = torch.load(weights_file, weights_only=True)
+        save_file(convert_by_position(state, timm.create_model("mobilenetv2_100")), str(path))
+    return str(path)
 
 
 def compare_predict(done: list[dict], data, name, model, workers) -> dict:
@@ -173,10 +218,13 @@ def compare_compute(done: list[dict], model) -> dict:
                      and row["model"].startswith(model + " ") and row["case"].startswith("finetune"))  # fmt: skip
     ours = finetuned["train_img_s"][0]
     share = 1 - ours / compute["compute_img_s"]
-    return {
+    row = {
         "case": "fine-tune training vs pure compute", "data": "sample", "model": model,
         "train_img_s": (ours, compute["compute_img_s"]), "note": f"pipeline overhead {share:.0%}",
     }  # fmt: skip
+    if "timm" in finetuned:
+        row["timm"] = {"train_img_s": finetuned["timm"]["train_img_s"]}
+    return row
 
 
 def print_row(row: dict) -> None:
@@ -187,6 +235,13 @@ def print_row(row: dict) -> None:
             ratio = theirs / ours if key in ("wall_s", "peak_mb") else ours / theirs if theirs else float("nan")
             parts.append(f"{key} {ours:.3g} vs {theirs:.3g} ({ratio:.2f}x)" if key != "val_acc"
                          else f"{key} {ours:.3f} vs {theirs:.3f}")  # fmt: skip
+    for key, theirs in row.get("timm", {}).items():
+        ours = row[key][0]
+        if key == "val_acc":
+            parts.append(f"timm {key} {theirs:.3f}")
+        else:
+            ratio = theirs / ours if key in ("wall_s", "peak_mb") else ours / theirs
+            parts.append(f"timm {key} {theirs:.3g} ({ratio:.2f}x)")
     if "note" in row:
         parts.append(row["note"])
     print("  ".join(parts), flush=True)
@@ -198,21 +253,27 @@ LABELS = {"wall_s": "wall time, s", "train_img_s": "training images/s", "predict
 
 def markdown_table(rows: list[dict]) -> str:
     """One line per case and measurement: foldertune, the tutorial's loop, and the factor in foldertune's favour
-    (time and memory: tutorial / foldertune; speeds: foldertune / tutorial)."""
-    lines = ["| data | model | case | measure | foldertune | tutorial | factor |", "|---|---|---|---|---|---|---|"]
+    (time and memory: tutorial / foldertune; speeds: foldertune / tutorial); then timm's pipeline where it ran, and
+    foldertune's factor against it."""
+    lines = ["| data | model | case | measure | foldertune | tutorial | factor | timm | factor |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in rows:
         for key, label in LABELS.items():
             if key not in row:
                 continue
             ours, theirs = row[key]
-            if key == "val_acc":
-                factor = f"{ours - theirs:+.3f}"
-            else:
-                factor = f"{(theirs / ours if key in ('wall_s', 'peak_mb') else ours / theirs):.2f}x"
             tutorial = "pure compute " + _number(theirs) if "note" in row else _number(theirs)
+            peer = row.get("timm", {}).get(key)
+            against_peer = "| - | - |" if peer is None else f"| {_number(peer)} | {_factor(key, ours, peer)} |"
             lines.append(f"| {row['data']} | {row['model']} | {row['case']} | {label} | {_number(ours)} | {tutorial} "
-                         f"| {factor} |")  # fmt: skip
+                         f"| {_factor(key, ours, theirs)} {against_peer}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _factor(key: str, ours: float, theirs: float) -> str:
+    if key == "val_acc":
+        return f"{ours - theirs:+.3f}"
+    return f"{(theirs / ours if key in ('wall_s', 'peak_mb') else ours / theirs):.2f}x"
 
 
 def _number(value: float) -> str:

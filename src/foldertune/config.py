@@ -141,7 +141,8 @@ class DataConfig:
     img_size: int | None = None
     """Side of the square crop fed to the network, in pixels; None: the backbone's own, 224 for every built-in one."""
     workers: int | None = None
-    """DataLoader worker processes, 0 to load in the main process; None: the CPU cores less one, from 1 to 8."""
+    """DataLoader worker processes, 0 to load in the main process; None: the CPU cores less one (each torchrun
+    process's share), at least 1, at most 8 when training on the CPU and 32 with a GPU."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Images with more pixels than this are refused unread (decompression-bomb guard)."""
     cache: str = "off"

@@ -9,6 +9,7 @@ from foldertune.data.transforms import (
     build_eval_transform,
     build_train_transform,
     decode_min_side,
+    model_input,
     normalize_batch,
 )
 
@@ -57,3 +58,13 @@ def test_an_extremely_elongated_image_stays_small_at_evaluation():
     resized = transform.transforms[1](transform.transforms[0](strip))
     assert max(resized.size) <= 8 * 256  # not 2.5 million x 256 pixels (2 GB) on the way
     assert transform(strip).shape == (3, 224, 224)
+
+
+def test_model_input_is_normalize_batch_in_the_asked_layout():
+    pre = Preprocessing(crop_size=32, resize_size=37)
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    expected = normalize_batch(images, pre)
+    for channels_last in (True, False):
+        inputs = model_input(images, pre, device=torch.device("cpu"), channels_last=channels_last)
+        assert torch.equal(inputs, expected)  # the same numbers, bit for bit
+        assert inputs.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

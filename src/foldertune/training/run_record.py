@@ -25,7 +25,7 @@ from foldertune.training.prepare import PreparedData
 
 def config_record(cfg: RunConfig, runtime: Runtime, pre: Preprocessing, data: PreparedData, weights: str) -> dict:
     """config.json: the settings, what they resolved to, the data, versions and the machine."""
-    workers = default_workers() if cfg.data.workers is None else cfg.data.workers
+    workers = default_workers(runtime.device.type) if cfg.data.workers is None else cfg.data.workers
     return {
         "settings": cfg.to_dict(),
         "resolved": {

@@ -1,0 +1,41 @@
+import multiprocessing
+import os
+
+import torch
+
+from foldertune.config import RunConfig
+from foldertune.device import choose_runtime
+from foldertune.models.registry import get_backbone
+from foldertune.training.loaders import build_loaders, default_workers
+from foldertune.training.prepare import prepare_data
+
+
+def test_workers_start_with_the_loaders_and_the_first_epoch_loses_no_batch(small_dataset):
+    def first_epochs(workers: int) -> tuple[dict, int]:
+        cfg = RunConfig.from_flat(data=str(small_dataset), workers=workers, batch_size=4, img_size=32)
+        prepared = prepare_data(cfg.data, seed=0, progress=False)
+        before = len(multiprocessing.active_children())
+        loaders = build_loaders(prepared, get_backbone("mobilenet_v2").preprocessing, cfg, choose_runtime("cpu"))
+        started = len(multiprocessing.active_children()) - before  # before any batch was asked for
+        loaders["train"].batch_sampler.set_epoch(1)
+        batches = {split: [(images, labels) for images, labels in loader] for split, loader in loaders.items()}
+        return batches, started
+
+    in_process, none_started = first_epochs(0)
+    with_workers, started = first_epochs(1)
+    assert none_started == 0 and started == 2  # one worker per loader, forked while this process is small
+    for split in ("train", "val"):
+        assert len(with_workers[split]) == len(in_process[split]) > 0
+        for (a, x), (b, y) in zip(with_workers[split], in_process[split], strict=True):
+            assert torch.equal(a, b) and torch.equal(x, y)
+
+
+def test_default_workers_take_this_process_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_workers("cpu") == 8  # the network's threads need the cores too
+    assert default_workers("cuda") == 15  # a GPU needs all the decoding it can get
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun, four GPUs: 4 cores each
+    assert default_workers("cuda") == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert default_workers("cuda") == default_workers("cpu") == 1
