@@ -9,7 +9,8 @@ one):
 - sample: the bundled sample (138 photos, 5 classes), --sample-epochs epochs at --sample-size pixels.
 - fashion: Fashion-MNIST (Debian's `dataset-fashion-mnist`), --fashion-per-class training images of each of its
   10 classes written as PNG, --fashion-epochs epochs at --fashion-size pixels.
-Recipes, each `foldertune train --mode finetune` from torchvision's ImageNet weights with one change: default;
+Recipes, each `foldertune train --mode finetune` (--mode linear: default and smoothing only) from torchvision's
+ImageNet weights with one change: default;
 --label-smoothing 0.1; --ema; --head-warmup 1; --augment trivialwide; --augment randaugment; --layer-decay 0.8.
 Then (--lr-find) the learning-rate range test in fine-tune mode on the sample, per seed, and a run at its
 suggestion (`--lr auto`) against the default recipe's run at the default rate.
@@ -55,7 +56,7 @@ LR_AUTO = "lr auto"  # the default recipe at the range test's suggestion
 def train_one(data: Path, name: str, settings: dict, seed: int, size: int, epochs: int, args, project: Path) -> dict:
     """One run of the recipe `settings`; its best.pt's validation numbers and the training seconds."""
     started = time.perf_counter()
-    run = ft.train(data=str(data), model="mobilenet_v2", mode="finetune", epochs=epochs, img_size=size, seed=seed,
+    run = ft.train(data=str(data), model="mobilenet_v2", mode=args.mode, epochs=epochs, img_size=size, seed=seed,
                    workers=args.workers, cache="ram", report=False, quiet=True, project=str(project),
                    name=f"{name.replace(' ', '-')}-{seed}", **settings)  # fmt: skip
     seconds = time.perf_counter() - started
@@ -146,11 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", nargs="+", default=["sample", "fashion"], choices=["sample", "fashion"])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--sample-size", type=int, default=64, help="pixels; small to keep 2 CPU cores' time down")
-    parser.add_argument("--sample-epochs", type=int, default=2)
-    parser.add_argument("--fashion-per-class", type=int, default=20)
+    parser.add_argument("--sample-size", type=int, default=112, help="pixels; small to keep 2 CPU cores' time down")
+    parser.add_argument("--sample-epochs", type=int, default=6)
+    parser.add_argument("--fashion-per-class", type=int, default=40)
     parser.add_argument("--fashion-size", type=int, default=64)
-    parser.add_argument("--fashion-epochs", type=int, default=2)
+    parser.add_argument("--fashion-epochs", type=int, default=6)
+    parser.add_argument(
+        "--mode",
+        default="finetune",
+        choices=["finetune", "linear"],
+        help="transfer mode of every recipe run (the lr-find part is fine-tune mode)",
+    )
     parser.add_argument("--lr-find", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--lr-find-steps", type=int, default=24)
     parser.add_argument("--workers", type=int, default=1)

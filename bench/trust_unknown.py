@@ -13,7 +13,9 @@ Scores (higher = less like the training classes): 1 - max probability (the basel
 (-logsumexp of the logits), the mean cosine distance to the k nearest training features (k = 1, 3, 10, against
 the class-balanced float16 reference the run stores in best.pt), the Mahalanobis distance to the nearest class
 (L2-normalised features, shrunk shared covariance), each distance plus the energy in units of their spreads over
-the training images; "shipped" is the run's own `unknown_score` (Mahalanobis + energy).
+the training images; "mahalanobis, held-out scale, + energy": the same sum with the distance in units of its
+spread over reference rows held out of the class statistics (5 folds); "shipped" is the run's own `unknown_score`
+(Mahalanobis + energy).
 Fashion-MNIST: Debian's `dataset-fashion-mnist`, --fashion-per-class images per class.
 """
 
@@ -37,13 +39,16 @@ from foldertune.data.scan import scan_folder
 from foldertune.data.split import assign_splits, write_manifest
 from foldertune.deploy.onnx_classifier import softmax
 from foldertune.inference.unknown import (
+    LABELS_KEY,
     auroc,
+    class_statistics,
     energy_score,
     knn_distance,
     mahalanobis_distance,
     max_probability_score,
 )
 from foldertune.models.build import head_of
+from foldertune.runs.checkpoint import load_checkpoint
 
 SCORES = (
     "1 - max probability",
@@ -53,12 +58,31 @@ SCORES = (
     "knn k=10",
     "knn k=3 + energy",
     "mahalanobis",
+    "mahalanobis, held-out scale, + energy",
     "shipped",
 )
 
 
 def standardised(values: np.ndarray, reference_values: np.ndarray) -> np.ndarray:
     return (values - reference_values.mean()) / max(reference_values.std(), 1e-12)
+
+
+def held_out_distances(reference: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Each reference row's distance to the class statistics of the other folds' rows: what a new image of a known
+    class gets (a row's distance to statistics that include it is far smaller when there are few rows in many
+    dimensions)."""
+    labels = np.asarray(labels)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    fold_of[order] = np.arange(len(labels)) % folds
+    out = np.empty(len(labels))
+    for fold in range(folds):
+        held, kept = fold_of == fold, fold_of != fold
+        if not held.any() or len(np.unique(labels[kept])) == 0:
+            continue
+        means, precision = class_statistics(reference[kept], labels[kept])
+        out[held] = mahalanobis_distance(reference[held], means, precision)
+    return out
 
 
 def leave_one_out_knn(reference: np.ndarray, k: int) -> np.ndarray:
@@ -80,7 +104,11 @@ def scores_of(classifier, features: np.ndarray) -> dict[str, np.ndarray]:
     combined = standardised(knn_distance(features, reference, k=3), leave_one_out_knn(reference, 3)) + standardised(
         energy_score(logits), energy_score(reference_logits)
     )
+    held_out = held_out_distances(reference, classifier.labels)
+    distance = mahalanobis_distance(features, classifier.means, classifier.precision)
+    cross_fitted = standardised(distance, held_out) + standardised(energy_score(logits), energy_score(reference_logits))
     return {
+        "mahalanobis, held-out scale, + energy": cross_fitted,
         "knn k=3 + energy": combined,
         "mahalanobis": mahalanobis_distance(features, classifier.means, classifier.precision),
         "1 - max probability": max_probability_score(softmax(logits)),
@@ -118,6 +146,7 @@ def held_out_part(name: str, data: Path, work: Path, held_out: int | None, mode:
         run = ft.train(manifest=str(manifest), mode=mode, epochs=epochs, report=False, quiet=True, workers=0,
                        project=str(work / "runs"), name=f"{name}-without-{left_out}")  # fmt: skip
         classifier = ft.load(run, device="cpu")
+        classifier.labels = load_checkpoint(Path(run) / "best.pt")[LABELS_KEY].numpy()  # the reference's classes
         if features is None or mode != "linear":  # a finetuned backbone has features of its own
             features = all_features(classifier, [record.path for record in scan.images])
         inside = scores_of(classifier, np.stack([features[r.path] for r in split if r.split == "val"]))

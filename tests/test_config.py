@@ -6,6 +6,7 @@ import pytest
 
 from foldertune.config import (
     CHOICES,
+    DEFAULT_LABEL_SMOOTHING,
     DEFAULT_LR,
     DEFAULT_WEIGHT_DECAY,
     DataConfig,
@@ -49,6 +50,15 @@ def test_a_config_saved_before_class_balance_existed_trains_as_it_did():
     assert raw["train"]["balance"] == "weights"  # a new run's default
     del raw["train"]["balance"]
     assert RunConfig.from_dict(raw).train.balance == "none"  # what runs before the setting did
+
+
+def test_label_smoothing_defaults_by_mode_and_an_older_run_keeps_its_own():
+    modes = ("finetune", "linear", "scratch")
+    resolved = [RunConfig.from_flat(data="x", mode=mode).train.label_smoothing for mode in modes]
+    assert resolved == [DEFAULT_LABEL_SMOOTHING[mode] for mode in modes] == [0.1, 0.0, 0.0]
+    assert RunConfig.from_flat(data="x", label_smoothing=0.0).train.label_smoothing == 0.0  # asked for: kept
+    raw = RunConfig.from_flat(data="photos", label_smoothing=0.0).to_dict()  # what runs saved before this default hold
+    assert RunConfig.from_dict(raw).train.label_smoothing == 0.0
 
 
 def test_round_trip_through_json():
