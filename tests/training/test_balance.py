@@ -16,13 +16,16 @@ def test_the_weighted_loss_gives_a_rare_class_a_larger_gradient():
     runtime = choose_runtime("cpu", "fp32")
     model = torch.nn.Linear(4, 3)
     gradients = {}
-    for balance in ("none", "weights"):
-        opt = Optimization.build(model, TrainConfig(balance=balance), runtime, steps_per_epoch=1, class_weights=weights)
+    for balance, smoothing in (("none", 0.0), ("weights", 0.0), ("weights", None)):  # None: fine-tune's default
+        cfg = TrainConfig(balance=balance, label_smoothing=smoothing)
+        opt = Optimization.build(model, cfg, runtime, steps_per_epoch=1, class_weights=weights)
         logits = torch.zeros(2, 3, requires_grad=True)  # one image of a common class, one of the rare class
         opt.criterion(logits, torch.tensor([0, 2])).backward()
-        gradients[balance] = logits.grad.abs().sum(dim=1)
-    assert torch.isclose(gradients["none"][0], gradients["none"][1])  # unweighted: the two images pull alike
-    assert gradients["weights"][1] / gradients["weights"][0] == torch.tensor(weights[2] / weights[0])
+        gradients[balance, cfg.label_smoothing] = logits.grad.abs().sum(dim=1)
+    assert torch.isclose(gradients["none", 0.0][0], gradients["none", 0.0][1])  # unweighted: the two pull alike
+    assert gradients["weights", 0.0][1] / gradients["weights", 0.0][0] == torch.tensor(weights[2] / weights[0])
+    smoothed = gradients["weights", 0.1]  # with label smoothing the rare class still pulls harder
+    assert smoothed[1] > 2 * smoothed[0]
 
 
 def test_the_balanced_sampler_draws_every_class_about_as_often_and_the_same_under_torchrun():
