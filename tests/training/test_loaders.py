@@ -6,7 +6,7 @@ import torch
 from foldertune.config import RunConfig
 from foldertune.device import choose_runtime
 from foldertune.models.registry import get_backbone
-from foldertune.training.loaders import build_loaders, default_workers
+from foldertune.training.loaders import EpochBatches, build_loaders, default_workers
 from foldertune.training.prepare import prepare_data
 
 
@@ -19,15 +19,22 @@ def test_workers_start_with_the_loaders_and_the_first_epoch_loses_no_batch(small
         started = len(multiprocessing.active_children()) - before  # before any batch was asked for
         loaders["train"].batch_sampler.set_epoch(1)
         batches = {split: [(images, labels) for images, labels in loader] for split, loader in loaders.items()}
-        return batches, started
+        ahead = EpochBatches(loaders["train"], 2)  # begun before validating, as fit.py does
+        sent = getattr(ahead.batches, "_send_idx", 0)  # batches the workers were asked for before the first one
+        batches["val"] = [(images, labels) for images, labels in loaders["val"]]
+        loaders["train"].batch_sampler.set_epoch(5)  # a pass once begun keeps its epoch
+        batches["train 2"] = list(ahead)
+        return batches, started, sent
 
-    in_process, none_started = first_epochs(0)
-    with_workers, started = first_epochs(1)
+    in_process, none_started, _ = first_epochs(0)
+    with_workers, started, sent = first_epochs(1)
     assert none_started == 0 and started == 2  # one worker per loader, forked while this process is small
-    for split in ("train", "val"):
+    assert sent == 2  # the next epoch's first two batches (DataLoader's prefetch) were being read while validating
+    for split in ("train", "val", "train 2"):
         assert len(with_workers[split]) == len(in_process[split]) > 0
         for (a, x), (b, y) in zip(with_workers[split], in_process[split], strict=True):
             assert torch.equal(a, b) and torch.equal(x, y)
+    assert not torch.equal(in_process["train"][0][0], in_process["train 2"][0][0])  # epoch 2: another order
 
 
 def test_default_workers_take_this_process_share_of_the_cores(monkeypatch):

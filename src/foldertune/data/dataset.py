@@ -118,12 +118,16 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         return [order[position] for position in share]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        indices = self.indices()
-        for start in range(self.skip * self.batch_size, len(indices), self.batch_size):
+        return self._batches(
+            self.indices(), self.epoch, self.skip
+        )  # fixed now: a later set_epoch changes no pass begun
+
+    def _batches(self, indices: list[int], epoch: int, skip: int) -> Iterator[list[tuple[int, int]]]:
+        for start in range(skip * self.batch_size, len(indices), self.batch_size):
             batch = indices[start : start + self.batch_size]
             if self._drops(len(batch), start):
                 return
-            yield [(index, self.epoch) for index in batch]
+            yield [(index, epoch) for index in batch]
 
     def __len__(self) -> int:
         size = -(-self.size // self.world_size)  # each process's share, padded to equal length

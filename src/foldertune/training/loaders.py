@@ -9,6 +9,7 @@ Each split has an EpochBatchSampler: seeded per epoch, and sharded between proce
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -95,6 +96,31 @@ def start_workers(loader: DataLoader) -> None:
     sampler.set_epoch(epoch, skip=sampler.size)  # more batches than the epoch has
     iter(loader)  # persistent workers: the DataLoader keeps this iterator and resets it at the next pass
     sampler.set_epoch(epoch, skip=skip)
+
+
+class EpochBatches:
+    """One epoch's pass of a training loader, begun when it is made: its worker processes are sent the first
+    batches' indices at once (DataLoader's prefetch) and read them while this process does other work.
+
+        ahead = EpochBatches(loader, epoch + 1)   # before validating epoch `epoch` (fit.py)
+        for inputs, targets in ahead: ...         # epoch + 1: its first batches are ready
+
+    Begun only after its first batch is asked for, a pass would wait for the workers to read it, and they would then
+    read its second and third batches at once, beside the first step's compute: on the sample (110 training photos,
+    4 steps an epoch) that was 0.08 s of waiting and a first step 0.15 s slower, every epoch.
+    """
+
+    def __init__(self, loader: DataLoader | FeatureBatches, epoch: int, *, skip: int = 0) -> None:
+        loader.batch_sampler.set_epoch(epoch, skip=skip)
+        self.length = len(loader)
+        self.batches = iter(loader)
+
+    def __len__(self) -> int:
+        """The epoch's steps (those skipped by `skip` included), as len(loader) counts them."""
+        return self.length
+
+    def __iter__(self) -> Iterator:
+        return self.batches
 
 
 def build_feature_loaders(

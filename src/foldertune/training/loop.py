@@ -35,6 +35,7 @@ from foldertune.preprocessing import Preprocessing
 from foldertune.runs.folder import CsvLog
 from foldertune.training.distributed import Distributed
 from foldertune.training.interrupt import StopRequest
+from foldertune.training.loaders import EpochBatches
 from foldertune.training.optim import Optimization
 from foldertune.training.state import EpochResult, PartialEpoch
 from foldertune.training.trackers import Trackers
@@ -74,7 +75,7 @@ class Validation:
 
 def train_one_epoch(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader | EpochBatches,
     opt: Optimization,
     ctx: LoopContext,
     *,
@@ -84,8 +85,9 @@ def train_one_epoch(
 ) -> EpochResult:
     """One pass over the training loader (after `partial`, only the rest of it); returns the epoch's totals.
 
-    The caller seeds the epoch, sets the sampler's epoch and the train / eval modes. When `stop` is requested the pass
-    ends after the current step, on every process alike, with `interrupted` set to what continuing it needs.
+    The caller seeds the epoch, sets the sampler's epoch (an `EpochBatches` has) and the train / eval modes. When
+    `stop` is requested the pass ends after the current step, on every process alike, with `interrupted` set to what
+    continuing it needs.
     """
     done = partial if partial is not None else PartialEpoch()
     carried = done if ctx.dist.is_main else PartialEpoch()  # rank 0 carries all processes' totals so far
