@@ -23,7 +23,8 @@ its accuracies do not mean anything.
 The best peer: when timm is installed, mobilenet_v2's fine-tune on the sample also runs timm's training pipeline as
 its train.py assembles it (bench/timm_loop.py: mobilenetv2_100 from the same ImageNet weights converted to timm's
 names, bf16 autocast, channels_last, same split, batch and workers), printed in a third column, and the bare model
-step (forward, backward and optimizer on random tensors, same batch and precision) is measured in the same run.
+step (forward, backward and optimizer on random tensors, same batch and precision: the mean of 12 steps after two)
+is measured in the same run.
 Training images/s of a fine-tune is the mean over its epochs after the first (start-up); --peer trains 5 epochs
 (--peer-epochs), so that the steady window is 4 epochs rather than one of 3-4 steps.
 """
@@ -114,6 +115,7 @@ def main() -> None:
 # ------------------------------------------------------------------------------------------------ the cases
 
 MEMORY_IMG_SIZE = 112  # the 10-epoch memory run trains at this size to stay short
+BARE_STEPS = 12  # the bare step's timed steps, after two: about as many as the steady epochs of --peer train
 
 
 def plan(models: list[str], *, everything: bool) -> list[tuple[str, str, str, str, int]]:
@@ -436,10 +438,11 @@ def measure_compute(model: str) -> dict:
         optimizer.step()
 
     step()
+    step()
     started = time.perf_counter()
-    for _ in range(4):
+    for _ in range(BARE_STEPS):
         step()
-    return {"compute_img_s": 4 * 32 / (time.perf_counter() - started)}
+    return {"compute_img_s": BARE_STEPS * 32 / (time.perf_counter() - started)}
 
 
 def measure_memory(data: str, weights: str, project: str, workers: str) -> dict:

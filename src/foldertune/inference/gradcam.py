@@ -54,15 +54,23 @@ class Explainer:
         self.classifier = classifier
         self.layer, self.reshape = cam_layer_of(classifier.model, classifier.backbone)
 
-    def explain(self, images: list[Image.Image], class_names: list[str] | None = None) -> list[Explanation]:
-        """One explanation per RGB image, for the named class or, where None, the predicted one."""
+    def explain(
+        self,
+        images: list[Image.Image],
+        class_names: list[str] | None = None,
+        *,
+        probabilities: np.ndarray | None = None,
+    ) -> list[Explanation]:
+        """One explanation per RGB image, for the named class or, where None, the predicted one. `probabilities`:
+        the classifier's (N, classes) for these images where the caller has them already (one forward pass less)."""
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.image import show_cam_on_image
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         classifier = self.classifier
         crops = torch.stack([classifier.transform(image) for image in images])
-        probabilities = classifier.probabilities(crops)
+        if probabilities is None:
+            probabilities = classifier.probabilities(crops)
         predicted = probabilities.argmax(axis=1)
         wanted = [
             self.class_index(name) if name else int(p)

@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from foldertune.runs.tables import write_table
 from foldertune.training.distributed import Distributed
 from foldertune.training.frozen_features import FeatureBatches
 from foldertune.training.interrupt import LoaderWorkerDied, StopRequest, TrainingInterrupted, loader_worker_death
-from foldertune.training.loaders import build_feature_loaders, build_loaders, class_weights
+from foldertune.training.loaders import EpochBatches, build_feature_loaders, build_loaders, class_weights
 from foldertune.training.loop import LoopContext, memory_hint, train_one_epoch, validate
 from foldertune.training.optim import Optimization
 from foldertune.training.prepare import PreparedData, prepare_data
@@ -289,6 +290,7 @@ class Training:
     metrics: dict[str, float] = field(default_factory=dict)  # the last validation (last.pt of a cut epoch keeps it)
     partial: PartialEpoch | None = None  # the epoch that an interruption cut short, to continue
     phase: str = ""  # the transfer mode the parameters are set for: --head-warmup trains in linear mode first
+    ahead: EpochBatches | None = None  # the next epoch's training pass, begun before this one's validation
 
     def state_dict(self, world_size: int, interrupted: PartialEpoch | None = None) -> dict:
         """last.pt's "training": what continuing exactly needs beyond the weights."""
@@ -326,6 +328,7 @@ def _train(job: Job, model: nn.Module, *, start: dict | None) -> Path:
         if not dist.is_main:
             return run.path  # rank 0 alone evaluates best.pt and writes the report
         steps = epoch * len(training.loaders["train"])
+        training.ahead = None  # an early stop leaves the next epoch begun
         training.loaders.clear()  # the loader processes end here: their memory is free for the evaluation's work
         _final_evaluation(run, job, training.progress.best_epoch)
         trackers.finish(run, best=run.metrics(), step=steps)
@@ -407,6 +410,8 @@ def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop:
                  training.state_dict(dist.world_size, interrupted=trained.interrupted))  # fmt: skip
         where = f"at epoch {epoch}, step {trained.interrupted.steps} of {len(training.loaders['train'])}"
         raise TrainingInterrupted(stop.signum or signal.SIGTERM, run.path, where)  # or another process's signal
+    if epoch < tc.epochs:  # the loader workers read its first batches while this process validates and saves
+        training.ahead = EpochBatches(training.loaders["train"], epoch + 1)
     if epoch == training.first_epoch:
         trained.seconds += training.setup_seconds
         if tc.compile:
@@ -446,15 +451,16 @@ def _train_pass(job: Job, training: Training, ctx: LoopContext, epoch: int, stop
         torch.set_rng_state(partial.rng_of(job.dist.rank))
     else:  # dropout and other randomness in the model; each process its own stream
         torch.manual_seed(sample_seed(tc.seed, epoch, 0) + 2 + 7919 * job.dist.rank)
-    training.loaders["train"].batch_sampler.set_epoch(epoch, skip=partial.steps if partial else 0)
+    batches, training.ahead = training.ahead, None
+    if batches is None:  # the first epoch, or one that continues an interrupted pass
+        batches = EpochBatches(training.loaders["train"], epoch, skip=partial.steps if partial else 0)
     phase = "linear" if epoch <= tc.head_warmup else tc.mode  # --head-warmup: the head alone first
     if phase != training.phase:  # what requires gradients changes, and DDP registers that when it wraps the network
         apply_mode(training.model, job.cfg.model.backbone, phase)
         training.network, training.phase = _wrapped(training.model, job), phase
     set_train_mode(training.model, job.cfg.model.backbone, phase)  # in linear mode the frozen backbone stays eval
     with memory_hint(job.runtime, tc.batch_size, epoch):
-        return train_one_epoch(training.network, training.loaders["train"], training.opt, ctx, epoch=epoch,
-                               partial=partial, stop=stop)  # fmt: skip
+        return train_one_epoch(training.network, batches, training.opt, ctx, epoch=epoch, partial=partial, stop=stop)
 
 
 def _epoch_row(epoch: int, trained: EpochResult, val: dict[str, float], lr: float) -> dict:
@@ -482,6 +488,8 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
     cfg, data, log = job.cfg, job.data, job.log
     started = time.perf_counter()
     seconds: dict[str, float] = {}
+    importer = threading.Thread(target=_import_end_of_run, args=(cfg.report,), daemon=True)
+    importer.start()
     log(f"\nbest.pt (epoch {best_epoch}{'' if data.count('val') else ', the last: no validation split'}):")
     # one network for every pass below. The evaluation runs it in fp32: in bf16, 2 of 97 predictions of a 1-epoch
     # model flipped (near ties), so its metrics would differ from a later `foldertune evaluate`
@@ -521,6 +529,7 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
         from foldertune.reporting.plots import plot_run
 
         part = time.perf_counter()
+        importer.join()  # no import half done in the processes plot_run forks
         plot_run(run.path)  # the training curves and every evaluation's figures
         seconds["figures"] = time.perf_counter() - part
         part = time.perf_counter()
@@ -533,6 +542,20 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
     run.write_config(record)
     if job.verbose:
         log("end of run: " + ", ".join(f"{part} {value:.1f} s" for part, value in seconds.items()))
+
+
+def _import_end_of_run(report: bool) -> None:
+    """Import what the evaluation and the report use later (scikit-learn, matplotlib, pytorch-grad-cam: about a
+    second of one core) while this process's network passes wait on the other threads' compute and the decoding."""
+    import contextlib
+    import importlib
+
+    names = ["sklearn.metrics", "scipy.optimize"]
+    if report:
+        names += ["sklearn.manifold", "foldertune.reporting.plots.classification", "pytorch_grad_cam"]
+    for name in names:
+        with contextlib.suppress(ImportError):  # an optional extra not installed: what needs it says so then
+            importlib.import_module(name)
 
 
 IMBALANCE_RATIO = 3  # largest over smallest training class at which the summary leads with balanced accuracy
