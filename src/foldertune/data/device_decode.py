@@ -45,7 +45,6 @@ class EncodedImage:
 
     data: bytes
     orientation: int  # 1..8: the decoders here return the pixels as stored, turned upright afterwards
-    size: tuple[int, int]  # (width, height) upright, from the header: the box's frame
     box: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, height, width (training only)
     flip: bool = False
 
@@ -70,7 +69,7 @@ class EncodedReader:
             info = None  # the CPU reader raises the same error, which ImageDataset reports as without --decode device
         if info is None or info.format != "JPEG" or info.mode not in DEVICE_MODES:
             return self.on_cpu(path)
-        item = EncodedImage(Path(path).read_bytes(), info.orientation, (info.width, info.height))
+        item = EncodedImage(Path(path).read_bytes(), info.orientation)
         if self.train:
             item.box = draw_crop_box(info.width, info.height, self.scale)
             item.flip = bool(torch.rand(1) < 0.5)
@@ -84,8 +83,7 @@ class PackedImages:
 
     data: torch.Tensor  # (total bytes,) uint8: the JPEGs end to end
     lengths: torch.Tensor  # (N,) int64: each JPEG's bytes; 0 where the image was decoded on the CPU
-    orientations: torch.Tensor  # (N,) int64 EXIF orientations
-    sizes: torch.Tensor  # (N, 2) int64: upright (width, height) from the header
+    orientations: torch.Tensor  # (N,) int64 EXIF orientations, from the header: the box is drawn on that upright size
     boxes: torch.Tensor  # (N, 4) int64: top, left, height, width
     flips: torch.Tensor  # (N,) bool
     decoded: torch.Tensor  # (M, 3, S, S) uint8: the images decoded on the CPU, in batch order
@@ -124,29 +122,24 @@ class PackedImages:
     def _train_crop(self, picture: torch.Tensor, position: int, size: int, mode: InterpolationMode) -> torch.Tensor:
         """The drawn box, resized to size x size and flipped when drawn so, as RandomResizedCrop on a tensor does."""
         top, left, height, width = self.boxes[position].tolist()
-        full_width, full_height = self.sizes[position].tolist()
-        if picture.shape[-2:] != (full_height, full_width):  # a decoder that read the size otherwise: keep the box's
-            fx, fy = picture.shape[-1] / full_width, picture.shape[-2] / full_height  # place, in its pixels
-            top, left, height, width = int(top * fy), int(left * fx), max(1, int(height * fy)), max(1, int(width * fx))
         crop = TF.resized_crop(picture, top, left, height, width, [size, size], interpolation=mode, antialias=True)
         return crop.flip(-1) if self.flips[position] else crop
 
 
 def pack_batch(items: list[tuple[EncodedImage | torch.Tensor, int]]) -> tuple[PackedImages, torch.Tensor]:
     """The DataLoader's collate_fn for EncodedReader items: (PackedImages, labels)."""
-    encoded = [item if isinstance(item, EncodedImage) else None for item, _ in items]
+    placeholder = EncodedImage(b"", 1)  # no bytes: an image decoded on the CPU, which `decoded` holds
+    encoded = [item if isinstance(item, EncodedImage) else placeholder for item, _ in items]
     decoded = [item for item, _ in items if isinstance(item, torch.Tensor)]
-    data = b"".join(item.data for item in encoded if item is not None)
-    train = any(item is not None and item.box[2] > 0 for item in encoded)  # a drawn box is never 0 pixels high
+    data = b"".join(item.data for item in encoded)
     packed = PackedImages(
         data=torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8),
-        lengths=torch.tensor([len(item.data) if item else 0 for item in encoded], dtype=torch.int64),
-        orientations=torch.tensor([item.orientation if item else 1 for item in encoded], dtype=torch.int64),
-        sizes=torch.tensor([item.size if item else (0, 0) for item in encoded], dtype=torch.int64).view(-1, 2),
-        boxes=torch.tensor([item.box if item else (0, 0, 0, 0) for item in encoded], dtype=torch.int64).view(-1, 4),
-        flips=torch.tensor([item.flip if item else False for item in encoded], dtype=torch.bool),
+        lengths=torch.tensor([len(item.data) for item in encoded], dtype=torch.int64),
+        orientations=torch.tensor([item.orientation for item in encoded], dtype=torch.int64),
+        boxes=torch.tensor([item.box for item in encoded], dtype=torch.int64).view(-1, 4),
+        flips=torch.tensor([item.flip for item in encoded], dtype=torch.bool),
         decoded=torch.stack(decoded) if decoded else torch.empty((0, 3, 1, 1), dtype=torch.uint8),
-        train=train,
+        train=any(item.box[2] > 0 for item in encoded),  # a drawn box is never 0 pixels high
     )
     return packed, torch.tensor([label for _, label in items], dtype=torch.int64)
 
