@@ -14,10 +14,10 @@ Then the loading paths, on a folder big enough to time (--images JPEGs of 500x37
 from the sample's photos, each saved at its own quality), fine-tuning mobilenet_v2 at 224 px with automatic
 precision, batch 64, 2 epochs: images/s of the second for
 - `foldertune train` with the default loader workers (cores - 1, at most 32), and with 8 (the former default);
-- `foldertune train --cache ram` (the fill's time printed apart);
-- decoding on the device (`decode` below, not a foldertune flag): loader workers only read the files' bytes; the
-  main process decodes each batch with `torchvision.io.decode_jpeg(..., device=DEVICE)` and draws the random
-  resized crop and flip there, as TrainReader draws them, then trains the same step as foldertune's loop.
+- `foldertune train --cache ram` (its fill runs before the first epoch: in the wall time only);
+- `foldertune train --decode device`: the loader workers only read the files' bytes and draw the crops; the
+  training process decodes each batch with `torchvision.io.decode_jpeg(..., device=DEVICE)` (nvjpeg on CUDA) and
+  crops it there (data/device_decode.py).
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ def loading_paths(project: Path, images: int, epochs: int, device: str) -> None:
                 "val": 0.05, "project": project, "quiet": True, "report": False}  # fmt: skip
     cases = [(f"foldertune, default workers ({workers})", {"workers": workers}),
              ("foldertune, 8 workers", {"workers": 8}),
-             (f"foldertune --cache ram, {workers} workers", {"workers": workers, "cache": "ram"})]  # fmt: skip
+             (f"foldertune --cache ram, {workers} workers", {"workers": workers, "cache": "ram"}),
+             (f"foldertune --decode device, {workers} workers", {"workers": workers, "decode": "device"})]  # fmt: skip
     print(f"\nloading paths: {images} JPEGs of 500x375, mobilenet_v2 fine-tune at 224 px, batch {LOADING_BATCH}, "
           f"{epochs} epochs on {device}", flush=True)  # fmt: skip
     print(f"{'path':<44}{'img/s (last epoch)':>20}{'first epoch s':>15}{'wall s':>8}")
@@ -128,8 +129,6 @@ def loading_paths(project: Path, images: int, epochs: int, device: str) -> None:
         wall = time.perf_counter() - started
         rows = [line.split(",") for line in (run / "epochs.csv").read_text().strip().splitlines()[1:]]
         print(f"{name:<44}{float(rows[-1][-1]):>20.0f}{float(rows[0][-2]):>15.1f}{wall:>8.1f}", flush=True)
-    speeds, first, wall = device_decoding(data, epochs, device, workers)
-    print(f"{f'decode on the device, {workers} workers read bytes':<44}{speeds[-1]:>20.0f}{first:>15.1f}{wall:>8.1f}")
 
 
 def make_jpegs(folder: Path, count: int) -> Path:
@@ -148,81 +147,6 @@ def _write_jpeg(job: tuple[str, str, int]) -> None:
     source, target, index = job
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     Image.open(source).convert("RGB").resize((500, 375)).save(target, quality=75 + index % 20)
-
-
-def device_decoding(data: Path, epochs: int, device: str, workers: int) -> tuple[list[float], float, float]:
-    """Images/s per epoch, first epoch's seconds and wall seconds of fine-tuning with JPEGs decoded on `device`."""
-    import torchvision
-    from torch.utils.data import DataLoader
-
-    from foldertune.data.readers import draw_crop_box
-    from foldertune.data.scan import list_image_files
-    from foldertune.data.transforms import RANDOM_CROP_MIN_SCALE, normalize_batch
-    from foldertune.device import choose_runtime
-    from foldertune.models.build import build_model
-    from foldertune.models.weights import resolve_weights
-
-    started = time.perf_counter()
-    files, _ = list_image_files([data])
-    classes = sorted({Path(f).parent.name for f in files})
-    samples = [(str(f), classes.index(Path(f).parent.name)) for f in files]
-    backbone = get_backbone("mobilenet_v2")
-    pre = backbone.preprocessing
-    runtime = choose_runtime(device, "auto")
-    state, _ = resolve_weights(backbone, log=lambda *_: None)
-    model = build_model("mobilenet_v2", len(classes), state_dict=state)
-    model = model.to(runtime.device, memory_format=torch.channels_last).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loader = DataLoader(FileBytes(samples), batch_size=LOADING_BATCH, shuffle=True, num_workers=workers,
-                        persistent_workers=True, collate_fn=pack_files, drop_last=True)  # fmt: skip
-    size = pre.crop_size
-    speeds, first = [], 0.0
-    for _ in range(epochs):
-        epoch_started, seen = time.perf_counter(), 0
-        for packed, lengths, labels in loader:
-            encoded = list(torch.split(packed, lengths.tolist()))  # one file's bytes each, views of one tensor
-            pictures = torchvision.io.decode_jpeg(encoded, device=runtime.device, mode=torchvision.io.ImageReadMode.RGB)
-            crops = []
-            for picture in pictures:  # (3, H, W) uint8 on the device
-                top, left, height, width = draw_crop_box(picture.shape[2], picture.shape[1], (RANDOM_CROP_MIN_SCALE, 1))
-                crop = picture[None, :, top : top + height, left : left + width].float()
-                crop = torch.nn.functional.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)
-                crops.append(crop.flip(-1) if torch.rand(1) < 0.5 else crop)
-            inputs = normalize_batch(torch.cat(crops), pre).contiguous(memory_format=torch.channels_last)
-            targets = labels.to(runtime.device, non_blocking=True)
-            with runtime.autocast():
-                loss = torch.nn.functional.cross_entropy(model(inputs).float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(labels)
-        if runtime.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - epoch_started
-        speeds.append(seen / seconds)
-        first = first or seconds
-    return speeds, first, time.perf_counter() - started
-
-
-class FileBytes(torch.utils.data.Dataset):
-    """(the file's bytes, label): all a loader worker does on the device-decoding path."""
-
-    def __init__(self, samples: list[tuple[str, int]]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[bytes, int]:
-        path, label = self.samples[index]
-        return Path(path).read_bytes(), label
-
-
-def pack_files(items: list[tuple[bytes, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A batch as one uint8 tensor of the files' bytes end to end, their lengths and labels: three tensors cross
-    to the main process, not one per file (torch shares each tensor through its own file descriptor)."""
-    packed = torch.frombuffer(bytearray(b"".join(data for data, _ in items)), dtype=torch.uint8)
-    return packed, torch.tensor([len(data) for data, _ in items]), torch.tensor([label for _, label in items])
 
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 TRAIN_GROUPS = {
     "model": {"backbone": "MODEL", "mode": None, "weights": "FILE", "pretrained": None},
     "data": {"root": None, "val_fraction": "F", "test_fraction": "F", "manifest": "CSV", "img_size": "N",
-             "workers": "N", "cache": None, "cache_dir": "DIR"},
+             "workers": "N", "cache": None, "cache_dir": "DIR", "decode": None},
     "training": {"epochs": "N", "batch_size": "N", "lr": "X", "weight_decay": "X", "optimizer": None,
                  "scheduler": None, "warmup_epochs": "E", "label_smoothing": "X", "augment": None, "ema": "DECAY",
                  "head_warmup": "N", "layer_decay": "F", "balance": None, "patience": "N",

@@ -36,6 +36,7 @@ BALANCES = ("none", "weights", "sampler")
 FEATURE_CACHES = ("disk", "memory", "off")
 IMAGE_CACHES = ("off", "ram", "disk")
 AUGMENTS = ("standard", "trivialwide", "randaugment")
+DECODES = ("cpu", "device")
 
 # The settings that take one of a fixed set of values: checked in __post_init__, offered as choices by the CLI.
 CHOICES = {
@@ -49,6 +50,7 @@ CHOICES = {
     "balance": BALANCES,
     "feature_cache": FEATURE_CACHES,
     "augment": AUGMENTS,
+    "decode": DECODES,
 }
 
 # Learning rates that work for AdamW with batch 32 on the bundled sample and on typical small datasets: the new
@@ -154,9 +156,16 @@ class DataConfig:
     cache folder, reused by later runs); off decodes every image at every epoch."""
     cache_dir: str | None = None
     """Folder for cached features and images; None: $FOLDERTUNE_CACHE_DIR, else ~/.cache/foldertune."""
+    decode: str = "cpu"
+    """Where the training and validation images are decoded: cpu, in the loader workers; device, JPEGs on the
+    training device (nvjpeg on a CUDA GPU), the workers only reading their bytes and other formats decoded on the CPU
+    as before. For a GPU whose loader workers cannot keep up; not used by --mode linear with its feature cache."""
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        if self.decode == "device" and self.cache != "off":
+            raise UserError(f"--cache {self.cache} keeps pictures decoded on the CPU, and --decode device decodes the "
+                            "files on the training device instead; use one or the other.")  # fmt: skip
         if bool(self.root) == bool(self.manifest):
             raise UserError("pass either DATA (an image folder) or --manifest CSV, not both." if self.root else
                             "pass DATA (an image folder) or --manifest CSV.")  # fmt: skip
@@ -337,6 +346,12 @@ class RunConfig:
             raise UserError("--mode linear trains only the head on a frozen backbone, so it needs pretrained weights.")
         if self.train.mode == "scratch" and self.model.pretrained:
             object.__setattr__(self, "model", dataclasses.replace(self.model, pretrained=False))
+        if self.data.decode == "device" and self.train.augment != "standard":
+            raise UserError(f"--augment {self.train.augment} runs on the decoded crops in the loader workers, which "
+                            "--decode device leaves undecoded; use --decode cpu or --augment standard.")  # fmt: skip
+        if self.data.decode == "device" and self.train.mode == "linear" and self.train.feature_cache != "off":
+            raise UserError("--decode device applies to the image loaders, which --mode linear does not use with its "
+                            "feature cache; drop --decode device or add --feature-cache off.")  # fmt: skip
         if self.train.folds and self.data.val_fraction != DataConfig.val_fraction:
             raise UserError(
                 f"--val cannot be combined with --folds: each of the {self.train.folds} folds holds out its own "

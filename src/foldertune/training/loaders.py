@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from foldertune.config import RunConfig
 from foldertune.data.dataset import EpochBatchSampler, ImageDataset
+from foldertune.data.device_decode import EncodedReader, pack_batch
 from foldertune.data.image_cache import ImageCache
 from foldertune.data.images import open_image
 from foldertune.data.readers import EvalReader, TrainReader
@@ -42,6 +43,7 @@ def build_loaders(
     """A shuffled, augmented train loader and an in-order val loader with twice the batch size (each process's
     share of them, with `dist`).
 
+    With --decode device, the batches are PackedImages (data/device_decode.py) that loop.py decodes on the device.
     With --cache, every image is decoded once here, before the loader workers start (see data/image_cache.py).
     The workers of both loaders start here too (`start_workers`).
     """
@@ -61,6 +63,8 @@ def build_loaders(
             opener = cache.open
         limits = {"max_pixels": cfg.data.max_pixels, "opener": opener}
         reader = TrainReader(pre, augment=cfg.train.augment, **limits) if train else EvalReader(pre, **limits)
+        if cfg.data.decode == "device":  # the workers read bytes and draw the crops; loop.py decodes on the device
+            reader = EncodedReader(pre, train=train, max_pixels=cfg.data.max_pixels)
         dataset = ImageDataset(samples, reader, seed=cfg.train.seed, augment=train)
         batch_size = cfg.train.batch_size if train else 2 * cfg.train.batch_size  # no gradients: twice fits
         dist = dist or Distributed()
@@ -72,6 +76,7 @@ def build_loaders(
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=runtime.device.type == "cuda",
+            collate_fn=pack_batch if cfg.data.decode == "device" else None,
             generator=torch.Generator(),  # its worker seeds are unused; drawing them must not move the global RNG
             worker_init_fn=ignore_stop_signals,  # Ctrl-C / SIGTERM to the process group: the main process saves first
         )

@@ -6,9 +6,10 @@
     val = validate(model, val_loader, ctx).summary()              # loss, accuracy, precision, recall, f1
     with memory_hint(runtime, batch_size=32, epoch=1): ...        # out of GPU memory: which --batch-size to try
 
-The loaders yield uint8 images, normalised here on the device, or (linear mode with the feature cache) the frozen
-backbone's features for the head. With a `Distributed`, losses and totals cover every process. A stop request
-(Ctrl-C, SIGTERM) ends `train_one_epoch` after a step, with the `PartialEpoch` that continues it (state.py).
+The loaders yield uint8 images (with --decode device, JPEG bytes decoded on the device first), normalised here on
+the device, or (linear mode with the feature cache) the frozen backbone's features for the head. With a
+`Distributed`, losses and totals cover every process. A stop request (Ctrl-C, SIGTERM) ends `train_one_epoch` after
+a step, with the `PartialEpoch` that continues it (state.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch.utils.data import DataLoader
 from foldertune.analysis.intervals import wilson_interval
 from foldertune.analysis.metrics import classification_summary
 from foldertune.data.dataset import EpochBatchSampler
+from foldertune.data.device_decode import PackedImages
 from foldertune.data.transforms import model_input
 from foldertune.device import Runtime
 from foldertune.errors import UserError
@@ -221,6 +223,8 @@ def validate(model: nn.Module, loader: DataLoader, ctx: LoopContext) -> Validati
 
 def _on_device(inputs: torch.Tensor, ctx: LoopContext) -> torch.Tensor:
     """The network's input: uint8 images normalised on the device, or the backbone's features as they are."""
+    if isinstance(inputs, PackedImages):  # --decode device: JPEG bytes, decoded and cropped on the device first
+        inputs = inputs.decode(ctx.pre, ctx.runtime.device)
     if inputs.dtype == torch.uint8:
         return model_input(inputs, ctx.pre, device=ctx.runtime.device, channels_last=ctx.runtime.channels_last)
     return inputs.to(ctx.runtime.device, non_blocking=True)
