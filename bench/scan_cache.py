@@ -106,7 +106,7 @@ def run(folder: Path, cache: Path, project: Path) -> tuple[float, float, str]:
 
 def first_step(folder: str, project: str) -> None:
     """`foldertune train` as the command line runs it, ended once the first training batch is there."""
-    import foldertune.training.fit as fit
+    import foldertune.training.prepare as prepare
     from foldertune.cli import main as cli
 
     def first_batch(network, loader, *args, **kwargs):
@@ -114,7 +114,14 @@ def first_step(folder: str, project: str) -> None:
         print("first step", flush=True)
         os._exit(0)  # the bench ends here: nothing after the first step is measured
 
-    fit.train_one_epoch = first_batch
+    def prepared(*args, **kwargs):  # torch is imported where the command imports it, after the scan
+        data = prepare_data(*args, **kwargs)
+        import foldertune.training.fit as fit
+
+        fit.train_one_epoch = first_batch
+        return data
+
+    prepare_data, prepare.prepare_data = prepare.prepare_data, prepared
     cli(["train", folder, "--epochs", "1", "--workers", "0", "--quiet", "--project", project])
 
 

@@ -1,7 +1,9 @@
 """The command line as a user runs it: real subprocesses, real photos, exit codes and one-line errors."""
 
 import argparse
+import contextlib
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -18,6 +20,7 @@ from helpers import copy_subset, read_csv, run_cli, tree_fingerprint
 
 from foldertune.cli import COMMANDS, NO_FLAG, TRAIN_ONLY_FLAGS, build_parser
 from foldertune.config import DataConfig, ModelConfig, RunConfig, TrainConfig, field_docs, flag
+from foldertune.errors import UserError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -147,6 +150,25 @@ def test_train_without_data_uses_the_bundled_sample(tmp_path, mobilenet_weights)
     assert done.returncode == 0, done.stderr
     assert "bundled sample" in done.stdout and "val  accuracy" in done.stdout
     assert f"run folder: {tmp_path / 'mobilenet_v2-linear'}" in done.stdout
+
+
+def test_the_cycle_collector_pauses_while_a_run_loads_and_is_back_on_for_training():
+    """`train` turns Python's cycle collector off while its data and torch load, then freezes what exists: the
+    collector must be on again afterwards, also when loading failed (a user error), or cycles made while training
+    would never be freed."""
+    from foldertune.cli import _collector_paused
+
+    try:
+        for fails in (False, True):
+            with contextlib.suppress(UserError), _collector_paused():
+                assert not gc.isenabled()
+                cycle = [object()]
+                cycle.append(cycle)  # made while paused: frozen at the end, never walked again
+                if fails:
+                    raise UserError("the data folder is empty")
+            assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
 
 
 def test_split_writes_manifest_counts_and_linked_folders(tmp_path):

@@ -213,12 +213,13 @@ class DataCheck:
             near_of.setdefault(pair.first, pair.second)
         rows = []
         for record in self.records:
-            found, info = self.findings.get(record.path, []), self.info.get(record.path)
-            severities = {KINDS[f.kind][0] for f in found}
+            found, info = self.findings.get(record.path), self.info.get(record.path)
+            severities = {KINDS[f.kind][0] for f in found} if found else ()  # most files have no finding
             rows.append({
                 "path": record.path, "class": record.label, "split": record.split or "",
-                "status": next((s for s in SEVERITIES if s in severities), "ok"),
-                "findings": ";".join(f.kind for f in found), "detail": "; ".join(f.detail for f in found),
+                "status": next((s for s in SEVERITIES if s in severities), "ok") if found else "ok",
+                "findings": ";".join(f.kind for f in found) if found else "",
+                "detail": "; ".join(f.detail for f in found) if found else "",
                 "format": info.format if info else "", "mode": info.mode if info else "",
                 "width": info.width if info else "", "height": info.height if info else "",
                 "bytes": info.file_bytes if info else "", "mtime_ns": info.mtime_ns if info else "",
@@ -262,8 +263,11 @@ def check_data(
     """
     findings: dict[str, list[Finding]] = defaultdict(list)
     for record in records:
-        if record.path in info:
-            findings[record.path] += file_findings(info[record.path], tiny_side=tiny_side, max_aspect=max_aspect)
+        if record.path not in info:
+            continue
+        found = file_findings(info[record.path], tiny_side=tiny_side, max_aspect=max_aspect)
+        if found:  # most files have none: no empty list for each
+            findings[record.path] += found
     groups = duplicate_groups
     if groups is None:
         groups = find_duplicates(records, info, workers=workers, progress=progress)
@@ -278,7 +282,11 @@ def check_data(
         first, second = by_path[pair.first], by_path[pair.second]
         findings[first.path] += near_duplicate_findings(first, second, pair.how, source)
         findings[second.path] += near_duplicate_findings(second, first, pair.how, source)
-    findings = {path: _once_per_kind(found) for path, found in findings.items() if found}
+    # in the records' order, then the copies' (what an example in the summary is: the first file of its kind)
+    first = [path for path in by_path if path in findings and path in info]
+    listed = set(first)
+    in_order = first + [path for path in findings if path not in listed]
+    findings = {path: _once_per_kind(findings[path]) for path in in_order if findings[path]}
     result = DataCheck(source, decode, records, info, skipped, findings, groups, near_pairs=list(near_pairs))
     result.warnings = class_warnings(records)
     return result

@@ -18,6 +18,8 @@ import shutil
 import unicodedata
 import zlib
 from collections import defaultdict
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ import numpy as np
 from foldertune.data.scan import SPLITS, ImageRecord
 from foldertune.errors import UserError
 from foldertune.runs.atomic import is_inside
-from foldertune.runs.tables import write_table
+from foldertune.runs.tables import write_rows
 
 MANIFEST_COLUMNS = ("path", "class", "split")
 
@@ -60,7 +62,7 @@ def assign_splits(
     result: list[ImageRecord] = []
     warnings: list[str] = []
     for label in sorted(by_class):
-        members = sorted(by_class[label], key=lambda record: record.path)
+        members = sorted(by_class[label], key=attrgetter("path"))
         counts = split_sizes(len(members), val_fraction, test_fraction)
         if counts is None:
             warnings.append(
@@ -70,13 +72,13 @@ def assign_splits(
             continue
         n_val, n_test = counts
         rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
-        order = rng.permutation(len(members))
-        for rank, index in enumerate(order):
-            split = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
-            result.append(ImageRecord(members[index].path, label, split))  # not replace(): 100,000 of them
-    result = _keep_together(result, together)
-    result.sort(key=lambda record: (record.label, record.path))
-    return result + kept, warnings
+        order = rng.permutation(len(members)).tolist()  # the first n_val drawn go to val, the next n_test to test
+        splits = ["train"] * len(members)
+        for rank, index in enumerate(order[: n_val + n_test]):
+            splits[index] = "val" if rank < n_val else "test"
+        # not replace(): 100,000 of them; in class and path order, as the manifest lists them
+        result.extend(map(ImageRecord, [record.path for record in members], repeat(label), splits))
+    return _keep_together(result, together) + kept, warnings
 
 
 def assign_folds(
@@ -124,11 +126,17 @@ def check_seed(seed: int) -> None:
 def _keep_together(records: list[ImageRecord], groups: list[list[ImageRecord]]) -> list[ImageRecord]:
     """Copies go to the split their first file drew; but a class that this leaves without training images takes
     back, into train, the groups of which a copy drew train."""
-    split_of = {record.path: record.split for record in records}
-    label_of = {record.path: record.label for record in records}
+    if not groups:
+        return records
+    grouped = {record.path for group in groups for record in group}
+    split_of, label_of = {}, {}
+    for record in records:
+        if record.path in grouped:
+            split_of[record.path], label_of[record.path] = record.split, record.label
     members = [sorted(record.path for record in group if record.path in split_of) for group in groups]
     moved = {path: split_of[paths[0]] for paths in members for path in paths}
-    trained = {record.label for record in records if moved.get(record.path, record.split) == "train"}
+    trained = {record.label for record in records if record.split == "train" and record.path not in moved}
+    trained.update(label_of[path] for path, split in moved.items() if split == "train")
     for paths in members:
         if any(split_of[path] == "train" for path in paths) and any(label_of[p] not in trained for p in paths):
             moved.update(dict.fromkeys(paths, "train"))
@@ -191,8 +199,7 @@ def _display_width(text: str) -> int:
 
 def write_manifest(path: str | os.PathLike, records: list[ImageRecord]) -> None:
     """path,class,split as UTF-8 CSV, written to a temporary file and renamed into place."""
-    rows = [{"path": record.path, "class": record.label, "split": record.split or "train"} for record in records]
-    write_table(path, list(MANIFEST_COLUMNS), rows)
+    write_rows(path, MANIFEST_COLUMNS, [(record.path, record.label, record.split or "train") for record in records])
 
 
 def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
