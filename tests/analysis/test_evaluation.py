@@ -45,6 +45,20 @@ def test_the_run_folder_holds_a_complete_evaluation(chinese_run):
     assert ended["total"] >= sum(seconds for part, seconds in ended.items() if part != "total") - 0.01
 
 
+def test_the_run_reuses_its_best_epochs_validation_and_a_new_evaluation_agrees(chinese_run, tmp_path):
+    run, _ = chinese_run
+    ran = json.loads((run / "eval" / "val" / "metrics.json").read_text(encoding="utf-8"))
+    assert ran["outputs"] == "the validation pass of that epoch"  # no second pass over the validation images
+    out = ft.evaluate(run, out=tmp_path / "again", figures=False, progress=False, log=lambda *_: None)
+    again = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert again["outputs"] == "this evaluation's network pass"
+    assert np.allclose(np.load(out / "scores.npy"), np.load(run / "eval" / "val" / "scores.npy"), atol=1e-4)
+    rows, ran_rows = read_csv(out / "predictions.csv"), read_csv(run / "eval" / "val" / "predictions.csv")
+    assert [(row["path"], row["predicted"]) for row in rows] == [(row["path"], row["predicted"]) for row in ran_rows]
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "loss", "temperature"):
+        assert again["overall"][key] == pytest.approx(ran["overall"][key], abs=1e-4), key
+
+
 def test_evaluate_another_folder_and_its_test_split(chinese_run, tmp_path):
     run, _ = chinese_run
     other = tmp_path / "新照片"

@@ -10,7 +10,9 @@ The evaluation folder (default: <run>/eval/<split>; for another folder <run>/eva
                          macro AP and ROC AUC; 95% intervals of accuracy, balanced accuracy and macro F1 as
                          `*_low` / `*_high`; the temperature and the ECE after and before it), the calibration's
                          reliability bins, accuracy against coverage (the suggested --min-confidence), the
-                         most-confused pairs, classes, preprocessing, unreadable files, whether --tta was on
+                         most-confused pairs, classes, preprocessing, unreadable files, whether --tta was on,
+                         and where the outputs came from ("outputs": this evaluation's network pass, or the
+                         training's validation pass of that epoch, which the end of a run reuses)
     per_class.csv        class, precision, recall, f1, support, average_precision, roc_auc
     predictions.csv      path, true, predicted, confidence, correct, loss, top1, p1, ... (unreadable: error)
     confused_pairs.csv   true, predicted, count, share_of_true
@@ -53,6 +55,16 @@ from foldertune.runs.tables import read_table, write_table
 CAMS_PER_KIND = 4  # right and wrong predictions explained in the report
 
 
+@dataclass
+class KnownOutputs:
+    """The network's outputs for some images, computed by a caller that ran it on them already: the end of a run
+    passes its best epoch's validation, which ran best.pt's weights in eval mode and fp32 on the evaluation view."""
+
+    paths: list[str]
+    logits: np.ndarray  # (N, classes) float32, before any temperature
+    features: np.ndarray  # (N, features) float32: what the head received
+
+
 def evaluate_checkpoint(
     source: str | os.PathLike,
     data: str | os.PathLike | None = None,
@@ -68,6 +80,7 @@ def evaluate_checkpoint(
     log=print,
     seconds: dict[str, float] | None = None,
     classifier: Classifier | None = None,
+    known: KnownOutputs | None = None,
 ) -> Path:
     """Evaluate `source` (a run folder's best.pt or a checkpoint) and write the evaluation folder; returns it.
 
@@ -78,7 +91,9 @@ def evaluate_checkpoint(
     folder that holds files is refused unless `force`; the run's own evaluation folders are replaced. `seconds`,
     when given, receives the time each part took (network, feature map, Grad-CAM), added to what it holds.
     `classifier`: the checkpoint's network, already built by a caller that evaluates several splits (the end of a
-    run builds it once, in the run's training precision); by default one is built here, in fp32.
+    run builds it once, in the run's training precision); by default one is built here, in fp32. `known`: the
+    outputs for these images where the caller has them already (used only when it holds every image, without
+    `tta`): no network pass then.
     """
     seconds = {} if seconds is None else seconds
     started = time.perf_counter()
@@ -101,22 +116,12 @@ def evaluate_checkpoint(
     classes = classifier.classes
 
     index = {label: i for i, label in enumerate(classes)}
-    logits, features, kept, unreadable = [], [], [], {}
-    paths = [Path(path) for path, _ in records]
-    for chunk, errors, images in classifier.load_batches(paths, batch_size=64, progress=progress):
-        if images is not None:
-            view_logits, penultimate = classifier.view_logits(images, tta=tta)
-            logits.append(view_logits)
-            features.append(penultimate)
-        for path, error in zip(chunk, errors, strict=True):
-            if error is None:
-                kept.append(str(path))
-            else:
-                unreadable[str(path)] = error
+    kept, views, features, unreadable, reused = _outputs(classifier, [path for path, _ in records], tta, known,
+                                                         progress)  # fmt: skip
     if not kept:
         raise UserError(f"none of the {len(records)} images to evaluate could be read (first: {records[0][0]}).")
     label_of = dict(records)
-    targets, views = np.array([index[label_of[path]] for path in kept]), np.concatenate(logits, axis=1)
+    targets = np.array([index[label_of[path]] for path in kept])
     logits = views.mean(axis=0)  # (N, classes); with --tta the mean over the image and its mirror image
     if calibrate:
         checkpoint["temperature"] = classifier.temperature = fit_temperature(logits, targets)
@@ -135,7 +140,7 @@ def evaluate_checkpoint(
     method, cams = None, "not asked for"
     if figures:
         started = time.perf_counter()
-        method = _write_embedding(folder, result, np.concatenate(features))
+        method = _write_embedding(folder, result, features)
         _add_time(seconds, "feature map", started)
         started = time.perf_counter()
         cams = _write_cams(folder, classifier, result, log)
@@ -150,6 +155,7 @@ def evaluate_checkpoint(
         "preprocessing": checkpoint["preprocessing"],
         "overall": report["overall"],
         "tta": tta,
+        "outputs": "the validation pass of that epoch" if reused else "this evaluation's network pass",
         "coverage": coverage_report(result.targets, result.probabilities),
         "per_class": report["per_class"],
         "confused_pairs": report["confused_pairs"],
@@ -162,6 +168,32 @@ def evaluate_checkpoint(
     folder.write_metrics(metrics)
     _log_summary(log, out, report, unreadable)
     return out
+
+
+def _outputs(
+    classifier: Classifier, files: list[str], tta: bool, known: KnownOutputs | None, progress: bool
+) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, str], bool]:
+    """(readable files, logits of each view (views, N, classes), head inputs (N, features), {unreadable file:
+    error}, whether they came from `known`): from `known` when it holds every file, otherwise from the network."""
+    if known is not None and not tta:
+        row = {path: i for i, path in enumerate(known.paths)}
+        if all(path in row for path in files):
+            order = [row[path] for path in files]
+            return list(files), known.logits[order][None], known.features[order], {}, True
+    logits, features, kept, unreadable = [], [], [], {}
+    for chunk, errors, images in classifier.load_batches([Path(f) for f in files], batch_size=64, progress=progress):
+        if images is not None:
+            view_logits, penultimate = classifier.view_logits(images, tta=tta)
+            logits.append(view_logits)
+            features.append(penultimate)
+        for path, error in zip(chunk, errors, strict=True):
+            if error is None:
+                kept.append(str(path))
+            else:
+                unreadable[str(path)] = error
+    if not kept:
+        return [], np.empty((1, 0, 0)), np.empty((0, 0)), unreadable, False
+    return kept, np.concatenate(logits, axis=1), np.concatenate(features), unreadable, False
 
 
 def _add_time(seconds: dict[str, float], part: str, started: float) -> None:

@@ -16,15 +16,16 @@ epoch; rank 0 alone writes the run folder and talks to the trackers (trackers.py
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from foldertune.data.scan import verify_records
 from foldertune.data.split import read_manifest, write_manifest
 from foldertune.device import Runtime, choose_runtime
 from foldertune.errors import UserError
-from foldertune.models.build import apply_mode, build_model, head_of, set_train_mode
+from foldertune.models.build import apply_mode, build_model, capture_head_input, head_of, set_train_mode
 from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
@@ -56,6 +57,9 @@ from foldertune.training.prepare import PreparedData, prepare_data
 from foldertune.training.run_record import command, config_record, now
 from foldertune.training.state import EpochResult, PartialEpoch, Progress
 from foldertune.training.trackers import Trackers
+
+if TYPE_CHECKING:
+    from foldertune.analysis.evaluation import KnownOutputs
 
 
 def fit(
@@ -291,6 +295,7 @@ class Training:
     partial: PartialEpoch | None = None  # the epoch that an interruption cut short, to continue
     phase: str = ""  # the transfer mode the parameters are set for: --head-warmup trains in linear mode first
     ahead: EpochBatches | None = None  # the next epoch's training pass, begun before this one's validation
+    best_validation: KnownOutputs | None = None  # the best epoch's validation, when the final evaluation can reuse it
 
     def state_dict(self, world_size: int, interrupted: PartialEpoch | None = None) -> dict:
         """last.pt's "training": what continuing exactly needs beyond the weights."""
@@ -330,7 +335,7 @@ def _train(job: Job, model: nn.Module, *, start: dict | None) -> Path:
         steps = epoch * len(training.loaders["train"])
         training.ahead = None  # an early stop leaves the next epoch begun
         training.loaders.clear()  # the loader processes end here: their memory is free for the evaluation's work
-        _final_evaluation(run, job, training.progress.best_epoch)
+        _final_evaluation(run, job, training.progress.best_epoch, known=training.best_validation)
         trackers.finish(run, best=run.metrics(), step=steps)
     job.log(f"run folder: {run.path}")
     return run.path
@@ -418,9 +423,16 @@ def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop:
             job.log(f"torch.compile: the first step took {trained.first_step_seconds:.1f} s (compiling)")
     if "val" in training.loaders:
         dist.sync_buffers(training.validated)  # BatchNorm statistics as rank 0 saves them
-        with memory_hint(job.runtime, tc.batch_size, epoch):
-            val = validate(training.validated, training.loaders["val"], ctx).summary()
+        reused = _validation_reusable(job, training)
+        with memory_hint(job.runtime, tc.batch_size, epoch), _head_inputs(training, job, reused) as features:
+            validation = validate(training.validated, training.loaders["val"], ctx)
+        val = validation.summary()
         improved = training.progress.record(val[tc.best_metric], epoch)
+        if improved and reused:  # what the final evaluation of best.pt would compute again
+            from foldertune.analysis.evaluation import KnownOutputs
+
+            paths = [path for path, _ in job.data.samples("val")]
+            training.best_validation = KnownOutputs(paths, validation.logits, torch.cat(features).float().numpy())
     else:  # the final model of --refit sees every image in training: the latest epoch is the model
         val = dict.fromkeys(("loss", "accuracy", "accuracy_low", "accuracy_high", "precision", "recall", "f1",
                              "balanced_accuracy"), math.nan)  # fmt: skip
@@ -441,6 +453,24 @@ def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop:
                 f"{training.progress.best_epoch})")  # fmt: skip
         return False
     return True
+
+
+def _validation_reusable(job: Job, training: Training) -> bool:
+    """Whether an epoch's validation is what the final evaluation of its best.pt computes: the whole network in eval
+    mode and fp32 on the evaluation view of every validation image, in this one process. Not in linear mode with the
+    feature cache (its features are computed in the run's precision) nor under torchrun (each process validates a
+    share)."""
+    return not job.dist.enabled and not isinstance(training.loaders["val"], FeatureBatches)
+
+
+@contextlib.contextmanager
+def _head_inputs(training: Training, job: Job, wanted: bool) -> Iterator[list[torch.Tensor]]:
+    """The head's inputs of every forward pass in the block (none unless `wanted`)."""
+    if not wanted:
+        yield []
+        return
+    with capture_head_input(training.validated, job.cfg.model.backbone) as captured:
+        yield captured
 
 
 def _train_pass(job: Job, training: Training, ctx: LoopContext, epoch: int, stop: StopRequest) -> EpochResult:
@@ -476,11 +506,12 @@ RESULT_KEYS = ("accuracy_low", "accuracy_high", "balanced_accuracy", "balanced_a
                "macro_f1", "macro_f1_low", "macro_f1_high", "temperature", "ece", "ece_before")  # fmt: skip
 
 
-def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
+def _final_evaluation(run: RunFolder, job: Job, best_epoch: int, *, known: KnownOutputs | None = None) -> None:
     """best.pt on the validation (and test) split: evaluation folders, metrics.json, and the report if asked. The
     validation split's evaluation first fits the temperature and stores it in best.pt, so the test split's
     probabilities, and every later prediction, are calibrated. The seconds each part took go to config.json
-    ("end_of_run"), and to the log with --verbose."""
+    ("end_of_run"), and to the log with --verbose. `known`: the best epoch's validation outputs, which the
+    validation split's evaluation then takes instead of running the network again."""
     from foldertune.analysis.evaluation import evaluate_checkpoint, summary_line
     from foldertune.inference.classifier import Classifier
     from foldertune.training.unknown_reference import add_unknown_reference
@@ -488,23 +519,19 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
     cfg, data, log = job.cfg, job.data, job.log
     started = time.perf_counter()
     seconds: dict[str, float] = {}
-    importer = threading.Thread(target=_import_end_of_run, args=(cfg.report,), daemon=True)
-    importer.start()
     log(f"\nbest.pt (epoch {best_epoch}{'' if data.count('val') else ', the last: no validation split'}):")
     # one network for every pass below. The evaluation runs it in fp32: in bf16, 2 of 97 predictions of a 1-epoch
     # model flipped (near ties), so its metrics would differ from a later `foldertune evaluate`
     classifier = Classifier(load_checkpoint(run.best), device=cfg.train.device)
-    part = time.perf_counter()
-    seconds["network"] = part - started  # the evaluations add their passes to it
-    add_unknown_reference(run, cfg, data, quiet=job.quiet, classifier=classifier)  # what unknown_score compares with
-    seconds["unknown reference"] = time.perf_counter() - part
+    seconds["network"] = time.perf_counter() - started  # the evaluations add their passes to it
     results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
     for split in ("val", "test"):
         if data.count(split) == 0:
             continue
         out = evaluate_checkpoint(run.path, split=split, device=cfg.train.device, figures=cfg.report,
                                   calibrate=split == "val", progress=not job.quiet, log=lambda *_: None,
-                                  seconds=seconds, classifier=classifier)  # fmt: skip
+                                  seconds=seconds, classifier=classifier,
+                                  known=known if split == "val" else None)  # fmt: skip
         evaluation = EvalFolder(out).metrics()
         overall = evaluation["overall"]
         results[split] = {
@@ -523,13 +550,15 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
         log(f"  calibration: temperature {val['temperature']:.2f} fitted on val; expected calibration error "
             f"{val['ece_before']:.3f} -> {val['ece']:.3f}")  # fmt: skip
 
+    part = time.perf_counter()
+    add_unknown_reference(run, cfg, data, quiet=job.quiet, classifier=classifier)  # what unknown_score compares with
+    seconds["unknown reference"] = time.perf_counter() - part
     run.write_metrics(results)
     if cfg.report:
         from foldertune.reporting.html_report import write_report
         from foldertune.reporting.plots import plot_run
 
         part = time.perf_counter()
-        importer.join()  # no import half done in the processes plot_run forks
         plot_run(run.path)  # the training curves and every evaluation's figures
         seconds["figures"] = time.perf_counter() - part
         part = time.perf_counter()
@@ -542,20 +571,6 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int) -> None:
     run.write_config(record)
     if job.verbose:
         log("end of run: " + ", ".join(f"{part} {value:.1f} s" for part, value in seconds.items()))
-
-
-def _import_end_of_run(report: bool) -> None:
-    """Import what the evaluation and the report use later (scikit-learn, matplotlib, pytorch-grad-cam: about a
-    second of one core) while this process's network passes wait on the other threads' compute and the decoding."""
-    import contextlib
-    import importlib
-
-    names = ["sklearn.metrics", "scipy.optimize"]
-    if report:
-        names += ["sklearn.manifold", "foldertune.reporting.plots.classification", "pytorch_grad_cam"]
-    for name in names:
-        with contextlib.suppress(ImportError):  # an optional extra not installed: what needs it says so then
-            importlib.import_module(name)
 
 
 IMBALANCE_RATIO = 3  # largest over smallest training class at which the summary leads with balanced accuracy
