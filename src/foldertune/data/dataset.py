@@ -118,9 +118,8 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         return [order[position] for position in share]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return self._batches(
-            self.indices(), self.epoch, self.skip
-        )  # fixed now: a later set_epoch changes no pass begun
+        # the epoch and skip are fixed when the pass begins: a later set_epoch changes no pass begun
+        return self._batches(self.indices(), self.epoch, self.skip)
 
     def _batches(self, indices: list[int], epoch: int, skip: int) -> Iterator[list[tuple[int, int]]]:
         for start in range(skip * self.batch_size, len(indices), self.batch_size):

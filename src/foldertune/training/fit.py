@@ -22,7 +22,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -424,7 +424,10 @@ def _one_epoch(job: Job, training: Training, ctx: LoopContext, epoch: int, stop:
     if "val" in training.loaders:
         dist.sync_buffers(training.validated)  # BatchNorm statistics as rank 0 saves them
         reused = _validation_reusable(job, training)
-        with memory_hint(job.runtime, tc.batch_size, epoch), _head_inputs(training, job, reused) as features:
+        capture = (
+            capture_head_input(training.validated, job.cfg.model.backbone) if reused else contextlib.nullcontext([])
+        )
+        with memory_hint(job.runtime, tc.batch_size, epoch), capture as features:
             validation = validate(training.validated, training.loaders["val"], ctx)
         val = validation.summary()
         improved = training.progress.record(val[tc.best_metric], epoch)
@@ -461,16 +464,6 @@ def _validation_reusable(job: Job, training: Training) -> bool:
     feature cache (its features are computed in the run's precision) nor under torchrun (each process validates a
     share)."""
     return not job.dist.enabled and not isinstance(training.loaders["val"], FeatureBatches)
-
-
-@contextlib.contextmanager
-def _head_inputs(training: Training, job: Job, wanted: bool) -> Iterator[list[torch.Tensor]]:
-    """The head's inputs of every forward pass in the block (none unless `wanted`)."""
-    if not wanted:
-        yield []
-        return
-    with capture_head_input(training.validated, job.cfg.model.backbone) as captured:
-        yield captured
 
 
 def _train_pass(job: Job, training: Training, ctx: LoopContext, epoch: int, stop: StopRequest) -> EpochResult:
