@@ -26,8 +26,8 @@ names, bf16 autocast, channels_last, same split, batch and workers), printed in 
 step (forward, backward and optimizer on random tensors, same batch and precision: the mean of 12 steps after two)
 is measured in the same run, twice in turns: for the network as torchvision builds it and as foldertune trains it
 (models/depthwise.py swaps in a faster backward for stride-2 depthwise layers in bf16 on the CPU). --peer ends with
-the targets against the peer: foldertune >= 1.15x timm's training images/s, >= 0.9x the faster of the two bare
-steps, peak memory <= timm's.
+the targets against the peer: foldertune >= 1.15x timm's training images/s, >= 0.9x each of the two bare steps,
+peak memory <= timm's.
 Training images/s of a fine-tune is the mean over its epochs after the first (start-up); --peer trains 5 epochs
 (--peer-epochs), so that the steady window is 4 epochs rather than one of 3-4 steps.
 """
@@ -257,13 +257,16 @@ def peer_targets(rows: list[dict]) -> list[str]:
     if trained is None or compute is None:
         return []
     ours, timm = trained["train_img_s"][0], trained["timm"]["train_img_s"]
-    bare = max(compute["train_img_s"][1], compute["bare_ours_img_s"])  # the faster of the two: the stricter test
+    plain, own = compute["train_img_s"][1], compute["bare_ours_img_s"]
     peak, timm_peak = trained["peak_mb"][0], trained["timm"]["peak_mb"]
     checks = [
         (f"training images/s >= 1.15x timm's: {ours:.1f} / {timm:.1f} = {ours / timm:.3f}x", ours >= 1.15 * timm),
-        (f"training images/s >= 0.9x the bare step: {ours:.1f} / {bare:.1f} = {ours / bare:.3f}x", ours >= 0.9 * bare),
+        (f"training images/s >= 0.9x the bare step of the network as torchvision builds it: {ours:.1f} / {plain:.1f} "
+         f"= {ours / plain:.3f}x", ours >= 0.9 * plain),
+        (f"training images/s >= 0.9x the bare step of the network as foldertune trains it (the loop's own overhead): "
+         f"{ours:.1f} / {own:.1f} = {ours / own:.3f}x", ours >= 0.9 * own),
         (f"peak PSS <= timm's: {peak:.0f} MB / {timm_peak:.0f} MB = {peak / timm_peak:.2f}x", peak <= timm_peak),
-    ]
+    ]  # fmt: skip
     return [f"{'met' if met else 'NOT met'}: {text}" for text, met in checks]
 
 

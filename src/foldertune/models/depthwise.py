@@ -7,11 +7,12 @@ convolution in bf16 several times slower than it computes the whole stride-1 con
 AVX512-BF16 (PyTorch 2.14, batch 32, channels_last), mobilenet_v2's four such layers took 330 of a step's 990 ms.
 That gradient is also a stride-1 depthwise convolution: spread the output gradient onto the input's grid (zeros
 between its rows and columns) and correlate it with the kernel turned by 180 degrees. The same products are summed,
-so the results equal oneDNN's own (bit for bit on mobilenet_v2's layers, tests/models/test_depthwise.py), in a
-fifth to a twentieth of the time; the weight gradient still comes from PyTorch's convolution backward. A training
-step of mobilenet_v2 then runs about 1.35x faster (bench/speed.py prints it as the bare step with and without).
+so the results equal oneDNN's own (bit for bit on mobilenet_v2's four layers; tests/models/test_depthwise.py holds
+them to it and to fp32), with each layer's backward taking a half to a twentieth of the time; the weight gradient
+still comes from PyTorch's convolution backward. A training step of mobilenet_v2 then runs about 1.4x faster
+(bench/speed.py --peer prints the bare step with and without).
 
-Only that case changes: in fp32 oneDNN's own backward is the faster one, on a GPU cuDNN is fine, and without
+Only that case changes: in fp32 oneDNN's own backward is the faster one, GPUs keep cuDNN's, and without
 gradients (evaluation, prediction, export) the layer is an ordinary nn.Conv2d. The layer's class is swapped in
 place, so its parameters, state dict and checkpoints are those of nn.Conv2d.
 """
