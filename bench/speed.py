@@ -25,7 +25,7 @@ its train.py assembles it (bench/timm_loop.py: mobilenetv2_100 from the same Ima
 names, bf16 autocast, channels_last, same split, batch and workers), printed in a third column, and the bare model
 step (forward, backward and optimizer on random tensors, same batch and precision: the mean of 12 steps after two)
 is measured in the same run, twice in turns: for the network as torchvision builds it and as foldertune trains it
-(models/depthwise.py swaps in a faster backward for stride-2 depthwise layers in bf16 on the CPU). --peer ends with
+(models/depthwise.py swaps in a faster backward for depthwise layers in bf16 on the CPU). --peer ends with
 the targets against the peer: foldertune >= 1.15x timm's training images/s, >= 0.9x each of the two bare steps,
 peak memory <= timm's.
 Training images/s of a fine-tune is the mean over its epochs after the first (start-up); --peer trains 5 epochs
@@ -238,7 +238,7 @@ def compare_compute(done: list[dict], model) -> dict:
                      and row["model"].startswith(model + " ") and row["case"].startswith("finetune"))  # fmt: skip
     ours = finetuned["train_img_s"][0]
     note = (f"bare step {compute['compute_img_s']:.1f} as torchvision builds it, {compute['compute_ours_img_s']:.1f} "
-            f"as foldertune trains it ({compute['swapped']} stride-2 depthwise layers swapped): pipeline "
+            f"as foldertune trains it ({compute['swapped']} depthwise layers swapped): pipeline "
             f"{ours / compute['compute_ours_img_s']:.2f}x of its own network's bare step")  # fmt: skip
     row = {
         "case": "fine-tune training vs pure compute", "data": "sample", "model": model,

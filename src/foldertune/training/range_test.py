@@ -156,7 +156,7 @@ def range_test(
     name, mode = cfg.model.backbone, cfg.train.mode
     apply_mode(model, name, mode)
     model.to(runtime.device, memory_format=torch.channels_last if runtime.channels_last else torch.preserve_format)
-    use_fast_depthwise(model, runtime)  # bf16 on the CPU: a faster backward for stride-2 depthwise layers
+    use_fast_depthwise(model, runtime)  # bf16 on the CPU: a faster backward for some depthwise layers
     dist = Distributed()
     if mode == "linear" and cfg.train.feature_cache != "off":
         loader = build_feature_loaders(model, data, pre, cfg, runtime, dist, quiet=quiet, log=log)["train"]
