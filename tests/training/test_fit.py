@@ -175,9 +175,11 @@ def test_a_full_disk_while_saving_is_one_sentence_and_keeps_the_previous_checkpo
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2
 
 
-def test_bf16_autocast_and_adam_step_schedule_train_on_the_cpu(small_dataset, tmp_path, mobilenet_weights):
-    settings = {**TINY, "precision": "bf16"}
-    run = ft.train(small_dataset, epochs=2, optimizer="adam", scheduler="step", project=tmp_path, **settings)
+def test_bf16_autocast_and_adam_step_schedule_train_on_the_cpu(small_dataset, tmp_path, mobilenet_weights, capsys):
+    settings = {**TINY, "precision": "bf16", "quiet": False}
+    run = ft.train(small_dataset, epochs=2, optimizer="adam", scheduler="step", project=tmp_path, verbose=True,
+                   **settings)  # fmt: skip
+    assert "4 depthwise layers train with a faster bf16 backward" in capsys.readouterr().out  # models/depthwise.py
     config = json.loads((run / "config.json").read_text())
     assert config["resolved"]["precision"] == "bf16" and config["settings"]["train"]["optimizer"] == "adam"
     epochs = read_csv(run / "epochs.csv")

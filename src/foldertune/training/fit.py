@@ -347,7 +347,9 @@ def _set_up(job: Job, model: nn.Module) -> Training:
     cfg, runtime, dist = job.cfg, job.runtime, job.dist
     apply_mode(model, cfg.model.backbone, cfg.train.mode)
     model.to(runtime.device, memory_format=torch.channels_last if runtime.channels_last else torch.preserve_format)
-    use_fast_depthwise(model, runtime)  # bf16 on the CPU: a faster backward for some depthwise layers
+    swapped = use_fast_depthwise(model, runtime)  # bf16 on the CPU: a faster backward for some depthwise layers
+    if swapped and job.verbose:
+        job.log(f"{swapped} depthwise layers train with a faster bf16 backward (docs/design.md, Speed on the CPU)")
     started = time.perf_counter()
     if cfg.train.mode == "linear" and cfg.train.feature_cache != "off":
         # the frozen backbone runs once per image; epochs train the head on the stored features
