@@ -251,7 +251,8 @@ def compare_compute(done: list[dict], model) -> dict:
 
 
 def peer_targets(rows: list[dict]) -> list[str]:
-    """The issue's three targets against the best peer, each with its figures and whether it is met."""
+    """The targets against the best peer (speed against timm and the bare step, memory), each with its figures and
+    whether it is met."""
     trained = next((row for row in rows if "timm" in row and "wall_s" in row), None)
     compute = next((row for row in rows if "bare_ours_img_s" in row), None)
     if trained is None or compute is None:
