@@ -3,6 +3,7 @@
     model = build_model("resnet18", num_classes=5, state_dict=imagenet_weights)   # new nn.Linear(512, 5) head
     apply_mode(model, "resnet18", "linear")      # only the head's parameters require gradients
     set_train_mode(model, "resnet18", "linear")  # instead of model.train(): the frozen backbone stays in eval
+    ready_to_train(model, "resnet18", "finetune", runtime)   # apply_mode, device and layout, faster depthwise layers
 
 The three modes:
 - linear: the pretrained backbone is frozen, BatchNorm statistics included (backbone in eval mode); the head trains.
@@ -19,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from foldertune.device import Runtime
 from foldertune.errors import UserError
+from foldertune.models.depthwise import use_fast_depthwise
 from foldertune.models.registry import get_backbone
 from foldertune.models.timm_backbones import TimmBackbone, cam_target
 
@@ -112,6 +115,14 @@ def apply_mode(model: nn.Module, name: str, mode: str) -> None:
     head = head_parameter_names(model, name)
     for key, parameter in model.named_parameters():
         parameter.requires_grad_(mode != "linear" or key in head)
+
+
+def ready_to_train(model: nn.Module, name: str, mode: str, runtime: Runtime) -> int:
+    """The transfer mode's trainable parameters, the model on the runtime's device and layout, and the faster
+    depthwise backward where it applies (models/depthwise.py); the number of layers that take it."""
+    apply_mode(model, name, mode)
+    model.to(runtime.device, memory_format=torch.channels_last if runtime.channels_last else torch.preserve_format)
+    return use_fast_depthwise(model, runtime)
 
 
 def set_train_mode(model: nn.Module, name: str, mode: str) -> None:

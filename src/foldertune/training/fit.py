@@ -39,8 +39,14 @@ from foldertune.data.scan import verify_records
 from foldertune.data.split import read_manifest, write_manifest
 from foldertune.device import Runtime, choose_runtime
 from foldertune.errors import UserError
-from foldertune.models.build import apply_mode, build_model, capture_head_input, head_of, set_train_mode
-from foldertune.models.depthwise import use_fast_depthwise
+from foldertune.models.build import (
+    apply_mode,
+    build_model,
+    capture_head_input,
+    head_of,
+    ready_to_train,
+    set_train_mode,
+)
 from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
@@ -345,9 +351,7 @@ def _train(job: Job, model: nn.Module, *, start: dict | None) -> Path:
 def _set_up(job: Job, model: nn.Module) -> Training:
     """The model on its device in the run's transfer mode, the loaders, what trains, the optimization, the logs."""
     cfg, runtime, dist = job.cfg, job.runtime, job.dist
-    apply_mode(model, cfg.model.backbone, cfg.train.mode)
-    model.to(runtime.device, memory_format=torch.channels_last if runtime.channels_last else torch.preserve_format)
-    swapped = use_fast_depthwise(model, runtime)  # bf16 on the CPU: a faster backward for some depthwise layers
+    swapped = ready_to_train(model, cfg.model.backbone, cfg.train.mode, runtime)
     if swapped and job.verbose:
         job.log(f"{swapped} depthwise layers train with a faster bf16 backward (docs/design.md, Speed on the CPU)")
     started = time.perf_counter()

@@ -33,8 +33,7 @@ from torch import nn
 from foldertune.config import DEFAULT_LR, RunConfig
 from foldertune.device import Runtime, choose_runtime
 from foldertune.errors import UserError
-from foldertune.models.build import apply_mode, build_model, head_of, set_train_mode
-from foldertune.models.depthwise import use_fast_depthwise
+from foldertune.models.build import build_model, head_of, ready_to_train, set_train_mode
 from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.notebook import tqdm
@@ -154,9 +153,7 @@ def range_test(
     weights = copy.deepcopy(model.state_dict())
     trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     name, mode = cfg.model.backbone, cfg.train.mode
-    apply_mode(model, name, mode)
-    model.to(runtime.device, memory_format=torch.channels_last if runtime.channels_last else torch.preserve_format)
-    use_fast_depthwise(model, runtime)  # bf16 on the CPU: a faster backward for some depthwise layers
+    ready_to_train(model, name, mode, runtime)
     dist = Distributed()
     if mode == "linear" and cfg.train.feature_cache != "off":
         loader = build_feature_loaders(model, data, pre, cfg, runtime, dist, quiet=quiet, log=log)["train"]
