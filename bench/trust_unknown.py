@@ -3,6 +3,7 @@
     python bench/trust_unknown.py              # the sample and Fashion-MNIST (linear), each class held out in turn
     python bench/trust_unknown.py --finetune   # also the sample in finetune mode (3 epochs)
     python bench/trust_unknown.py --held-out 1 --no-fashion   # one held-out class of the sample only
+    python bench/trust_unknown.py --reference-sizes 100,200,400 --fashion-per-class 250   # smaller references
 
 For each held-out class: a linear head (`foldertune train --mode linear`, the feature cache, 20 epochs) is trained
 on the other classes (their usual 80/20 split); then every photo of the held-out class ("outside") is scored
@@ -15,7 +16,8 @@ the class-balanced float16 reference the run stores in best.pt), the Mahalanobis
 (L2-normalised features, shrunk shared covariance), each distance plus the energy in units of their spreads over
 the training images; "mahalanobis, held-out scale, + energy": the same sum with the distance in units of its
 spread over reference rows held out of the class statistics (5 folds); "shipped" is the run's own `unknown_score`
-(Mahalanobis + energy).
+(Mahalanobis + energy); "shipped, reference N" (--reference-sizes) is the same score from a class-balanced sample
+of N of the reference's rows, as a run with REFERENCE_LIMIT = N would store.
 Fashion-MNIST: Debian's `dataset-fashion-mnist`, --fashion-per-class images per class.
 """
 
@@ -46,9 +48,12 @@ from foldertune.inference.unknown import (
     knn_distance,
     mahalanobis_distance,
     max_probability_score,
+    reference_scale,
+    unknown_scores,
 )
 from foldertune.models.build import head_of
 from foldertune.runs.checkpoint import load_checkpoint
+from foldertune.training.unknown_reference import reference_sample
 
 SCORES = (
     "1 - max probability",
@@ -93,7 +98,7 @@ def leave_one_out_knn(reference: np.ndarray, k: int) -> np.ndarray:
     return 1.0 - np.sort(similarity, axis=1)[:, -k:].mean(axis=1)
 
 
-def scores_of(classifier, features: np.ndarray) -> dict[str, np.ndarray]:
+def scores_of(classifier, features: np.ndarray, reference_sizes: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """Every candidate score of images whose head inputs are `features` (linear mode: the head decides the rest)."""
     head = head_of(classifier.model, classifier.backbone)
     with torch.no_grad():
@@ -117,7 +122,20 @@ def scores_of(classifier, features: np.ndarray) -> dict[str, np.ndarray]:
         "knn k=3": knn_distance(features, reference, k=3),
         "knn k=10": knn_distance(features, reference, k=10),
         "shipped": classifier.unknown_scores(logits, features),
+        **{
+            f"shipped, reference {size}": smaller_reference_scores(classifier, logits, features, reference_logits, size)
+            for size in reference_sizes
+        },
     }
+
+
+def smaller_reference_scores(classifier, logits, features, reference_logits, size: int) -> np.ndarray:
+    """The shipped score against a class-balanced sample of `size` of the stored reference's rows."""
+    rows = reference_sample(classifier.labels.tolist(), limit=size)
+    reference, labels = classifier.reference[rows].astype(np.float32), classifier.labels[rows]
+    means, precision = class_statistics(reference, labels)
+    scale = reference_scale(reference, reference_logits[rows], means, precision)
+    return unknown_scores(logits, features, means, precision, scale)
 
 
 def all_features(classifier, paths: list[str]) -> dict[str, np.ndarray]:
@@ -130,7 +148,9 @@ def all_features(classifier, paths: list[str]) -> dict[str, np.ndarray]:
     return found
 
 
-def held_out_part(name: str, data: Path, work: Path, held_out: int | None, mode: str = "linear") -> list[dict]:
+def held_out_part(
+    name: str, data: Path, work: Path, held_out: int | None, mode: str = "linear", reference_sizes: tuple[int, ...] = ()
+) -> list[dict]:
     import foldertune as ft
 
     scan = scan_folder(data, progress=False)
@@ -149,13 +169,17 @@ def held_out_part(name: str, data: Path, work: Path, held_out: int | None, mode:
         classifier.labels = load_checkpoint(Path(run) / "best.pt")[LABELS_KEY].numpy()  # the reference's classes
         if features is None or mode != "linear":  # a finetuned backbone has features of its own
             features = all_features(classifier, [record.path for record in scan.images])
-        inside = scores_of(classifier, np.stack([features[r.path] for r in split if r.split == "val"]))
-        outside = scores_of(classifier, np.stack([features[r.path] for r in scan.images if r.label == left_out]))
-        row = {"data": name, "held_out": left_out, "inside": len(inside["energy"]), "outside": len(outside["energy"])}
-        row.update({score: auroc(inside[score], outside[score]) for score in SCORES})
+        inside_features = np.stack([features[r.path] for r in split if r.split == "val"])
+        inside = scores_of(classifier, inside_features, reference_sizes)
+        outside_features = np.stack([features[r.path] for r in scan.images if r.label == left_out])
+        outside = scores_of(classifier, outside_features, reference_sizes)
+        row = {"data": name, "held_out": left_out, "inside": len(inside["energy"]), "outside": len(outside["energy"]),
+               "reference": len(classifier.reference)}  # fmt: skip
+        row.update({score: auroc(inside[score], outside[score]) for score in inside})
         row["seconds"] = time.perf_counter() - started
         rows.append(row)
-        print(f"{name:8s} without {left_out:12s} " + "  ".join(f"{s} {row[s]:.3f}" for s in SCORES), flush=True)
+        print(f"{name:8s} without {left_out:12s} (reference {row['reference']}) "
+              + "  ".join(f"{s} {row[s]:.3f}" for s in inside), flush=True)  # fmt: skip
     return rows
 
 
@@ -163,9 +187,9 @@ def summary(rows: list[dict]) -> None:
     for name in sorted({row["data"] for row in rows}):
         mine = [row for row in rows if row["data"] == name]
         print(f"\n{name}: AUROC over {len(mine)} held-out classes (mean, worst)")
-        for score in SCORES:
+        for score in [key for key in mine[0] if key in SCORES or key.startswith("shipped, ")]:
             values = [row[score] for row in mine]
-            print(f"  {score:20s} {np.mean(values):.3f}  {np.min(values):.3f}")
+            print(f"  {score:24s} {np.mean(values):.3f}  {np.min(values):.3f}")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -174,16 +198,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--no-fashion", action="store_true", help="the sample only")
     parser.add_argument("--finetune", action="store_true", help="also the sample in finetune mode (3 epochs)")
     parser.add_argument("--fashion-per-class", type=int, default=100, metavar="N")
+    parser.add_argument("--reference-sizes", default="", metavar="N,N", help="also the shipped score from this many "
+                        "of the reference's rows (class-balanced), e.g. 100,200,400")  # fmt: skip
     args = parser.parse_args(argv)
+    sizes = tuple(int(size) for size in args.reference_sizes.split(",") if size)
     rows = []
     with tempfile.TemporaryDirectory(prefix="trust-unknown-") as scratch:
         work = Path(scratch)
-        rows += held_out_part("sample", sample_data_path(), work, args.held_out)
+        rows += held_out_part("sample", sample_data_path(), work, args.held_out, reference_sizes=sizes)
         if args.finetune:
-            rows += held_out_part("sample-finetune", sample_data_path(), work, args.held_out, mode="finetune")
+            rows += held_out_part("sample-finetune", sample_data_path(), work, args.held_out, mode="finetune",
+                                  reference_sizes=sizes)  # fmt: skip
         if not args.no_fashion:
             fashion = fashion_folder(work / "fashion", args.fashion_per_class)
-            rows += held_out_part("fashion", fashion, work, args.held_out)
+            rows += held_out_part("fashion", fashion, work, args.held_out, reference_sizes=sizes)
     summary(rows)
     return rows
 
