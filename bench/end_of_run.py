@@ -1,15 +1,17 @@
 """What the end of a run costs: the final evaluation, figures and report against a one-epoch fine-tune.
 
-    python bench/end_of_run.py                            # this checkout: about 2 minutes on a 2-core CPU
+    python bench/end_of_run.py                            # this checkout: about 3 minutes on a 2-core CPU
     python bench/end_of_run.py --against ../before/src   # and another source tree, side by side (before / after)
     python bench/end_of_run.py --repeat 2                 # each run twice (the machine is shared: take the best)
 
 Cases: (a) the bundled sample as it is (110 training, 28 validation photos); (b) the sample pre-split into 39
-training and 100 validation photos; (c) where Debian's `dataset-fashion-mnist` is installed, 500 Fashion-MNIST
-images (50 a class) split as `train` splits by default: 400 for training, 100 for validation. (c) is what a folder
-with 100 validation images usually looks like: the unknown_score reference, one pass over the training images,
-grows with it. Each run is `foldertune train DATA --epochs 1 --verbose` in a fresh process
-(mobilenet_v2 from the ImageNet weights in the torch hub cache, else random weights: the timings hold either way).
+training and 100 validation photos; (c) phone-size photos: the sample's first 20 photos of each class enlarged to
+4000x3000 JPEGs (94 photos, the default split); (d) where Debian's `dataset-fashion-mnist` is installed, 500
+Fashion-MNIST images (50 a class) split as `train` splits by default: 400 for training, 100 for validation, which
+is what a folder with 100 validation images usually looks like (the unknown_score reference, one pass over the
+training images, grows with it). Each run is `foldertune train DATA --epochs 1 --verbose` in a fresh process, with
+a cache folder of its own (every file is read afresh before training), from the ImageNet weights of mobilenet_v2
+in the torch hub cache, else from random weights (the timings hold either way).
 The end of the run is timed from the moment it prints "best.pt (epoch" to the process's exit, so a source tree
 without --verbose is measured the same way; a tree with it also prints where that time went (config.json's
 "end_of_run"). Targets: at most 5 s, and at most a quarter of the one-epoch run on the sample. The CPU seconds of
@@ -50,6 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="foldertune-end-") as temporary:
         base = Path(temporary)
         cases = {"sample (28 val)": sample_data_path(), "100 val": hundred_val(base / "hundred", sample_data_path())}
+        cases["phone-size JPEGs"] = phone_size(base / "phone", sample_data_path())
         if (FASHION / "train-images-idx3-ubyte.gz").exists():
             cases["Fashion-MNIST 400 + 100 val"] = fashion_folder(base / "fashion", 50)
         else:
@@ -96,6 +99,20 @@ def hundred_val(folder: Path, sample: Path) -> Path:
             target = folder / ("val" if i < 20 else "train") / klass.name
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy2(photo, target / photo.name)
+    return folder
+
+
+def phone_size(folder: Path, sample: Path, per_class: int = 20) -> Path:
+    """The first `per_class` photos of each class of the sample, enlarged to 4000x3000 (or 3000x4000) JPEGs."""
+    from PIL import Image
+
+    for klass in sorted(p for p in sample.iterdir() if p.is_dir()):
+        (folder / klass.name).mkdir(parents=True, exist_ok=True)
+        for photo in sorted(p for p in klass.iterdir() if p.is_file())[:per_class]:
+            with Image.open(photo) as image:
+                size = (4000, 3000) if image.width >= image.height else (3000, 4000)
+                image.convert("RGB").resize(size, Image.BICUBIC).save(folder / klass.name / f"{photo.stem}.jpg",
+                                                                      quality=90)  # fmt: skip
     return folder
 
 
