@@ -94,3 +94,24 @@ def test_a_tracker_flag_without_its_package_names_the_extra_to_install(tmp_path)
             f"foldertune train: error: {flag} needs the {extra} package: pip install 'foldertune[{extra}]' "
             f"(or drop {flag})."
         )
+
+
+def test_wandb_without_a_login_is_one_sentence_that_says_how_to_log_in_or_log_offline(
+    tmp_path, small_dataset_module, mobilenet_weights
+):
+    """No API key (a fresh HOME, no WANDB_API_KEY) and W&B online: wandb.init refuses; the run says so in one line."""
+    import subprocess
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path / "home"), PYTHONIOENCODING="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "foldertune", "train", str(small_dataset_module), "--mode", "linear", "--epochs", "1",
+         "--img-size", "64", "--workers", "0", "--quiet", "--no-report",
+         "--project", str(tmp_path / "runs"), "--wandb", "foldertune-tests"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("foldertune train: error: --wandb could not start a W&B run (No API key configured")
+    assert "run `wandb login`, or set WANDB_MODE=offline" in error

@@ -55,10 +55,16 @@ class Trackers:
         if cfg.wandb:
             import wandb
 
-            wandb_run = wandb.init(
-                project=cfg.wandb, name=run.name, dir=str(run.path), config={**cfg.to_dict(), **record["resolved"]},
-                id=record.get("wandb_id"), resume="allow",
-            )  # fmt: skip
+            try:
+                wandb_run = wandb.init(
+                    project=cfg.wandb, name=run.name, dir=str(run.path), config={**cfg.to_dict(), **record["resolved"]},
+                    id=record.get("wandb_id"), resume="allow",
+                )  # fmt: skip
+            except wandb.errors.Error as error:  # no API key here, a refused one, no connection to the server
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+                raise UserError(f"--wandb could not start a W&B run ({reason}); run `wandb login`, or set "
+                                "WANDB_MODE=offline to keep the logs in the run folder (`wandb sync` uploads them "
+                                "later), or drop --wandb.") from None  # fmt: skip
             record["wandb_id"] = wandb_run.id
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
