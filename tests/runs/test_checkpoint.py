@@ -37,6 +37,17 @@ def test_other_files_and_versions_get_a_clear_message(tmp_path):
     (tmp_path / "text.pt").write_text("hello")
     with pytest.raises(UserError, match="not a PyTorch file"):
         load_checkpoint(tmp_path / "text.pt")
+    # text whose first byte is a pickle opcode ("{", "i") is not taken for pickled objects
+    for name, text in (("json.pt", '{"a": 1}\n'), ("script.pt", "import os\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(UserError, match=f"'.*{name}' is not a PyTorch file"):
+            load_checkpoint(tmp_path / name)
+
+
+def test_a_torchscript_export_is_named_and_the_inputs_foldertune_reads_are_listed(tmp_path):
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "model.torchscript.pt")
+    with pytest.raises(UserError, match=r"is a TorchScript export, .*run folders, .*ONNX exports \(\.onnx\)"):
+        load_checkpoint(tmp_path / "model.torchscript.pt")
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):

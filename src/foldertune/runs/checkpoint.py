@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import platform
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +103,25 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def safe_load(path: Path) -> Any:
-    """torch.load with weights_only=True: tensors and plain data only, a UserError for anything else."""
+    """torch.load with weights_only=True: tensors and plain data only, a UserError for anything else (a TorchScript
+    export, pickled objects, a file torch cannot read)."""
+    if _is_torchscript(path):
+        raise UserError(f"'{path}' is a TorchScript export, for torch.jit.load in other programs; foldertune reads "
+                        "run folders, their checkpoints (best.pt, last.pt) and ONNX exports (.onnx).")  # fmt: skip
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
+        if "global" in str(error).lower():  # "Unsupported global: GLOBAL posix.system": a pickled object's class
             raise UserError(
                 f"'{path}' holds pickled Python objects, not only tensors and plain data; foldertune loads files with "
                 "weights_only=True and will not run code from a file: save a state_dict instead."
             ) from None
         raise UserError(f"'{path}' is not a PyTorch file (torch.load cannot read it).") from None
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether `path` is a torch.jit.save archive: a zip file, as torch.save writes, that also holds code/."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/")[1:2] == ["code"] for name in archive.namelist())
