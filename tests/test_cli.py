@@ -315,3 +315,30 @@ def test_epoch_lines_agree_with_the_logs_and_extending_a_finished_run_keeps_lear
     expected = 5e-4 * 0.5 * (1 + math.cos(math.pi * (step - per_epoch) / (3 * per_epoch - per_epoch)))
     assert float(new[0]["lr"]) == pytest.approx(expected, rel=1e-6) and expected > 1e-4
     assert all(float(row["lr"]) > 0 for row in new)
+
+
+def test_resume_refuses_only_flags_that_change_the_run_and_names_negated_flags_the_right_way_round(
+    chinese_run, tmp_path
+):
+    import shutil
+
+    source, data = chinese_run
+    run = tmp_path / "runs" / source.name
+    shutil.copytree(source, run)
+    settings = json.loads((run / "config.json").read_text(encoding="utf-8"))["settings"]
+    assert settings["report"] is True and settings["data"]["img_size"] == 64
+    # a flag that repeats the run's own setting changes nothing: the run is then simply finished
+    done = run_cli("train", "--resume", str(run), "--img-size", "64", "--mode", settings["train"]["mode"])
+    assert done.returncode == 2 and "cannot change" not in done.stderr, done.stderr
+    assert "already finished" in done.stderr
+    done = run_cli("train", "--resume", str(run), "--img-size", "96")
+    assert done.returncode == 2 and done.stderr.strip().endswith(
+        "--img-size cannot change when resuming (the run keeps its config.json); drop it."
+    ), done.stderr
+    done = run_cli("train", "--resume", str(run), "--no-report", "--lr", "0.5")
+    assert done.stderr.strip().endswith("--lr, --no-report cannot change when resuming (the run keeps its "
+                                        "config.json); drop them."), done.stderr  # fmt: skip
+    # --resume auto with other settings: --no-report given here, not when the run was trained
+    done = run_cli("train", str(data), "--project", str(tmp_path / "runs"), "--name", source.name, "--resume", "auto",
+                   "--no-report", "--img-size", "64")  # fmt: skip
+    assert done.returncode == 2 and "--no-report not given there, given here" in done.stderr, done.stderr

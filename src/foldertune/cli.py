@@ -29,6 +29,7 @@ import difflib
 import functools
 import gc
 import itertools
+import json
 import os
 import sys
 import typing
@@ -287,10 +288,11 @@ def run_train(args: argparse.Namespace) -> None:
     verbose = given.pop("verbose", False)
     resume_target = given.pop("resume", None)
     if resume_target is not None and resume_target != "auto":
-        extra = sorted(set(given) - RESUME_FLAGS)
-        if extra:
-            names = ", ".join(flag(ALIASES.get(key, key)) for key in extra)
-            raise UserError(f"{names} cannot change when resuming (the run keeps its config.json); drop them.")
+        changed = _changed_on_resume(Path(resume_target).expanduser(), given)
+        if changed:
+            names = ", ".join(changed)
+            raise UserError(f"{names} cannot change when resuming (the run keeps its config.json); drop "
+                            f"{'it' if len(changed) == 1 else 'them'}.")  # fmt: skip
         _resume(_resume_target(resume_target), given, quiet, verbose)  # a mistaken RUN is reported before torch loads
         return
     if given.get("root") is None and not given.get("manifest"):
@@ -410,7 +412,34 @@ def _auto_resume_target(cfg: RunConfig):
     return resumable_run(run.path)
 
 
-def _shown(value: object) -> str:
+def _changed_on_resume(run: Path, given: dict) -> list[str]:
+    """The flags of `given` (argparse's names) other than RESUME_FLAGS that set something other than the settings in
+    the run's config.json (all of them when it has none): `--resume RUN --no-report` on a run trained with
+    --no-report changes nothing."""
+    try:
+        settings = json.loads((run / "config.json").read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        settings = {}  # not a run: _resume_target says so when no flag is in the way
+    saved = {key: value for key, value in settings.items() if not isinstance(value, dict)}
+    for section in settings.values():
+        if isinstance(section, dict):
+            saved.update(section)
+    changed = []
+    for key, value in sorted(given.items()):
+        if key in RESUME_FLAGS:
+            continue
+        name = key
+        if key in ("no_pretrained", "no_report"):  # the flags' own names, inverted
+            name, value = key.removeprefix("no_"), not value
+        name = ALIASES.get(name, name)
+        if name not in saved or saved[name] != (os.fspath(value) if isinstance(value, os.PathLike) else value):
+            changed.append(flag(name))
+    return changed
+
+
+def _shown(key: str, value: object) -> str:
+    if key in ("pretrained", "report"):  # set by --no-pretrained / --no-report: say whether that flag was given
+        return "not given" if value else "given"
     return "not given" if value is None else str(value)
 
 
@@ -422,7 +451,7 @@ def _setting_differences(saved: dict, given: dict) -> list[str]:
         if isinstance(there, dict) and isinstance(here, dict):
             differences += _setting_differences(there, here)
         elif there != here and key not in RESUME_FLAGS:
-            differences.append(f"{flag(key)} {_shown(there)} there, {_shown(here)} here")
+            differences.append(f"{flag(key)} {_shown(key, there)} there, {_shown(key, here)} here")
     return differences
 
 
