@@ -116,3 +116,19 @@ def test_refit_leaves_a_model_for_predict_and_too_many_folds_are_refused(tmp_pat
     assert len(prediction) == 4
     pooled = json.loads((run / "cv.json").read_text(encoding="utf-8"))["temperature"]  # from the out-of-fold logits
     assert torch.load(run / "best.pt", weights_only=True)["temperature"] == pytest.approx(pooled)
+
+
+def test_more_folds_than_a_class_has_images_says_what_can_be_done(tmp_path):
+    photos = copy_subset(tmp_path / "photos", 6, {"fishes": "fishes", "tools": "tools"})
+    copy_subset(photos, 2, {"monuments": "monuments"})
+    done = run_cli("train", str(photos), "--folds", "3", "--project", str(tmp_path / "runs"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().endswith(
+        "--folds asks for 3 folds, more than the 2 train and val image(s) of class 'monuments', so some fold would "
+        "validate without it; pass a --folds of 2 or fewer, or add images to 'monuments' (at least 3), or train "
+        "without --folds."
+    ), done.stderr
+    copy_subset(photos, 1, {"renewable": "renewable"})  # a class of one image: no --folds (2 or more) fits it
+    done = run_cli("train", str(photos), "--folds", "2", "--project", str(tmp_path / "runs"))
+    assert done.returncode == 2 and "--folds of" not in done.stderr, done.stderr
+    assert "add images to 'renewable' (at least 2), or train without --folds." in done.stderr

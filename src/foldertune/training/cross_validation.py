@@ -135,9 +135,11 @@ def check_folds(folds: int, records: list[ImageRecord]) -> None:
     counts = Counter(record.label for record in records)
     label, smallest = min(sorted(counts.items()), key=lambda item: item[1])
     if folds > smallest:
+        fewer = f"pass a --folds of {smallest} or fewer, or " if smallest >= 2 else ""  # --folds is 2 or more
         raise UserError(
             f"--folds asks for {folds} folds, more than the {smallest} train and val image(s) of class '{label}', so "
-            f"some fold would validate without it; pass a --folds of {smallest} or fewer, or add images."
+            f"some fold would validate without it; {fewer}add images to '{label}' (at least {folds}), or train "
+            "without --folds."
         )
 
 
