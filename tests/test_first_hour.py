@@ -5,6 +5,7 @@ shown, and the sentence. The run they share is the session's `chinese_run` (trai
 """
 
 import json
+import re
 import shutil
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -164,6 +165,17 @@ def test_the_api_speaks_python(run, chinese_run, tmp_path):
         classifier.predict(arrays[0].astype(np.float32))
     with pytest.raises(ft.UserError, match="transpose it"):
         classifier.predict(np.ascontiguousarray(arrays[0].transpose(2, 0, 1)))
+    # what predict cannot take is named, with what it takes, not a Python error from deep inside
+    takes = re.escape("predict takes a path, a folder, a PIL image, a uint8 numpy array")
+    for wrong, name in ((None, "NoneType"), (42, "int"), ({"a": 1}, "dict")):
+        with pytest.raises(ft.UserError, match=f"^{takes} .*; got {name}\\.$"):
+            classifier.predict(wrong)
+    with pytest.raises(ft.UserError, match=r"not the bytes of a file: open them first"):
+        classifier.predict(sorted((chinese_run[1] / "鱼").iterdir())[0].read_bytes())
+    with pytest.raises(ft.UserError, match=r"^predict takes .*; got int\.$"):
+        classifier.predict([arrays[0], 7])
+    with pytest.raises(ft.UserError, match=re.escape("at least one image of 1x1 pixels; got shape (0, 0, 3)")):
+        classifier.predict(np.zeros((0, 0, 3), np.uint8))
 
 
 def test_every_api_function_takes_its_commands_flags():

@@ -116,6 +116,24 @@ def test_the_onnx_predictor_answers_unknown_below_min_confidence(exported):
     assert [p.probability for p in mirrored] != [p.probability for p in plain]
 
 
+def test_the_onnx_predictor_takes_what_the_pytorch_one_takes_and_names_what_it_cannot(exported):
+    from PIL import Image
+
+    _, data, model = exported
+    classifier = OnnxClassifier(model)
+    path = sorted((data / "鱼").iterdir())[0]
+    picture = np.asarray(Image.open(path).convert("RGB"))
+    by_path = classifier.predict(path)
+    mixed = classifier.predict([picture, str(path), Image.open(path)])  # arrays, paths and images in one list
+    assert [p.label for p in mixed] == [by_path.label] * 3
+    assert mixed[1].probability == by_path.probability
+    for wrong, name in ((42, "int"), (None, "NoneType")):
+        with pytest.raises(UserError, match=rf"^predict takes a path, a folder, a PIL image, .*; got {name}\.$"):
+            classifier.predict(wrong)
+    with pytest.raises(UserError, match=r"not the bytes of a file"):
+        classifier.predict(path.read_bytes())
+
+
 @pytest.mark.parametrize("pre", [Preprocessing(), Preprocessing(64, 73, "bicubic"), Preprocessing(96, 110, "nearest")])
 def test_the_torch_free_pixels_equal_the_evaluation_transform(pre, tmp_path):
     photo = Image.open(SAMPLE / "monuments" / "monument1.webp").convert("RGB")

@@ -25,7 +25,7 @@ from PIL import Image
 from foldertune.data.images import ImageReadError, open_image, to_rgb
 from foldertune.data.scan import list_image_files
 from foldertune.errors import UserError
-from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
+from foldertune.inference.prediction import Prediction, check_predict_options, predict_input, ranked
 from foldertune.inference.unknown import energy_score
 from foldertune.notebook import tqdm
 from foldertune.preprocessing import Preprocessing, limit_aspect
@@ -100,8 +100,7 @@ class OnnxClassifier:
         """Predictions for a path, a PIL image, an HxWx3 uint8 array, or a list of them; a folder, a list or an
         NxHxWx3 array gives a list. Below `min_confidence` the label is 'unknown' (`top_label` keeps the class);
         `tta` averages the probabilities over the image and its mirror image."""
-        if isinstance(inputs, np.ndarray):
-            inputs = pictures_from_array(inputs)
+        inputs = predict_input(inputs)
         check_predict_options(topk=topk, min_confidence=min_confidence, classes=self.classes)
         options = {"topk": topk, "min_confidence": min_confidence, "tta": tta}
         if isinstance(inputs, Image.Image):
@@ -112,7 +111,13 @@ class OnnxClassifier:
         items = list(inputs)
         if all(isinstance(item, Image.Image) for item in items):
             return self._rank(np.stack([eval_pixels(to_rgb(item), self.preprocessing) for item in items]), **options)
-        return self.predict_files(items, progress=False, **options)
+        if all(isinstance(item, (str, os.PathLike)) for item in items):
+            return self.predict_files(items, progress=False, **options)
+        results = []  # a mix (arrays among them): each as if given alone
+        for item in items:
+            result = self.predict(item, **options)
+            results.extend(result if isinstance(result, list) else [result])
+        return results
 
     def predict_files(
         self,

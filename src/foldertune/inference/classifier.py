@@ -26,7 +26,7 @@ from foldertune.data.readers import EvalReader
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, model_input, tta_views
 from foldertune.device import choose_runtime
-from foldertune.inference.prediction import Prediction, check_predict_options, pictures_from_array, ranked
+from foldertune.inference.prediction import Prediction, check_predict_options, predict_input, ranked
 from foldertune.inference.unknown import unknown_scores, unknown_statistics
 from foldertune.models.build import capture_head_input, fuse_for_inference, model_from_checkpoint
 from foldertune.notebook import card, escape, html_table, tqdm
@@ -82,8 +82,7 @@ class Classifier:
         """Predictions for a path, a PIL image, an HxWx3 uint8 array, or a list of them; a folder, a list or an
         NxHxWx3 array gives a list. Below `min_confidence` the label is 'unknown' (`top_label` keeps the class);
         `tta` averages the probabilities over the image and its mirror image."""
-        if isinstance(inputs, np.ndarray):
-            inputs = pictures_from_array(inputs)
+        inputs = predict_input(inputs)
         check_predict_options(topk=topk, batch_size=batch_size, min_confidence=min_confidence, classes=self.classes)
         options = {"topk": topk, "min_confidence": min_confidence, "tta": tta}
         if isinstance(inputs, Image.Image):

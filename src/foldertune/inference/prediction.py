@@ -2,10 +2,13 @@
 
 ranked(probabilities, classes, topk=3, path="a.jpg")   # Prediction(label='cat', probability=0.9, topk=[...])
 pictures_from_array(frame)                             # an HxWx3 uint8 array -> a PIL image; NxHxWx3 -> a list
+predict_input(inputs)                                  # what `predict` was given, checked (arrays as PIL images)
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from foldertune.errors import UserError
 from foldertune.notebook import card, escape
 
 UNKNOWN = "unknown"  # the label below the confidence threshold (--min-confidence)
+PREDICT_INPUTS = "a path, a folder, a PIL image, a uint8 numpy array (HxW, HxWxC or NxHxWxC) or a list of them"
 
 
 @dataclass
@@ -89,6 +93,21 @@ def ranked(
                       unknown_score=score)  # fmt: skip
 
 
+def predict_input(inputs):
+    """What a classifier's `predict` was given, checked: a numpy array as a PIL image (or a list of them); a path,
+    a PIL image or an iterable of inputs as it is; a UserError for anything else."""
+    if isinstance(inputs, np.ndarray):
+        return pictures_from_array(inputs)
+    if isinstance(inputs, (bytes, bytearray, memoryview)):
+        raise UserError(f"predict takes {PREDICT_INPUTS}, not the bytes of a file: open them first, for example "
+                        "with PIL.Image.open(io.BytesIO(data)).")  # fmt: skip
+    if isinstance(inputs, (str, os.PathLike, Image.Image)):
+        return inputs
+    if isinstance(inputs, Iterable) and not isinstance(inputs, dict):  # a list of inputs, each checked in turn
+        return inputs
+    raise UserError(f"predict takes {PREDICT_INPUTS}; got {type(inputs).__name__}.")
+
+
 def pictures_from_array(array: np.ndarray) -> Image.Image | list[Image.Image]:
     """A numpy picture as PIL: HxW or HxWxC uint8 (C = 1, 3 or 4, RGB order) is one image, NxHxWxC a list."""
     if array.dtype != np.uint8:
@@ -96,6 +115,8 @@ def pictures_from_array(array: np.ndarray) -> Image.Image | list[Image.Image]:
             f"an image array must hold uint8 values 0-255 (got {array.dtype}); convert it, for example with "
             "(array * 255).clip(0, 255).astype('uint8') for floats in 0-1."
         )
+    if 0 in array.shape:
+        raise UserError(f"an image array must hold at least one image of 1x1 pixels; got shape {array.shape}.")
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         raise UserError(f"an image array must be height x width x channels; got {array.shape}: transpose it to HxWxC.")
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4)):
