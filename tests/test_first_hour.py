@@ -81,6 +81,8 @@ def test_wrong_diagnoses_are_now_the_right_ones(run, tmp_path, chinese_run):
     refused(done, "--val 0 leaves no validation images")
     done = run_cli("predict", str(tmp_path / "fake.pt"), str(data))
     refused(done, "'", "fake.pt' is not a PyTorch file")
+    done = run_cli("evaluate", str(run), str(data), "--split", "test", "--no-figures")  # DATA is not split
+    refused(done, "is not split into train/, val/ and test/ folders, so --split test has nothing to choose from")
     # A folder that holds copies of the run's training images: the scores are inflated, and evaluate says so.
     trained = {row["path"] for row in csv_rows(run / "split.csv") if row["split"] == "train"}
     dirty = tmp_path / "dirty"

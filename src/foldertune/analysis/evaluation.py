@@ -226,6 +226,9 @@ def _records(run: RunFolder, classes: list[str], data, split: str, log) -> tuple
         return records, split
     scan = scan_folder(data, verify=False, progress=False)  # unreadable files show up in predictions.csv
     check_layout(scan, min_classes=1)  # one class is enough to measure on
+    if not scan.presplit and split != "val":  # "val", the default, stands for the whole of an unsplit folder
+        raise UserError(f"'{data}' is not split into train/, val/ and test/ folders, so --split {split} has nothing to "
+                        "choose from; drop --split to evaluate every image in it.")  # fmt: skip
     images = [r for r in scan.images if r.split == split] if scan.presplit else scan.images
     if not images:
         raise UserError(f"'{data}' has no {split}/ images to evaluate.")
