@@ -39,6 +39,8 @@ def test_paths_that_cannot_be_written_are_one_sentence_in_every_command(run, tmp
     cases = {
         ("export", str(run), "--out", "/proc/model.onnx"): ["--out '/proc/model.onnx' cannot be written"],
         ("export", str(run), "--out", f"{photo}/model.onnx"): [f"'{photo}' is a file, not a folder"],
+        ("export", str(run), "--out", "model.txt"): ["--out 'model.txt' must end in .onnx", "model.onnx"],
+        ("export", str(run), "--format", "torchscript", "--out", "m.onnx"): ["must end in .pt for a TorchScript"],
         ("predict", str(run), str(photo), "--out", "/proc/preds.csv"): ["--out '/proc/preds.csv' cannot be written"],
         ("evaluate", str(run), "--out", "/proc/eval"): ["--out '/proc/eval' cannot be written"],
         ("explain", str(run), str(photo), "--out", f"{photo}/cams"): [f"'{photo}' is a file"],

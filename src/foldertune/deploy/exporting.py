@@ -122,6 +122,10 @@ def export_model(
     checkpoint_file, run = locate_checkpoint(source)
     name = "model-int8.onnx" if int8 else "model.onnx" if fmt == "onnx" else "model.torchscript.pt"
     path = Path(out) if out else run.export_dir / name
+    suffix = ".onnx" if fmt == "onnx" else ".pt"
+    if path.suffix.lower() != suffix:  # predict and serve tell the formats apart by it
+        raise UserError(f"--out '{out}' must end in {suffix} for {'an ONNX' if fmt == 'onnx' else 'a TorchScript'} "
+                        f"export, for example {path.with_suffix(suffix).name}.")  # fmt: skip
     check_output(path, "--out", force=force)
     checkpoint = load_checkpoint(checkpoint_file)
     model = model_from_checkpoint(checkpoint).eval()
