@@ -186,6 +186,9 @@ def test_split_writes_manifest_counts_and_linked_folders(tmp_path):
     assert "鱼" in done.stdout
     again = run_cli("split", str(data), "--manifest", str(out / "split.csv"))
     assert again.returncode == 2 and "--force" in again.stderr
+    again = run_cli("split", str(data), "--out", str(out), "--link")  # the place the --out flag chose
+    assert again.returncode == 2 and f"--out '{out / 'split.csv'}' already exists" in again.stderr, again.stderr
+    assert "--manifest" not in again.stderr
     # the manifest drives training
     same = run_cli(
         "split", str(data), "--seed", "0", "--val", "0.2", "--test", "0.1", "--manifest", str(tmp_path / "m.csv")
@@ -229,6 +232,7 @@ def user_error_cases(tmp_path):
         "predict without checkpoint": (["predict", taken, str(two)], "no best.pt"),
         "predict bad out": (["predict", str(tmp_path / "x.pt"), str(two), "--out", "p.txt"], "--out"),
         "not a checkpoint": (["predict", str(tmp_path / "notes.txt"), str(two)], "not a PyTorch file"),
+        "split single class": (["split", str(one_class)], "only one class ('fish')"),
         "split bad fraction": (["split", str(two), "--val", "-0.1"], "--val"),
         "split negative seed": (["split", str(two), "--seed", "-1"], "--seed"),
         "link without out": (["split", str(two), "--link"], "--link needs --out"),

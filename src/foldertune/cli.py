@@ -494,12 +494,12 @@ def run_split(args: argparse.Namespace) -> None:
         raise UserError(f"--{args.how} needs --out DIR: the folder to build train/ and val/ in.")
     manifest = Path(args.manifest or (Path(args.out) / "split.csv" if args.out else "split.csv"))
     counts_path = manifest.with_name(manifest.stem + "_counts.csv")
-    for path in (manifest, counts_path):
-        check_output(path, "--manifest", force=args.force)
+    for path in (manifest, counts_path):  # named by the flag that chose the place
+        check_output(path, "--out" if args.out and not args.manifest else "--manifest", force=args.force)
     scan = scan_folder(args.data, progress=not args.quiet)
     if scan.presplit:
         raise UserError(f"'{scan.root}' is already split into train/val folders; train on it directly.")
-    check_layout(scan, min_classes=1)
+    check_layout(scan, min_classes=2)  # as train and check: one class is a folder one level too deep
     if not scan.classes:
         raise UserError(f"no usable images found in '{scan.root}'; it needs one sub-folder per class.")
     copies = find_duplicates(scan.images, scan.info, progress=not args.quiet)
