@@ -126,6 +126,11 @@ def test_a_split_folder_says_val_is_not_used_and_emoji_names_warn_once(tmp_path)
     warned = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(warned) == 1 and "'🐟 fish', '🔧 tools'" in warned[0] and "boxes" in warned[0], done.stderr
     assert "Glyph" not in done.stderr and "Traceback" not in done.stderr
+    # evaluate draws the galleries alone: its warning names the classes too, not a picture's caption
+    evaluated = run_cli("evaluate", str(next((tmp_path / "runs").iterdir())), "--quiet")
+    warned = [line for line in evaluated.stderr.splitlines() if line.strip()]
+    assert evaluated.returncode == 0 and len(warned) == 1, evaluated.stderr
+    assert "'🐟 fish', '🔧 tools'" in warned[0] and "true " not in warned[0] and "\\n" not in warned[0], warned
 
 
 def test_compare_writes_outside_the_run_list_and_skips_what_is_not_a_run(run, tmp_path):

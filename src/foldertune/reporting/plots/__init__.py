@@ -20,11 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from foldertune.errors import UserError
-from foldertune.runs.folder import RunFolder
+from foldertune.runs.folder import EvalFolder, RunFolder
 
 
 def plot_evaluation(eval_dir: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
     """Every figure of one evaluation folder."""
+    from foldertune.reporting.plots.fonts import use_fonts_for
+
+    use_fonts_for(EvalFolder(eval_dir).metrics().get("classes", []))  # a font warning names the classes, once
     return _draw(_evaluation_figures(Path(eval_dir)), fmt, processes=1)
 
 

@@ -102,7 +102,8 @@ def _warn_missing(texts: list[str], fonts_draw: frozenset[str]) -> None:
     if not missing:
         return
     _WARNED.update(missing)
-    holding = sorted({text for text in texts if missing & set(text)}, key=len)
+    lines = {line for text in texts for line in text.splitlines()}  # a caption's line, not the whole caption
+    holding = sorted({line for line in lines if missing & set(line)}, key=len)
     shown = ", ".join(repr(text) for text in holding[:5]) + (
         f" and {len(holding) - 5} more" if len(holding) > 5 else ""
     )
