@@ -224,6 +224,7 @@ def user_error_cases(tmp_path):
         "DATA and manifest": (["train", str(two), "--manifest", "m.csv"], "not both"),
         "manifest not UTF-8": (["train", "--manifest", str(tmp_path / "latin1.csv")], "UTF-8"),
         "runs inside the data": (["train", str(two), "--project", str(two / "runs")], "into the data folder"),
+        "project is a file": (["train", str(two), "--project", str(tmp_path / "notes.txt")], "is a file, not a folder"),
         "missing weights file": (["train", str(two), "--weights", str(tmp_path / "w.pth")], "--weights"),
         "fp16 on cpu": (["train", str(two), "--precision", "fp16", "--device", "cpu"], "--precision fp16"),
         "existing run name": (["train", str(two), "--project", str(tmp_path / "runs"), "--name", "taken"], "exists"),

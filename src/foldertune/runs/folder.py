@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from foldertune.errors import UserError
-from foldertune.runs.atomic import FULL, atomic_open, disk_full, is_inside, read_json, write_json
+from foldertune.runs.atomic import FULL, atomic_open, check_output, disk_full, is_inside, read_json, write_json
 from foldertune.runs.tables import read_table
 
 BATCH_COLUMNS = ["epoch", "step", "loss", "accuracy", "lr"]
@@ -46,7 +46,7 @@ FIGURE_FORMATS = ("png", "pdf", "svg")  # every figure of a run folder is saved 
 
 def check_new_run(cfg) -> None:
     """Mistakes about paths that can be reported before a single image is read (a RunConfig in, nothing out)."""
-    project = Path(cfg.project).expanduser()
+    project = check_output(cfg.project, "--project", force=True, folder=True)  # a file there, or read-only
     if cfg.run_name is not None and (project / cfg.run_name).exists():
         raise UserError(
             f"run folder '{project / cfg.run_name}' already exists; pick another --name, or continue it with "
