@@ -248,7 +248,7 @@ def test_resume_refuses_data_that_changed_under_the_same_names(small_dataset, tm
     with pytest.raises(UserError, match=rf"1 image\(s\) of this run changed since it started \(first: {photos[0]}: "):
         ft.resume(run, epochs=2)
     photos[0].write_bytes(original)  # same bytes back, but rewritten: the modification time tells
-    with pytest.raises(UserError, match="modified since"):
+    with pytest.raises(UserError, match=r"modified since\); .*restore them with their modification times \(cp -p"):
         ft.resume(run, epochs=2)
     stat = photos[0].stat()
     rows = {row["path"]: row for row in read_csv(run / "data_check.csv")}

@@ -230,9 +230,10 @@ def _check_data(run: RunFolder, cfg: RunConfig, quiet: bool) -> list:
         )
     changed = changed_since(run.data_check_file, info)
     if changed:
+        timed = " with their modification times (cp -p, rsync -t)" if changed[0].endswith("modified since") else ""
         raise UserError(
             f"{len(changed)} image(s) of this run changed since it started (first: {changed[0]}); resuming on "
-            "other data would not continue the same training: restore them, or start a new run."
+            f"other data would not continue the same training: restore them{timed}, or start a new run."
         )
     return records
 
