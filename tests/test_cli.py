@@ -186,6 +186,7 @@ def test_split_writes_manifest_counts_and_linked_folders(tmp_path):
     assert "鱼" in done.stdout
     again = run_cli("split", str(data), "--manifest", str(out / "split.csv"))
     assert again.returncode == 2 and "--force" in again.stderr
+    assert b"\r" not in (out / "split.csv").read_bytes()  # lines end in \n: `grep ',val$' split.csv` finds rows
     again = run_cli("split", str(data), "--out", str(out), "--link")  # the place the --out flag chose
     assert again.returncode == 2 and f"--out '{out / 'split.csv'}' already exists" in again.stderr, again.stderr
     assert "--manifest" not in again.stderr

@@ -57,3 +57,11 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):
         save_checkpoint(path, {"format": "foldertune.checkpoint", "epoch": 2, "bad": lambda: None})
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_every_csv_the_run_folder_gets_ends_its_lines_with_a_newline_alone(chinese_run):
+    run, _ = chinese_run
+    tables = sorted(run.rglob("*.csv"))
+    assert {path.name for path in tables} >= {"split.csv", "batches.csv", "epochs.csv", "predictions.csv"}
+    for path in tables:
+        assert b"\r\n" not in path.read_bytes(), path

@@ -71,7 +71,7 @@ def annotate_video(
         out.unlink(missing_ok=True)
         raise UserError(f"'{source}' holds no frame OpenCV can read.")
     with open(out.with_suffix(".csv"), "w", newline="", encoding="utf-8") as handle:
-        table = csv.DictWriter(handle, fieldnames=["frame", "seconds", "label", "probability"])
+        table = csv.DictWriter(handle, fieldnames=["frame", "seconds", "label", "probability"], lineterminator="\n")
         table.writeheader()
         table.writerows(rows)
     return out

@@ -372,12 +372,12 @@ class CsvLog:
                 self.columns = next(csv.reader(handle), None) or columns
         else:
             with atomic_open(path, newline="") as handle:
-                csv.writer(handle).writerow(columns)
+                csv.writer(handle, lineterminator="\n").writerow(columns)
 
     def append(self, *rows: dict[str, Any]) -> None:
         try:
             with open(self.path, "a", newline="", encoding="utf-8", errors="backslashreplace") as handle:
-                writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+                writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
                 writer.writerows(_format(row) for row in rows)
         except OSError as error:
             if error.errno in FULL:
@@ -391,7 +391,7 @@ class CsvLog:
         """Drop the rows `keep` rejects (work a crash lost), rewriting the file atomically; for --resume."""
         kept = [row for row in self.rows() if keep(row)]
         with atomic_open(self.path, newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.columns)
+            writer = csv.DictWriter(handle, fieldnames=self.columns, lineterminator="\n")
             writer.writeheader()
             writer.writerows(kept)
 

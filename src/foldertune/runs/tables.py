@@ -29,6 +29,6 @@ def write_rows(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[S
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
