@@ -348,3 +348,12 @@ def test_resume_refuses_only_flags_that_change_the_run_and_names_negated_flags_t
     done = run_cli("train", str(data), "--project", str(tmp_path / "runs"), "--name", source.name, "--resume", "auto",
                    "--no-report", "--img-size", "64")  # fmt: skip
     assert done.returncode == 2 and "--no-report not given there, given here" in done.stderr, done.stderr
+
+
+def test_a_data_folder_given_with_dots_is_stored_as_a_tidy_absolute_path(tmp_path):
+    data = copy_subset(tmp_path / "data", 3, {"fishes": "fishes", "tools": "tools"})
+    (tmp_path / "work").mkdir()
+    done = run_cli("split", "../data", "--manifest", str(tmp_path / "m.csv"), "--quiet", cwd=tmp_path / "work")
+    assert done.returncode == 0, done.stderr
+    paths = [row["path"] for row in read_csv(tmp_path / "m.csv")]
+    assert len(paths) == 6 and all(path.startswith(f"{data}/") and "/../" not in path for path in paths), paths

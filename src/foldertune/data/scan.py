@@ -97,6 +97,9 @@ def scan_folder(
     if not root.is_dir():
         raise UserError(f"'{root}' is a file, not a folder; pass a folder with one sub-folder per class.")
     root = root.absolute()
+    tidy = Path(os.path.normpath(root))  # "runs/../photos" as "photos", where that is the same folder (symlinks)
+    if tidy != root and tidy.is_dir() and os.path.samefile(tidy, root):
+        root = tidy
 
     split_dirs = _split_folders(root)
     presplit = "train" in split_dirs and len(split_dirs) > 1
