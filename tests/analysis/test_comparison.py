@@ -46,3 +46,17 @@ def test_a_run_compared_with_a_copy_of_itself_does_not_differ(chinese_run, tmp_p
     [pair] = read_csv(tmp_path / "cmp" / "pairs.csv")
     assert (pair["test"], pair["a_only"], pair["b_only"], float(pair["p_value"])) == ("mcnemar", "0", "0", 1.0)
     assert "no difference beyond chance" in said[-2]
+
+
+def test_runs_that_learned_different_classes_are_not_ranked(chinese_run, tmp_path, mobilenet_weights):
+    from helpers import copy_subset
+
+    data = copy_subset(tmp_path / "data", 4, {"fishes": "fishes", "tools": "tools"})
+    other = ft.train(data, mode="linear", epochs=1, img_size=64, batch_size=8, workers=0, quiet=True, report=False,
+                     project=tmp_path)  # fmt: skip
+    said = []
+    ft.compare([chinese_run[0], other], out=tmp_path / "cmp", log=said.append)
+    [pair] = read_csv(tmp_path / "cmp" / "pairs.csv")
+    assert pair["test"] == "none" and "better" not in pair["verdict"]
+    assert pair["verdict"].endswith("trained on different classes, so their accuracies measure different tasks: "
+                                    "not compared") and pair["verdict"] in said  # fmt: skip

@@ -107,7 +107,19 @@ def compare_pairs(folders: list[RunFolder], rows: list[dict[str, object]]) -> li
     else:
         best = max(indices, key=lambda i: float(rows[i]["best_val_acc"]))
         pairs = [(best, other) for other in indices if other != best]
-    return [_pair(rows[a], rows[b], correct[a], correct[b]) for a, b in pairs]
+    classes = [folder.classes() if folder.classes_file.is_file() else None for folder in folders]
+    return [
+        _pair(rows[a], rows[b], correct[a], correct[b]) if classes[a] == classes[b] else _apart(rows[a], rows[b])
+        for a, b in pairs
+    ]
+
+
+def _apart(a: dict, b: dict) -> dict[str, object]:
+    """A pair of runs that learned different classes: their accuracies measure different tasks."""
+    verdict = (f"{a['run']} vs {b['run']}: trained on different classes, so their accuracies measure different "
+               "tasks: not compared")  # fmt: skip
+    return {"run_a": a["run"], "run_b": b["run"], "test": "none", "images": "", "a_only": "", "b_only": "",
+            "p_value": "", "verdict": verdict}  # fmt: skip
 
 
 def _val_correct(run: RunFolder) -> dict[str, bool] | None:
