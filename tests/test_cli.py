@@ -205,6 +205,7 @@ def user_error_cases(tmp_path):
     empty.mkdir()
     one_class = copy_subset(tmp_path / "one", 4, {"fishes": "fish"})
     two = copy_subset(tmp_path / "two", 4, {"fishes": "fish", "tools": "tool"})
+    alike = copy_subset(tmp_path / "alike", 2, {"fishes": "fish", "tools": "fish ", "renewable": "wind"})
     (tmp_path / "runs" / "taken").mkdir(parents=True)
     (tmp_path / "notes.txt").write_text("hi")
     (tmp_path / "latin1.csv").write_bytes("path,class,split\ncaf\xe9.jpg,a,train\n".encode("latin-1"))
@@ -214,6 +215,7 @@ def user_error_cases(tmp_path):
         "data is a file": (["train", str(tmp_path / "notes.txt")], "is a file"),
         "empty folder": (["train", str(empty)], "no images found in"),
         "single class": (["train", str(one_class)], "only one class ('fish')"),
+        "names alike": (["check", str(alike)], "class folders 'fish' and 'fish ' in"),
         "unknown backbone": (["train", str(two), "--model", "resnet19"], "did you mean 'resnet18'"),
         "zero epochs": (["train", str(two), "--epochs", "0"], "--epochs"),
         "not a number": (["train", str(two), "--epochs", "ten"], "--epochs"),

@@ -122,6 +122,12 @@ def scan_folder(
                 )
             elif _has_image_extension(entry.name):  # other loose files (README, CREDITS.md) are not data
                 skipped.append(SkippedFile(entry.path, "", "outside class folders", "not inside a class folder", split))
+    alike = _alike_names(folders_per_class)
+    if alike:
+        raise UserError(
+            f"class folders {alike[0]!r} and {alike[1]!r} in '{root}' differ only in spaces at their "
+            "ends, so every table and figure would show them alike; rename one, or merge them."
+        )
     if presplit:
         for entry in _sorted_entries(root, skipped):
             if not is_clutter(entry.name) and entry.name.lower() not in SPLIT_FOLDERS and _is_dir(entry):
@@ -167,6 +173,16 @@ def check_layout(scan: ScanResult, *, min_classes: int) -> None:
         f"only one class ('{scan.classes[0]}') found in '{scan.root}'; a classifier needs at least two class "
         "sub-folders."
     )
+
+
+def _alike_names(names) -> tuple[str, str] | None:
+    """Two class names that differ only in white space at their ends ('cat' and 'cat '), if any."""
+    seen: dict[str, str] = {}
+    for name in sorted(names):
+        if name.strip() in seen:
+            return seen[name.strip()], name
+        seen[name.strip()] = name
+    return None
 
 
 def list_image_files(paths: list[str | os.PathLike]) -> tuple[list[Path], list[SkippedFile]]:
