@@ -38,16 +38,17 @@ from pathlib import Path
 
 from foldertune import __version__
 from foldertune.config import (
-    ALIASES,
     CHOICES,
     DEFAULT_EMA_DECAY,
     DEVICES,
+    NEGATED,
     DataConfig,
     ModelConfig,
     RunConfig,
     TrainConfig,
     field_docs,
     flag,
+    flat_setting,
 )
 from foldertune.deploy import (
     EXPORT_FORMATS,
@@ -428,17 +429,14 @@ def _changed_on_resume(run: Path, given: dict) -> list[str]:
     for key, value in sorted(given.items()):
         if key in RESUME_FLAGS:
             continue
-        name = key
-        if key in ("no_pretrained", "no_report"):  # the flags' own names, inverted
-            name, value = key.removeprefix("no_"), not value
-        name = ALIASES.get(name, name)
-        if name not in saved or saved[name] != (os.fspath(value) if isinstance(value, os.PathLike) else value):
+        name, value = flat_setting(key, value)
+        if name not in saved or saved[name] != value:
             changed.append(flag(name))
     return changed
 
 
 def _shown(key: str, value: object) -> str:
-    if key in ("pretrained", "report"):  # set by --no-pretrained / --no-report: say whether that flag was given
+    if key in NEGATED.values():  # set by --no-pretrained / --no-report: say whether that flag was given
         return "not given" if value else "given"
     return "not given" if value is None else str(value)
 

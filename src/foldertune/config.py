@@ -80,6 +80,17 @@ FLAGS = {
 ALIASES = {"data": "root", "model": "backbone", "name": "run_name", "val": "val_fraction", "test": "test_fraction"}
 
 
+NEGATED = {"no_pretrained": "pretrained", "no_report": "report"}  # flags (and keywords) that turn a field off
+
+
+def flat_setting(key: str, value: Any) -> tuple[str, Any]:
+    """A flat setting, as a flag's or keyword's name gives it, as the field it sets and the field's value:
+    ("no_report", True) -> ("report", False), ("model", "resnet18") -> ("backbone", "resnet18"), paths as strings."""
+    if key in NEGATED:
+        key, value = NEGATED[key], not value
+    return ALIASES.get(key, key), os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 def flag(field_name: str) -> str:
     """The command-line flag that sets a field, for error messages."""
     return FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
@@ -365,12 +376,10 @@ class RunConfig:
         known = {f.name: section for section, klass in _SECTIONS.items() for f in dataclasses.fields(klass)}
         known.update({f.name: "run" for f in dataclasses.fields(cls) if f.name not in _SECTIONS})
         for key, value in settings.items():
-            if key in ("no_pretrained", "no_report"):  # the flags' own names, inverted
-                key, value = key.removeprefix("no_"), not value
-            name = ALIASES.get(key, key)
+            name, value = flat_setting(key, value)
             if name not in known:
                 raise UserError(f"unknown setting {key!r}{_did_you_mean(key, [*known, *ALIASES])}")
-            sections[known[name]][name] = os.fspath(value) if isinstance(value, os.PathLike) else value
+            sections[known[name]][name] = value
         return cls(
             data=DataConfig(**sections["data"]),
             model=ModelConfig(**sections["model"]),
