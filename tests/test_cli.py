@@ -312,7 +312,9 @@ def test_epoch_lines_agree_with_the_logs_and_extending_a_finished_run_keeps_lear
     best_epoch = json.loads((run / "metrics.json").read_text())["best_epoch"]
     epoch_loss = re.search(r"val loss (\d\.\d{4})", lines[best_epoch - 1]).group(1)
     final_loss = re.search(r"val +accuracy .* loss (\d\.\d{4})", done.stdout).group(1)
-    assert epoch_loss == final_loss, (lines, done.stdout)  # the same checkpoint on the same images
+    calibration = json.loads((run / "eval" / "val" / "metrics.json").read_text())["calibration"]
+    # the same checkpoint on the same images: the epoch's loss is the final one before the temperature
+    assert (epoch_loss, final_loss) == (f"{calibration['nll_before']:.4f}", f"{calibration['nll']:.4f}"), done.stdout
 
     extended = run_cli("train", "--resume", str(run), "--epochs", "3", "--quiet")
     assert extended.returncode == 0 and "Traceback" not in extended.stderr, extended.stderr

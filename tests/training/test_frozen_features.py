@@ -19,7 +19,7 @@ from foldertune.models.registry import get_backbone
 from foldertune.models.weights import resolve_weights
 from foldertune.preprocessing import Preprocessing
 from foldertune.runs.cache import ArrayStore, file_digest
-from foldertune.training.fit import fit
+from foldertune.training.fit import fit, other_accuracy_note
 from foldertune.training.frozen_features import FeatureBatches, extract_features, feature_store
 
 PRE = Preprocessing(crop_size=64, resize_size=73)
@@ -138,13 +138,24 @@ def test_cached_linear_training_validates_like_the_full_network(small_dataset, t
     best = epochs[metrics["best_epoch"] - 1]
     # per-epoch validation ran the head on cached features; the final evaluation runs the whole network on images
     assert float(best["val_acc"]) == pytest.approx(metrics["val"]["accuracy"])
-    assert float(best["val_loss"]) == pytest.approx(metrics["val"]["loss"], abs=1e-4)
+    evaluation = json.loads((run / "eval" / "val" / "metrics.json").read_text(encoding="utf-8"))
+    assert float(best["val_loss"]) == pytest.approx(evaluation["calibration"]["nll_before"], abs=1e-4)  # T = 1
     assert len(list((tmp_path / "cache" / "features").rglob("*.npy"))) == 24
     # a second run on the same images: the frozen backbone runs on none of them, every feature comes from the cache
     capsys.readouterr()  # drop the first run's output
     ft.train(small_dataset, epochs=2, project=tmp_path / "runs", cache_dir=tmp_path / "cache", **LINEAR)
     second = capsys.readouterr().out
     assert "features: 24 image view(s), 0 computed by the frozen backbone, 24 from the cache (" in second
+
+
+def test_an_other_accuracy_at_the_end_is_explained_in_one_line():
+    overall = {"accuracy": 24 / 28, "images": 28}
+    assert other_accuracy_note(6, 24 / 28, overall, "bf16") is None  # the same: nothing to explain
+    line = other_accuracy_note(6, 25 / 28, overall, "bf16")
+    assert line.strip() == ("(epoch 6 scored 0.893 during training, on features computed in bf16; best.pt in fp32 "
+                            "gets 1 image fewer of 28 right: a near tie)")  # fmt: skip
+    line = other_accuracy_note(3, 0.75, {"accuracy": 0.8, "images": 100}, None)
+    assert "training;" in line and "5 images more of 100 right: near ties" in line
 
 
 def test_cached_linear_training_resumes_exactly(small_dataset, tmp_path, mobilenet_weights):

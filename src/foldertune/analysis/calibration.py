@@ -7,8 +7,12 @@
 A network trained by cross-entropy is usually over-confident on images it has not seen. Temperature scaling
 (Guo et al., 2017) divides the logits by one number T fitted on held-out images (the validation split after
 training; the pooled out-of-fold logits with cross-validation): it changes the probabilities, never the ranking,
-so accuracy stays the same. T is searched on log T within [1/MAX_TEMPERATURE, MAX_TEMPERATURE]; a validation split
-with no mistake keeps T = 1, as it would push T towards 0 and every probability to 1.
+so accuracy stays the same. T is the most probable value given the images and a normal prior on log T around 0
+(spread PRIOR_SCALE): on a few images the prior keeps T near 1, on many the images decide. On 5 or 10 images the
+plain log-loss minimum made unseen images' log loss worse than no temperature at all in each of the six cases of
+bench/trust_temperature.py (by 0.01-0.14); with the prior, on 5-20 images, it was never more than 0.005 worse than
+none and up to 0.04 better; on 160 images the two fits agree within 0.001. The search is on log T within
+[1/MAX_TEMPERATURE, MAX_TEMPERATURE].
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 
 BINS = 15  # equal-width confidence bins of the expected calibration error and the reliability diagram
 MAX_TEMPERATURE = 10.0
+PRIOR_SCALE = 0.25  # the standard deviation of the prior on log T: T within 0.61-1.65 at two of them
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -36,18 +41,20 @@ def nll(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0) -> fl
 
 
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
-    """The temperature T that minimises the mean log loss of softmax(logits / T) on these images (bounded search
-    on log T); 1.0 when there are no images or no mistakes."""
+    """The temperature T that minimises the summed log loss of softmax(logits / T) on these images plus
+    (log T)^2 / (2 PRIOR_SCALE^2), the prior's penalty (bounded search on log T); 1.0 when there are no images."""
     from scipy.optimize import minimize_scalar
 
     logits, targets = np.asarray(logits, dtype=np.float64), np.asarray(targets)
-    if len(targets) == 0 or (logits.argmax(axis=1) == targets).all():
-        return 1.0  # no mistake: the log loss falls as T -> 0, and says nothing of how sure the model should be
+    if len(targets) == 0:
+        return 1.0
+
+    def objective(log_t: float) -> float:
+        return len(targets) * nll(logits, targets, np.exp(log_t)) + log_t**2 / (2 * PRIOR_SCALE**2)
+
     bound = np.log(MAX_TEMPERATURE)
-    found = minimize_scalar(lambda log_t: nll(logits, targets, np.exp(log_t)), bounds=(-bound, bound),
-                            method="bounded", options={"xatol": 1e-4})  # fmt: skip
-    temperature = float(np.exp(found.x))
-    return temperature if nll(logits, targets, temperature) <= nll(logits, targets) else 1.0
+    found = minimize_scalar(objective, bounds=(-bound, bound), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(found.x)) if objective(found.x) <= objective(0.0) else 1.0
 
 
 def reliability_bins(probabilities: np.ndarray, targets: np.ndarray, *, bins: int = BINS) -> list[dict]:

@@ -273,10 +273,7 @@ def _evaluation(evaluation: EvalFolder) -> str:
             + "</p>"
         )
     if "ece" in overall:
-        html += (f"<p>Probabilities are divided by a temperature of {overall['temperature']:.2f} before the softmax, "
-                 "fitted on the validation images after training: the expected calibration error (mean gap between "
-                 f"confidence and accuracy over 15 bins) is {overall['ece']:.3f}, against {overall['ece_before']:.3f} "
-                 "without it. Accuracy does not change; the probabilities become more honest.</p>")  # fmt: skip
+        html += f"<p>{calibration_sentence(overall)}</p>"
     per_class = read_table(evaluation.per_class_file)
     html += "<h3>Per class</h3>" + _table(
         per_class,
@@ -296,6 +293,23 @@ def _evaluation(evaluation: EvalFolder) -> str:
     if not evaluation.figure("cam_gallery").exists():
         html += f"<p class='muted'>Grad-CAM maps: {escape(str(metrics.get('cams')))}</p>"
     return html
+
+
+def calibration_sentence(overall: dict) -> str:
+    """What the temperature did to an evaluation's probabilities, in words that fit its figures."""
+    temperature, ece, before = overall["temperature"], overall["ece"], overall["ece_before"]
+    fitted = ("fitted on the validation images after training (the lowest log loss there, with a prior that keeps "
+              "it near 1 when they are few)")  # fmt: skip
+    gap = "the expected calibration error (mean gap between confidence and accuracy over 15 bins)"
+    if round(temperature, 2) == 1.0:
+        return (f"The temperature, {fitted}, is 1.00: the probabilities are the network's own, and {gap} is "
+                f"{before:.3f}.")  # fmt: skip
+    verdict = ("the probabilities are more honest" if ece < before else
+               f"on {overall['images']} images the ECE is a coarse measure, and the log loss decides")  # fmt: skip
+    return (
+        f"Probabilities are divided by a temperature of {temperature:.2f} before the softmax, {fitted}: {gap} is "
+        f"{ece:.3f}, against {before:.3f} without it. Accuracy does not change; {verdict}."
+    )
 
 
 def _coverage(coverage: dict) -> str:

@@ -524,7 +524,8 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int, *, known: Known
     log(f"\nbest.pt (epoch {best_epoch}{'' if data.count('val') else ', the last: no validation split'}):")
     # one network for every pass below. The evaluation runs it in fp32: in bf16, 2 of 97 predictions of a 1-epoch
     # model flipped (near ties), so its metrics would differ from a later `foldertune evaluate`
-    classifier = Classifier(load_checkpoint(run.best), device=cfg.train.device)
+    best = load_checkpoint(run.best)
+    classifier = Classifier(best, device=cfg.train.device)
     seconds["network"] = time.perf_counter() - started  # the evaluations add their passes to it
     results = {"best_epoch": best_epoch, "checkpoint": run.best.name}
     for split in ("val", "test"):
@@ -547,6 +548,12 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int, *, known: Known
             "per_class": evaluation["per_class"],
         }
         log(f"  {split:<4} {summary_line(overall, balanced_first=imbalanced(data))}")  # as `evaluate` prints it
+        if split == "val":  # the epoch's validation ran on cached features, or in shares under torchrun
+            cached = cfg.train.mode == "linear" and cfg.train.feature_cache != "off"
+            note = other_accuracy_note(best_epoch, best["metrics"].get("accuracy"), overall,
+                                       job.runtime.precision if cached else None)  # fmt: skip
+            if note:
+                log(note)
     if "val" in results:
         val = results["val"]
         log(f"  calibration: temperature {val['temperature']:.2f} fitted on val; expected calibration error "
@@ -573,6 +580,22 @@ def _final_evaluation(run: RunFolder, job: Job, best_epoch: int, *, known: Known
     run.write_config(record)
     if job.verbose:
         log("end of run: " + ", ".join(f"{part} {value:.1f} s" for part, value in seconds.items()))
+
+
+def other_accuracy_note(epoch: int, during: float | None, overall: dict, features: str | None) -> str | None:
+    """The line that explains why best.pt's evaluation (fp32, the whole network: `overall`) gets another validation
+    accuracy than its epoch did during training (`during`), or None when they agree. `features`: the precision the
+    epoch's validation features were computed in, when they came from linear mode's feature cache."""
+    if during is None or math.isnan(during):
+        return None
+    images = overall["images"]
+    gained = round((overall["accuracy"] - during) * images)
+    if gained == 0:
+        return None
+    on = f", on features computed in {features}" if features and features != "fp32" else ""
+    count, ties = ("1 image", "a near tie") if abs(gained) == 1 else (f"{abs(gained)} images", "near ties")
+    return (f"       (epoch {epoch} scored {during:.3f} during training{on}; best.pt in fp32 gets {count} "
+            f"{'more' if gained > 0 else 'fewer'} of {images} right: {ties})")  # fmt: skip
 
 
 IMBALANCE_RATIO = 3  # largest over smallest training class at which the summary leads with balanced accuracy
