@@ -361,3 +361,26 @@ def test_a_data_folder_given_with_dots_is_stored_as_a_tidy_absolute_path(tmp_pat
     assert done.returncode == 0, done.stderr
     paths = [row["path"] for row in read_csv(tmp_path / "m.csv")]
     assert len(paths) == 6 and all(path.startswith(f"{data}/") and "/../" not in path for path in paths), paths
+
+
+def test_a_run_that_failed_before_its_first_epoch_gets_advice_that_leads_out(tmp_path, mobilenet_weights):
+    import torch
+
+    from foldertune.models.build import build_model
+
+    data = copy_subset(tmp_path / "photos", 3, {"fishes": "fish", "tools": "tool"})
+    torch.save(build_model("resnet18", num_classes=2).state_dict(), tmp_path / "resnet.pth")
+    common = ("--img-size", "64", "--workers", "0", "--quiet", "--project", str(tmp_path / "runs"), "--name", "r")
+    failed = run_cli("train", str(data), "--weights", str(tmp_path / "resnet.pth"), *common)  # mobilenet_v2's place
+    run = tmp_path / "runs" / "r"
+    assert failed.returncode == 2 and "do not fit mobilenet_v2" in failed.stderr, failed.stderr
+    assert (run / "config.json").is_file() and not (run / "last.pt").exists()
+    again = run_cli("train", str(data), *common)
+    assert again.returncode == 2 and again.stderr.strip().endswith(
+        f"run folder '{run}' already exists but holds no finished epoch (no last.pt); pick another --name, or "
+        "remove that folder and run again."
+    ), again.stderr
+    resumed = run_cli("train", "--resume", str(run))
+    assert resumed.returncode == 2 and resumed.stderr.strip().endswith(
+        "nothing to continue; remove that folder and run the same command again, or start one with another --name."
+    ), resumed.stderr

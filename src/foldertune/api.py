@@ -301,7 +301,8 @@ def compare(runs, *, out: str | os.PathLike | None = None, force: bool = False, 
     from foldertune.reporting.notebook_views import ComparisonPath
     from foldertune.reporting.plots.curves import plot_compare
 
-    out, folders = compare_runs(list(runs), out=out, force=force, log=log)
+    runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)  # one path: a run, not its letters
+    out, folders = compare_runs(runs, out=out, force=force, log=log)
     plot_compare(folders, out, fmt=fmt)
     return ComparisonPath(out)
 

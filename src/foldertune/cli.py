@@ -593,11 +593,11 @@ def run_check(args: argparse.Namespace) -> None:
         raise UserError(f"--out '{out}' is inside the data folder; check never writes there: pick a path outside it.")
     if out.exists() and not _first_line(out).startswith(",".join(CHECK_COLUMNS[:5])):
         raise UserError(f"--out '{out}' exists and is not a check CSV; pass another --out so it is not overwritten.")
-    check_output(out, "--out", force=args.force)
+    check_output(out, "--out", force=args.force, inputs=(data,))
     page = Path(args.html).expanduser() if args.html else out.with_suffix(".html")
     if not is_run and data.is_dir() and is_inside(page, data):
         raise UserError(f"--html '{page}' is inside the data folder; check never writes there: pick a path outside it.")
-    check_output(page, "--html", force=args.force)
+    check_output(page, "--html", force=args.force, inputs=(data,))
     if args.quarantine and args.fast:
         raise UserError("--quarantine decodes every image to find the unreadable ones; drop --fast.")
     if args.quarantine and (is_run or not data.is_dir()):
@@ -726,7 +726,8 @@ def run_predict(args: argparse.Namespace) -> None:
         raise UserError("predict needs PATH: image files, folders or a video (or --camera N).")
     if videos and len(args.paths) > 1:
         raise UserError(
-            f"give one video at a time, without images (got {len(args.paths)} paths, {len(videos)} videos)."
+            f"give one video at a time, without images (got {len(args.paths)} paths, {len(videos)} "
+            f"{'video' if len(videos) == 1 else 'videos'})."
         )
     if (videos or args.camera is not None) and (args.min_confidence is not None or args.tta):
         raise UserError("--min-confidence and --tta are for image files; leave them out for a video or --camera.")
@@ -735,7 +736,7 @@ def run_predict(args: argparse.Namespace) -> None:
     if not videos and args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out '{args.out}' must end in .csv or .json.")
     if args.out:
-        check_output(args.out, "--out", force=args.force)
+        check_output(args.out, "--out", force=args.force, inputs=tuple(args.paths))
     if Path(args.source).suffix.lower() == ".onnx":  # ONNX Runtime, numpy and Pillow: torch is never imported
         from foldertune.deploy.onnx_classifier import OnnxClassifier
 

@@ -48,6 +48,19 @@ def test_a_run_compared_with_a_copy_of_itself_does_not_differ(chinese_run, tmp_p
     assert "no difference beyond chance" in said[-2]
 
 
+def test_one_run_as_a_string_or_a_run_given_twice_is_refused_in_one_sentence(chinese_run, tmp_path):
+    import pytest
+
+    from foldertune.errors import UserError
+
+    run = chinese_run[0]
+    with pytest.raises(UserError, match=r"at least two run folders with training logs; got 1\."):
+        ft.compare(str(run), out=tmp_path / "one", log=lambda *_: None)  # a path, not a list of its letters
+    with pytest.raises(UserError, match=r"is given twice \(also as .*\); pass each run once\."):
+        ft.compare([run, run / "."], out=tmp_path / "twice", log=lambda *_: None)
+    assert not (tmp_path / "one").exists() and not (tmp_path / "twice").exists()
+
+
 def test_runs_that_learned_different_classes_are_not_ranked(chinese_run, tmp_path, mobilenet_weights):
     from helpers import copy_subset
 

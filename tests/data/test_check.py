@@ -4,6 +4,7 @@ import os
 import shutil
 import struct
 import zlib
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -238,6 +239,25 @@ def test_a_run_folder_is_checked_on_the_split_it_trained_on(tmp_path):
     assert len(rows) == len(records)
 
 
+def test_a_class_of_copies_still_gets_its_share_of_validation_images(tmp_path):
+    root = copy_subset(tmp_path / "data", 12, {"fishes": "fish", "tools": "tool"})
+    fish = sorted((root / "fish").iterdir())
+    for photo in fish[6:]:
+        photo.unlink()
+    for photo in fish[:6]:  # six photos, each twice: every fish is in a copy group
+        shutil.copy(photo, photo.with_name(f"copy {photo.name}"))
+    scan = scan_folder(root, progress=False)
+    groups = find_duplicates(scan.images, scan.info, progress=False)
+    assert len(groups) == 6
+    for seed in range(10):
+        split, _ = assign_splits(scan.images, val_fraction=0.2, test_fraction=0.2, seed=seed, together=groups)
+        split_of = {record.path: record.split for record in split}
+        assert all(len({split_of[r.path] for r in group}) == 1 for group in groups), seed
+        for label in ("fish", "tool"):
+            counts = Counter(record.split for record in split if record.label == label)
+            assert (counts["val"], counts["test"], counts["train"]) == (2, 2, 8), (seed, label, counts)
+
+
 def test_copies_keep_a_class_its_training_images(tmp_path):
     from foldertune.data.scan import ImageRecord
 
@@ -293,3 +313,17 @@ def test_check_refuses_to_overwrite_its_csv_unless_forced(tmp_path):
         foldertune.check(root, fast=True, deep=True)
     said = both.stderr.removeprefix("foldertune check: error: ").removesuffix("\n")
     assert both.returncode == 2 and str(refused.value) == in_python_words(said, "check")  # the API names keywords
+
+
+def test_check_names_a_class_with_validation_images_but_no_training_images(tmp_path):
+    root = tmp_path / "presplit"
+    copy_subset(root / "train", 4, {"fishes": "fish", "tools": "tool"})
+    for name in ("fish", "tool"):  # one photo of each class moves to val/: no leak
+        (root / "val" / name).mkdir(parents=True)
+        first = sorted((root / "train" / name).iterdir())[0]
+        first.rename(root / "val" / name / first.name)
+    copy_subset(root / "val", 1, {"monuments": "monument"})  # a class that only the val/ folder has
+    done = run_cli("check", str(root), "--out", str(tmp_path / "c.csv"), "--fast")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "class 'monument' has val images but no training images" in done.stdout, done.stdout
+    assert "'fish' has val" not in done.stdout and "'tool' has val" not in done.stdout

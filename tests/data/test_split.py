@@ -2,7 +2,7 @@ import os
 from collections import Counter
 
 import pytest
-from helpers import SAMPLE, copy_subset, tree_fingerprint
+from helpers import SAMPLE, copy_subset, run_cli, tree_fingerprint
 
 from foldertune.data.scan import ImageRecord, scan_folder
 from foldertune.data.split import assign_splits, materialize, read_manifest, split_sizes, write_manifest
@@ -81,6 +81,22 @@ def test_manifest_round_trip_with_relative_and_chinese_paths(tmp_path):
     (tmp_path / "cols.csv").write_text("file,label\na.jpg,a\n")
     with pytest.raises(UserError, match="lacks the column"):
         read_manifest(tmp_path / "cols.csv")
+
+
+def test_a_manifest_that_lists_a_file_twice_is_refused_by_check_and_train(tmp_path):
+    data = copy_subset(tmp_path / "data", 3, {"fishes": "fish", "tools": "tool"})
+    fish = sorted((data / "fish").iterdir())
+    rows = [f"{fish[0]},fish,train", *(f"{p},tool,train" for p in sorted((data / "tool").iterdir())),
+            f"{fish[1]},fish,val", f"data/fish/./{fish[0].name},fish,val"]  # fmt: skip
+    (tmp_path / "joined.csv").write_text("path,class,split\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    expected = (f"manifest '{tmp_path / 'joined.csv'}' lists 'data/fish/./{fish[0].name}' twice (lines 2 and 7); "
+                "keep one row per file, with the class and split it should have.")  # fmt: skip
+    manifest = str(tmp_path / "joined.csv")
+    for command in (["check", manifest, "--out", str(tmp_path / "c.csv")],
+                    ["train", "--manifest", manifest, "--project", str(tmp_path / "runs")]):  # fmt: skip
+        done = run_cli(*command)
+        assert done.returncode == 2 and done.stderr.strip().endswith(expected), done.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "c.csv").exists()
 
 
 @pytest.mark.parametrize("how", ["copy", "link"])

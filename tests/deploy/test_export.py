@@ -56,7 +56,7 @@ def test_the_export_carries_classes_and_preprocessing_and_its_parity(exported):
         "data": str(data),
         "val_accuracy": checkpoint["metrics"]["accuracy"],
     }
-    with pytest.raises(UserError, match=r"^topk= must be at least 1; got 0\.$"):  # as the PyTorch classifier says
+    with pytest.raises(UserError, match=r"^topk= must be a whole number of at least 1; got 0\.$"):  # as PyTorch says
         OnnxClassifier(model).predict_files([SAMPLE], topk=0)
 
 

@@ -47,6 +47,11 @@ def test_every_frame_is_predicted_and_annotated(chinese_run, tmp_path):
         assert after[band].mean() < before[band].mean() - 20
         assert np.abs(after[120:].astype(int) - before[120:]).mean() < 6
 
+    before = clip.read_bytes()  # the video as its own --out: refused even with --force, and left as it was
+    done = run_cli("predict", str(run), str(clip), "--out", str(clip), "--force", "--quiet")
+    assert done.returncode == 2 and "is the input" in done.stderr and "never replaces what it reads" in done.stderr
+    assert clip.read_bytes() == before and not clip.with_suffix(".csv").exists()
+
 
 def test_chinese_labels_are_drawn_with_glyphs_not_boxes():
     font = ImageFont.truetype(font_file_for(["鱼"]), 40)

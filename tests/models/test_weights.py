@@ -47,6 +47,13 @@ def test_explicit_file_wins_and_accepts_state_dict_checkpoint_and_safetensors(tm
     assert torch.equal(model.state_dict()["conv1.weight"], state["conv1.weight"])
 
 
+def test_a_damaged_safetensors_file_is_named_in_one_sentence(tmp_path):
+    pytest.importorskip("safetensors.torch")
+    (tmp_path / "empty.safetensors").write_text("{}")  # what a cut-short download or a renamed file can hold
+    with pytest.raises(UserError, match=r"'.*empty\.safetensors' is not a readable \.safetensors file \(.*\); "):
+        load_weights_file(tmp_path / "empty.safetensors")
+
+
 def test_weights_of_another_architecture_are_refused_in_one_sentence(tmp_path):
     torch.save(build_model("mobilenet_v3_small", num_classes=2).state_dict(), tmp_path / "other.pth")
     with pytest.raises(UserError, match="do not fit resnet18"):

@@ -116,6 +116,21 @@ def test_the_api_finds_the_same_and_reads_the_features_and_the_heads_from_the_ca
     assert all(relabelled[name] == true for name, (true, _) in MISFILED.items())
 
 
+def test_the_fix_manifest_never_replaces_the_manifest_being_checked(tmp_path):
+    data = copy_subset(tmp_path / "data", 3, {"fishes": "fish", "tools": "tool"})
+    manifest = tmp_path / "split.csv"
+    assert run_cli("split", str(data), "--manifest", str(manifest)).returncode == 0
+    before = manifest.read_bytes()
+    done = run_cli("check", str(manifest), "--labels", "--fix-manifest", str(manifest), "--force", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().endswith(
+        f"--fix-manifest '{manifest}' is the input '{manifest}' itself; write to another file: foldertune never "
+        "replaces what it reads."
+    ), done.stderr
+    assert manifest.read_bytes() == before
+    with pytest.raises(UserError, match="is the input"):
+        foldertune.check(manifest, labels=True, fix_manifest=manifest, force=True, progress=False)
+
+
 def test_the_cli_and_the_api_refuse_the_same_label_options_with_the_same_sentence(tmp_path):
     data = copy_subset(tmp_path / "data", 2, {"fishes": "fish", "tools": "tool"})
     (tmp_path / "taken.csv").write_text("path,class,split\n")
@@ -144,3 +159,12 @@ def test_the_cli_and_the_api_refuse_the_same_label_options_with_the_same_sentenc
         said = done[flags].stderr.removeprefix("foldertune check: error: ").removesuffix("\n")
         assert str(refused.value) == in_python_words(said, "check"), flags  # the API names keywords
     assert not list(out.iterdir()) and (tmp_path / "taken.csv").read_text() == "path,class,split\n"
+
+
+def test_the_label_check_says_how_many_folds_it_used_when_the_classes_allow_fewer(tmp_path, mobilenet_weights):
+    data = copy_subset(tmp_path / "data", 4, {"fishes": "fish", "tools": "tool"})
+    report = foldertune.check(data, labels=True, folds=50, img_size=64, cache_dir=tmp_path / "cache", progress=False)
+    [about] = [line for line in report.about if line.startswith("label check:")]
+    assert "4-fold (not the 50 asked for: the smallest class, or the copies, allow no more) linear heads" in about
+    report = foldertune.check(data, labels=True, folds=3, img_size=64, cache_dir=tmp_path / "cache", progress=False)
+    assert "3-fold linear heads" in report.about[-1] and "asked for" not in report.about[-1]

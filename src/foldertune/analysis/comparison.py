@@ -38,6 +38,11 @@ def compare(
     for run in runs:
         if not Path(run).exists():
             raise UserError(f"run folder '{run}' does not exist; pass run folders, as in foldertune compare runs/*.")
+    seen: dict[Path, str | os.PathLike] = {}
+    for run in runs:
+        if Path(run).resolve() in seen:
+            raise UserError(f"'{run}' is given twice (also as '{seen[Path(run).resolve()]}'); pass each run once.")
+        seen[Path(run).resolve()] = run
     folders = []
     for run in runs:
         if RunFolder(run).has_training_logs():

@@ -70,6 +70,14 @@ class LabelVerdict:
     method: str  # how they were counted, for the report
 
 
+def fold_count(folds: int, labels: np.ndarray, groups: np.ndarray) -> int:
+    """The folds the heads use: `folds`, but no more than the smallest class's images or the copy groups, and 2 at
+    least."""
+    labels = np.asarray(labels)
+    smallest = int(np.bincount(labels).min()) if len(labels) else 0
+    return max(2, min(folds, smallest, len(np.unique(groups))))
+
+
 def out_of_fold_probabilities(
     features: np.ndarray,
     labels: np.ndarray,
@@ -86,8 +94,7 @@ def out_of_fold_probabilities(
 
     labels = np.asarray(labels)
     classes = int(labels.max()) + 1
-    smallest = int(np.bincount(labels, minlength=classes).min())
-    folds = max(2, min(folds, smallest, len(np.unique(groups))))
+    folds = fold_count(folds, labels, groups)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a class smaller than the folds: harmless here

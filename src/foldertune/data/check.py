@@ -403,12 +403,24 @@ def _identical(candidates: list[ImageRecord], info: dict[str, ImageInfo], *, wor
     return [group for group in by_content.values() if len(group) > 1]
 
 
+def untrained_classes(records: list[ImageRecord]) -> list[str]:
+    """For each class with validation or test images but no training image (in a split folder or manifest), the
+    sentence that says so, without its full stop."""
+    in_train = {record.label for record in records if record.split == "train"}
+    return [
+        f"class '{label}' has {split} images but no training images"
+        for split in ("val", "test")
+        for label in sorted({record.label for record in records if record.split == split} - in_train)
+    ]
+
+
 def class_warnings(records: list[ImageRecord]) -> list[str]:
-    """Imbalance between classes and classes too small to validate on."""
+    """Classes that cannot be learned (no training image), imbalance between classes and classes too small to
+    validate on."""
     counts = Counter(record.label for record in records)
     if len(counts) < 2:
         return []
-    warnings = []
+    warnings = untrained_classes(records)
     (largest, most), (smallest, fewest) = (
         max(counts.items(), key=lambda kv: kv[1]),
         min(counts.items(), key=lambda kv: kv[1]),

@@ -45,7 +45,8 @@ def assign_splits(
     Splits already given (a train/ val/ folder layout) are kept; when only train/ (and test/) were given,
     validation images are drawn from train/. Each group in `together` (copies of one image) ends up in a single
     split (the one its first file drew, or train where a class would otherwise lose its training images), so that no
-    image is trained on and validated on at once.
+    image is trained on and validated on at once; a class whose validation or test split this leaves short gets the
+    missing images back from its training images (`_refill`).
     """
     check_seed(seed)
     given = {record.split for record in images}
@@ -61,6 +62,7 @@ def assign_splits(
 
     result: list[ImageRecord] = []
     warnings: list[str] = []
+    drawn: dict[str, tuple[list[str], int, int]] = {}  # class -> its paths in drawing order, n_val, n_test
     for label in sorted(by_class):
         members = sorted(by_class[label], key=attrgetter("path"))
         counts = split_sizes(len(members), val_fraction, test_fraction)
@@ -74,11 +76,14 @@ def assign_splits(
         rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
         order = rng.permutation(len(members)).tolist()  # the first n_val drawn go to val, the next n_test to test
         splits = ["train"] * len(members)
+        drawn[label] = ([members[index].path for index in order], n_val, n_test)
         for rank, index in enumerate(order[: n_val + n_test]):
             splits[index] = "val" if rank < n_val else "test"
         # not replace(): 100,000 of them; in class and path order, as the manifest lists them
         result.extend(map(ImageRecord, [record.path for record in members], repeat(label), splits))
-    return _keep_together(result, together) + kept, warnings
+    if together:
+        result = _refill(_keep_together(result, together), together, drawn)
+    return result + kept, warnings
 
 
 def assign_folds(
@@ -142,6 +147,40 @@ def _keep_together(records: list[ImageRecord], groups: list[list[ImageRecord]]) 
             moved.update(dict.fromkeys(paths, "train"))
     return [record if moved.get(record.path, record.split) == record.split else
             ImageRecord(record.path, record.label, moved[record.path]) for record in records]  # fmt: skip
+
+
+def _refill(
+    records: list[ImageRecord], groups: list[list[ImageRecord]], drawn: dict[str, tuple[list[str], int, int]]
+) -> list[ImageRecord]:
+    """Bring each class's validation and test splits back to the sizes it drew, which `_keep_together` changed (a
+    copy group follows the split of its first file: a draw by one of its other copies is lost, and a group counts all
+    its copies). Units (single images, and groups wholly in the class) move between that split and train: the last
+    drawn out of a split that is too big, the first drawn into one that is too small, while the class keeps a
+    training image. A group may overshoot a split that holds nothing yet."""
+    split_of = {record.path: record.split for record in records}
+    group_of = {record.path: [member.path for member in group] for group in groups for record in group}
+
+    def movable(unit: list[str], where: str, in_class: set[str]) -> bool:
+        return all(split_of.get(member) == where and member in in_class for member in unit)
+
+    for order, n_val, n_test in drawn.values():
+        in_class = set(order)
+        training = sum(split_of[path] == "train" for path in order)
+        for split, wanted in (("val", n_val), ("test", n_test)):
+            have = sum(split_of[path] == split for path in order)
+            for path in reversed(order):  # a split that copies made too big gives its last draws back to train
+                unit = group_of.get(path, [path])
+                if have - len(unit) >= max(wanted, 1) and movable(unit, split, in_class):
+                    split_of.update(dict.fromkeys(unit, "train"))
+                    have, training = have - len(unit), training + len(unit)
+            for path in order:  # and one that they made too small takes training images, in drawing order
+                unit = group_of.get(path, [path])
+                fits = have + len(unit) <= wanted or have == 0
+                if have < wanted and fits and training - len(unit) >= 1 and movable(unit, "train", in_class):
+                    split_of.update(dict.fromkeys(unit, split))
+                    have, training = have + len(unit), training - len(unit)
+    return [record if split_of[record.path] == record.split else
+            ImageRecord(record.path, record.label, split_of[record.path]) for record in records]  # fmt: skip
 
 
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int] | None:
@@ -217,7 +256,7 @@ def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
     missing = [column for column in MANIFEST_COLUMNS if column not in columns]
     if missing:
         raise UserError(f"manifest '{path}' lacks the column(s) {', '.join(missing)}; it needs path,class,split.")
-    records = []
+    records, line_of = [], {}
     for line, row in enumerate(rows, start=2):
         if any(not (row.get(column) or "").strip() for column in MANIFEST_COLUMNS):
             raise UserError(f"manifest '{path}' line {line}: path, class and split must all be filled in.")
@@ -226,6 +265,11 @@ def read_manifest(path: str | os.PathLike) -> list[ImageRecord]:
             raise UserError(f"manifest '{path}' line {line}: split must be train, val or test; got {row['split']!r}.")
         file = Path(row["path"].strip())
         absolute = file if file.is_absolute() else path.parent.absolute() / file  # split.csv must not depend on cwd
+        key = os.path.normpath(absolute)
+        if key in line_of:
+            raise UserError(f"manifest '{path}' lists {row['path'].strip()!r} twice (lines {line_of[key]} and {line}); "
+                            "keep one row per file, with the class and split it should have.")  # fmt: skip
+        line_of[key] = line
         records.append(ImageRecord(str(absolute), row["class"], split))
     if not records:
         raise UserError(f"manifest '{path}' lists no images.")

@@ -69,9 +69,11 @@ def check_predict_options(
             "or rename that class folder and train again."
         )
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-        raise UserError(f"{'--topk' if flags else 'topk='} must be at least 1; got {topk}.")
+        raise UserError(f"{'--topk' if flags else 'topk='} must be a whole number of at least 1; got {topk!r}.")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise UserError(f"{'--batch-size' if flags else 'batch_size='} must be at least 1; got {batch_size}.")
+        raise UserError(
+            f"{'--batch-size' if flags else 'batch_size='} must be a whole number of at least 1; got {batch_size!r}."
+        )
 
 
 def ranked(

@@ -43,7 +43,12 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
         except ImportError:
             raise UserError("--weights is a .safetensors file: install it with `pip install safetensors`.") from None
-        return load_file(str(path))
+        from safetensors import SafetensorError
+
+        try:
+            return load_file(str(path))
+        except SafetensorError as error:  # a truncated download, or another file renamed
+            raise UserError(f"'{path}' is not a readable .safetensors file ({error}); download it again.") from None
     return _load_state_dict(path)
 
 

@@ -72,12 +72,18 @@ def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_output(path: str | os.PathLike, option: str, *, force: bool = False, folder: bool = False) -> Path:
-    """Refuse, in one sentence and before any slow work, an output that exists (unless `force`; for a `folder`, one
-    that is not empty) or that cannot be written: a file where a folder must be, no permission, a read-only or
-    virtual file system. `option` names the flag that chose the path. Creates nothing: the test file it writes has no
-    name and vanishes when closed."""
+def check_output(
+    path: str | os.PathLike, option: str, *, force: bool = False, folder: bool = False, inputs: tuple = ()
+) -> Path:
+    """Refuse, in one sentence and before any slow work, an output that is one of the command's `inputs` (even with
+    `force`), that exists (unless `force`; for a `folder`, one that is not empty) or that cannot be written: a file
+    where a folder must be, no permission, a read-only or virtual file system. `option` names the flag that chose the
+    path. Creates nothing: the test file it writes has no name and vanishes when closed."""
     path = Path(path).expanduser()
+    for given in inputs:
+        if path.exists() and Path(given).expanduser().exists() and os.path.samefile(path, Path(given).expanduser()):
+            raise UserError(f"{option} '{path}' is the input '{given}' itself; write to another file: foldertune "
+                            "never replaces what it reads.")  # fmt: skip
     if folder and path.exists() and not path.is_dir():
         raise UserError(f"{option} '{path}' is a file, not a folder; pass another {option}.")
     if not folder and path.is_dir():

@@ -48,10 +48,7 @@ def check_new_run(cfg) -> None:
     """Mistakes about paths that can be reported before a single image is read (a RunConfig in, nothing out)."""
     project = check_output(cfg.project, "--project", force=True, folder=True)  # a file there, or read-only
     if cfg.run_name is not None and (project / cfg.run_name).exists():
-        raise UserError(
-            f"run folder '{project / cfg.run_name}' already exists; pick another --name, or continue it with "
-            f"--resume {project / cfg.run_name}."
-        )
+        raise UserError(name_taken(project / cfg.run_name))
     if cfg.data.root and Path(cfg.data.root).is_dir() and is_inside(project, cfg.data.root):
         raise UserError(
             f"run folders would go into the data folder ('{project.absolute()}' is inside '{cfg.data.root}'); run "
@@ -67,8 +64,19 @@ def resumable_run(path: str | os.PathLike) -> RunFolder:
     if not run.is_run():
         raise UserError(f"--resume '{run.path}' is not a foldertune run folder (it has no config.json).")
     if not run.last.is_file():
-        raise UserError(f"run '{run.path}' has no last.pt: it stopped before finishing an epoch; start a new run.")
+        raise UserError(
+            f"run '{run.path}' has no last.pt: it stopped before finishing an epoch, so there is nothing to continue; "
+            "remove that folder and run the same command again, or start one with another --name."
+        )
     return run
+
+
+def name_taken(path: Path) -> str:
+    """Why a new run cannot take the folder `path`, and what to do instead."""
+    if RunFolder(path).is_run() and not RunFolder(path).last.is_file():  # a start that stopped before an epoch
+        return (f"run folder '{path}' already exists but holds no finished epoch (no last.pt); pick another --name, "
+                "or remove that folder and run again.")  # fmt: skip
+    return f"run folder '{path}' already exists; pick another --name, or continue it with --resume {path}."
 
 
 class RunFolder:
@@ -89,9 +97,7 @@ class RunFolder:
             try:
                 path.mkdir()
             except FileExistsError:
-                raise UserError(
-                    f"run folder '{path}' already exists; pick another --name, or continue it with --resume {path}."
-                ) from None
+                raise UserError(name_taken(path)) from None
             return cls(path)
         for number in range(1, 10_000):
             path = project / (default_name if number == 1 else f"{default_name}-{number}")

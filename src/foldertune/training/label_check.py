@@ -155,7 +155,8 @@ def check_labels(report: DataCheck, options: LabelCheckOptions, *, progress: boo
     report.ranked["outlier"] = [paths[i] for i in np.argsort(-outliers, kind="stable")]
     report.about.append(
         f"label check: {options.model} features of {len(paths)} image(s) ({computed} computed, "
-        f"{len(paths) - computed} from the cache), {options.folds}-fold linear heads (C={fit.c:g}"
+        f"{len(paths) - computed} from the cache), {_folds_used(options.folds, labels, group_of)} linear heads "
+        f"(C={fit.c:g}"
         f"{', from the cache' if reused else ''}), {verdict.estimated} label error(s) estimated by {verdict.method}, "
         f"{time.perf_counter() - started:.1f} s"
     )
@@ -186,7 +187,7 @@ def check_output_path(path: str | os.PathLike, data: str | os.PathLike, *, flag:
     path = Path(path).expanduser()
     if Path(data).is_dir() and is_inside(path, data):
         raise UserError(f"{flag} '{path}' is inside the data folder; check never writes there: pick a path outside it.")
-    return check_output(path, flag, force=force)
+    return check_output(path, flag, force=force, inputs=(data,))
 
 
 def _nearest_of_suspects(
@@ -204,6 +205,16 @@ def _nearest_of_suspects(
             chosen = members[np.argsort(-similarity[members], kind="stable")[:k]]
             nearest[name] = [report.records[j].path for j in chosen.tolist()]
         report.neighbours[report.records[i].path] = nearest
+
+
+def _folds_used(asked: int, labels: np.ndarray, groups: np.ndarray) -> str:
+    """'5-fold', or '3-fold (not the 5 asked: the smallest class has 3 images)'."""
+    from foldertune.analysis.label_scores import fold_count
+
+    used = fold_count(asked, labels, groups)
+    if used >= asked:
+        return f"{used}-fold"
+    return f"{used}-fold (not the {asked} asked for: the smallest class, or the copies, allow no more)"
 
 
 def _out_of_fold(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from foldertune.config import DataConfig
-from foldertune.data.check import DataCheck, check_data, find_duplicates, ignored_lines
+from foldertune.data.check import DataCheck, check_data, find_duplicates, ignored_lines, untrained_classes
 from foldertune.data.images import ImageInfo
 from foldertune.data.near_duplicates import copy_groups, find_near_pairs
 from foldertune.data.scan import ImageRecord, SkippedFile, check_layout, scan_folder, verify_records
@@ -134,10 +134,4 @@ def _check_trainable(data: PreparedData) -> None:
             f"no validation images in '{data.source}': the classes are too small to hold any out; add images, "
             "raise --val, or provide a val/ folder."
         )
-    for split in ("val", "test"):
-        if data.count(split) == 0:
-            continue
-        in_split = {record.label for record in data.records if record.split == split}
-        in_train = {record.label for record in data.records if record.split == "train"}
-        for label in sorted(in_split - in_train):
-            data.warnings.append(f"class '{label}' has {split} images but no training images.")
+    data.warnings += [f"{sentence}." for sentence in untrained_classes(data.records)]
