@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 from helpers import SAMPLE, copy_subset, run_cli
 from PIL import Image
 
@@ -185,6 +186,18 @@ def test_the_api_speaks_python(run, chinese_run, tmp_path):
         classifier.predict([arrays[0], 7])
     with pytest.raises(ft.UserError, match=re.escape("at least one image of 1x1 pixels; got shape (0, 0, 3)")):
         classifier.predict(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ft.UserError, match=r"^ft.load takes a run folder or a checkpoint file, as a str or a pathlib"):
+        ft.load(5)
+    with pytest.raises(ft.UserError, match=r"^ft.evaluate takes .*; got int\.$"):
+        ft.evaluate(5)
+    with pytest.raises(ft.UserError, match=r"^ft.check takes .*; got NoneType\.$"):
+        ft.check(None)
+    with pytest.raises(ft.UserError, match=r"^ft.check's labels= is True or False; got 'no'\.$"):
+        ft.check(chinese_run[1], labels="no")
+    with pytest.raises(ft.UserError, match=re.escape("at least 1x1 pixels; got a PIL image of 0x0.")):
+        classifier.predict(Image.new("RGB", (0, 0)))
+    with pytest.raises(ft.UserError, match=f"^{takes} .*, not a torch tensor: pass the picture itself"):
+        classifier.predict(torch.zeros(3, 64, 64))
 
 
 def test_every_api_function_takes_its_commands_flags():

@@ -235,7 +235,14 @@ def load(path: str | os.PathLike, *, device: str = "auto"):
     it was trained on)."""
     from foldertune.inference.classifier import Classifier
 
-    return Classifier.from_path(path, device=device)
+    return Classifier.from_path(_a_path(path, "ft.load", "a run folder or a checkpoint file"), device=device)
+
+
+def _a_path(value, function: str, what: str):
+    """`value` when it is a path (str or os.PathLike); else a UserError that names `function` and what it takes."""
+    if isinstance(value, (str, os.PathLike)):
+        return value
+    raise UserError(f"{function} takes {what}, as a str or a pathlib.Path; got {type(value).__name__}.")
 
 
 @keywords("evaluate")
@@ -260,6 +267,9 @@ def evaluate(
     from foldertune.reporting.notebook_views import EvalPath
     from foldertune.reporting.plots import plot_evaluation
 
+    _a_path(source, "ft.evaluate", "a run folder or a checkpoint file")
+    if data is not None:
+        _a_path(data, "ft.evaluate's data", "a folder of class folders or a split manifest")
     out = evaluate_checkpoint(source, data, split=split, out=out, force=force, device=device, figures=figures,
                               tta=tta, progress=progress, log=log)  # fmt: skip
     if figures:
@@ -352,6 +362,10 @@ def check(
     written, except `fix_manifest` when given."""
     from foldertune.data.check import check_source, decode_level
 
+    _a_path(data, "ft.check", "a data folder, a split manifest or a run folder")
+    for name, value in {"labels": labels, "relabel": relabel, "force": force, "fast": fast, "deep": deep}.items():
+        if not isinstance(value, bool):
+            raise UserError(f"ft.check's {name}= is True or False; got {value!r}.")
     decode = decode_level(fast=fast, deep=deep)
     given = {"model": model, "img_size": img_size, "folds": folds, "min_label_score": min_label_score,
              "device": device, "cache_dir": cache_dir}  # fmt: skip

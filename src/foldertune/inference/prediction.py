@@ -103,8 +103,14 @@ def predict_input(inputs):
     if isinstance(inputs, (bytes, bytearray, memoryview)):
         raise UserError(f"predict takes {PREDICT_INPUTS}, not the bytes of a file: open them first, for example "
                         "with PIL.Image.open(io.BytesIO(data)).")  # fmt: skip
+    if isinstance(inputs, Image.Image) and 0 in inputs.size:
+        raise UserError(f"predict needs an image of at least 1x1 pixels; got a PIL image of {inputs.size[0]}x"
+                        f"{inputs.size[1]}.")  # fmt: skip
     if isinstance(inputs, (str, os.PathLike, Image.Image)):
         return inputs
+    if type(inputs).__module__.startswith("torch"):  # a tensor: its layout and scale are the caller's to say
+        raise UserError(f"predict takes {PREDICT_INPUTS}, not a torch tensor: pass the picture itself, which "
+                        "predict preprocesses as the model was trained.")  # fmt: skip
     if isinstance(inputs, Iterable) and not isinstance(inputs, dict):  # a list of inputs, each checked in turn
         return inputs
     raise UserError(f"predict takes {PREDICT_INPUTS}; got {type(inputs).__name__}.")
