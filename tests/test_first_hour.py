@@ -45,7 +45,9 @@ def test_paths_that_cannot_be_written_are_one_sentence_in_every_command(run, tmp
         ("predict", str(run), str(photo), "--out", "/proc/preds.csv"): ["--out '/proc/preds.csv' cannot be written"],
         ("evaluate", str(run), "--out", "/proc/eval"): ["--out '/proc/eval' cannot be written"],
         ("explain", str(run), str(photo), "--out", f"{photo}/cams"): [f"'{photo}' is a file"],
-        ("compare", str(run), str(run), "--out", "/proc/compare"): ["--out '/proc/compare' cannot be written"],
+        ("compare", str(run), str(chinese_run[0]), "--out", "/proc/compare"): [
+            "--out '/proc/compare' cannot be written"
+        ],
         # no check before the work here: the command line's last resort turns the OSError into the sentence
         ("check", str(chinese_run[1]), "--out", "/proc/check.csv", "--quiet"): ["'/proc/check.csv'"],
     }
