@@ -188,6 +188,10 @@ def test_the_api_speaks_python(run, chinese_run, tmp_path):
         classifier.predict([arrays[0], 7])
     with pytest.raises(ft.UserError, match=re.escape("at least one image of 1x1 pixels; got shape (0, 0, 3)")):
         classifier.predict(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ft.UnknownKeyword, match=r"^ft.load\(\) has no keyword devcie=; did you mean device=\?$"):
+        ft.load(run, devcie="cpu")
+    with pytest.raises(ft.UnknownKeyword, match=r"^Classifier.predict\(\) has no keyword top_k=; did you mean topk="):
+        classifier.predict(photos[0], top_k=2)
     with pytest.raises(ft.UserError, match=r"^ft.load takes a run folder or a checkpoint file, as a str or a pathlib"):
         ft.load(5)
     with pytest.raises(ft.UserError, match=r"^ft.evaluate takes .*; got int\.$"):

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from foldertune.errors import UnknownKeyword, UserError
+from foldertune.errors import UnknownKeyword, UserError, named_keywords
 
 
 @functools.cache
@@ -230,6 +230,7 @@ def _live(live: bool | None, quiet: bool) -> bool:
     return (in_jupyter() and not quiet) if live is None else live
 
 
+@named_keywords
 def load(path: str | os.PathLike, *, device: str = "auto"):
     """A `Classifier` from a run folder (its best.pt) or a checkpoint file (in a notebook: what it is, its classes, what
     it was trained on)."""

@@ -2,8 +2,13 @@
 
 The command line prints a `UserError` as a single sentence and exits with code 2; anything else is a bug in
 foldertune and keeps its traceback. In Python it is a `ValueError` (`foldertune.UserError`), and an unknown keyword
-of an API function is an `UnknownKeyword`, also a `TypeError` as Python's own is.
+of an API function is an `UnknownKeyword`, also a `TypeError` as Python's own is. `named_keywords` gives a function
+or method that sentence for keywords it does not take.
 """
+
+import difflib
+import functools
+import inspect
 
 
 class UserError(ValueError):
@@ -12,3 +17,22 @@ class UserError(ValueError):
 
 class UnknownKeyword(UserError, TypeError):
     """An API function was given a keyword it does not take (the sentence suggests the closest one)."""
+
+
+def named_keywords(function):
+    """`function` (or method), whose unknown keywords raise an UnknownKeyword that suggests the closest one."""
+    parameters = inspect.signature(function).parameters
+    named = [name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD]
+    named = [name for name in named if name != "self"]
+    label = function.__qualname__ if "." in function.__qualname__ else f"ft.{function.__name__}"  # a method, or ft.*
+
+    @functools.wraps(function)
+    def call(*args, **given):
+        for key in given:
+            if key not in named:
+                close = difflib.get_close_matches(key, named, n=1)
+                hint = f"did you mean {close[0]}=?" if close else f"it takes {', '.join(named)}."
+                raise UnknownKeyword(f"{label}() has no keyword {key}=; {hint}")
+        return function(*args, **given)
+
+    return call

@@ -58,6 +58,8 @@ def test_the_export_carries_classes_and_preprocessing_and_its_parity(exported):
     }
     with pytest.raises(UserError, match=r"^topk= must be a whole number of at least 1; got 0\.$"):  # as PyTorch says
         OnnxClassifier(model).predict_files([SAMPLE], topk=0)
+    with pytest.raises(UserError, match=r"^OnnxClassifier.predict\(\) has no keyword top_k=; did you mean topk=\?$"):
+        OnnxClassifier(model).predict(SAMPLE, top_k=1)
 
 
 def test_the_export_carries_the_temperature_and_the_onnx_predictor_applies_it(exported):

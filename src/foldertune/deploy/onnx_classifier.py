@@ -24,7 +24,7 @@ from PIL import Image
 
 from foldertune.data.images import ImageReadError, open_image, to_rgb
 from foldertune.data.scan import list_image_files
-from foldertune.errors import UserError
+from foldertune.errors import UserError, named_keywords
 from foldertune.inference.prediction import Prediction, check_predict_options, predict_input, ranked
 from foldertune.inference.unknown import energy_score
 from foldertune.notebook import tqdm
@@ -96,6 +96,7 @@ class OnnxClassifier:
         self.input_name = model_input.name
         self.batch_size = model_input.shape[0] if isinstance(model_input.shape[0], int) else None  # None: any
 
+    @named_keywords
     def predict(self, inputs, *, topk: int = 5, min_confidence: float | None = None, tta: bool = False):
         """Predictions for a path, a PIL image, an HxWx3 uint8 array, or a list of them; a folder, a list or an
         NxHxWx3 array gives a list. Below `min_confidence` the label is 'unknown' (`top_label` keeps the class);

@@ -26,6 +26,7 @@ from foldertune.data.readers import EvalReader
 from foldertune.data.scan import list_image_files
 from foldertune.data.transforms import build_eval_transform, model_input, tta_views
 from foldertune.device import choose_runtime
+from foldertune.errors import named_keywords
 from foldertune.inference.prediction import Prediction, check_predict_options, predict_input, ranked
 from foldertune.inference.unknown import unknown_scores, unknown_statistics
 from foldertune.models.build import capture_head_input, fuse_for_inference, model_from_checkpoint
@@ -77,6 +78,7 @@ class Classifier:
         return card("Classifier", html_table(None, self.describe()) + f"<div>on {escape(self.runtime.describe())}"
                     "; <code>clf.predict(path or image)</code></div>")  # fmt: skip
 
+    @named_keywords
     def predict(self, inputs, *, topk: int = 5, batch_size: int = 64, min_confidence: float | None = None,
                 tta: bool = False):  # fmt: skip
         """Predictions for a path, a PIL image, an HxWx3 uint8 array, or a list of them; a folder, a list or an
