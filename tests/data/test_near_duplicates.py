@@ -35,6 +35,19 @@ def test_no_two_distinct_photos_of_the_sample_are_near_duplicates(sample_hashes)
     assert hash_pairs(hashes) == []
 
 
+def test_pictures_of_one_colour_are_not_near_copies_of_each_other(tmp_path):
+    data = copy_subset(tmp_path / "data", 4, {"fishes": "fish", "tools": "tool"})
+    plain = {"red.png": ((255, 0, 0), (8, 8)), "strip.png": ((0, 255, 0), (4000, 100)),
+             "blue.jpg": ((0, 0, 255), (600, 600)), "white.png": ((255, 255, 255), (50, 50))}  # fmt: skip
+    for name, (colour, size) in plain.items():
+        Image.new("RGB", size, colour).save(data / "tool" / name)
+    report = foldertune.check(data, progress=False)
+    assert report.near_pairs == [], report.near_pairs  # the same pHash (only the mean above the median), no copies
+    copy = data / "fish" / "copy.png"
+    Image.open(sorted((data / "fish").iterdir())[0]).convert("RGB").resize((200, 150)).save(copy)
+    assert len(foldertune.check(data, progress=False).near_pairs) == 1  # a real near copy still is one
+
+
 def test_resized_re_encoded_and_mirrored_copies_are_found(sample_hashes, tmp_path):
     paths, _ = sample_hashes
     copies = []

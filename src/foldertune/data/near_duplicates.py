@@ -53,6 +53,9 @@ class NearPair:
     how: str  # "hash distance 2 bits", "mirrored, hash distance 0 bits", "feature cosine 0.94"
 
 
+FLAT = np.uint64(1 << 63)  # the pHash of a picture of one colour, whatever its size: only the mean is above the median
+
+
 def find_near_pairs(
     paths: Sequence[str],
     *,
@@ -155,7 +158,7 @@ def hash_pairs(hashes: np.ndarray, *, max_distance: int = HASH_DISTANCE) -> list
     """Pairs (i, j, bits) whose hashes, or one's hash and the other's mirror hash, differ in at most
     `max_distance` bits. Candidates come from buckets of equal bands, so the work grows with the pairs, not N^2."""
     plain, mirrored = hashes[:, 0], hashes[:, 1]
-    valid = np.flatnonzero(plain != 0)  # 0: unreadable, or a blank picture (no structure to compare)
+    valid = np.flatnonzero((plain != 0) & (plain != FLAT))  # unreadable, or a picture of one colour: no structure
     bands = max_distance + 1
     widths = [64 // bands + (b < 64 % bands) for b in range(bands)]
     found: dict[tuple[int, int], int] = {}
