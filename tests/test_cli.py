@@ -363,18 +363,21 @@ def test_a_data_folder_given_with_dots_is_stored_as_a_tidy_absolute_path(tmp_pat
     assert len(paths) == 6 and all(path.startswith(f"{data}/") and "/../" not in path for path in paths), paths
 
 
-def test_a_run_that_failed_before_its_first_epoch_gets_advice_that_leads_out(tmp_path, mobilenet_weights):
+def test_weights_that_do_not_fit_leave_no_run_folder_and_one_without_an_epoch_gets_advice(tmp_path, mobilenet_weights):
     import torch
 
     from foldertune.models.build import build_model
 
     data = copy_subset(tmp_path / "photos", 3, {"fishes": "fish", "tools": "tool"})
     torch.save(build_model("resnet18", num_classes=2).state_dict(), tmp_path / "resnet.pth")
-    common = ("--img-size", "64", "--workers", "0", "--quiet", "--project", str(tmp_path / "runs"), "--name", "r")
+    common = ("--img-size", "64", "--workers", "0", "--quiet", "--no-report", "--project", str(tmp_path / "runs"),
+              "--name", "r")  # fmt: skip
     failed = run_cli("train", str(data), "--weights", str(tmp_path / "resnet.pth"), *common)  # mobilenet_v2's place
     run = tmp_path / "runs" / "r"
     assert failed.returncode == 2 and "do not fit mobilenet_v2" in failed.stderr, failed.stderr
-    assert (run / "config.json").is_file() and not (run / "last.pt").exists()
+    assert not run.exists()  # a retry with the right weights takes the same name, not r-2
+    assert run_cli("train", str(data), "--epochs", "1", *common).returncode == 0
+    (run / "last.pt").unlink()  # as a run stopped before its first epoch had ended leaves it
     again = run_cli("train", str(data), *common)
     assert again.returncode == 2 and again.stderr.strip().endswith(
         f"run folder '{run}' already exists but holds no finished epoch (no last.pt); pick another --name, or "

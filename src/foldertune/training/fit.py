@@ -94,7 +94,7 @@ def fit(
     runtime = choose_runtime(dist.device(cfg.train.device), cfg.train.precision)
     dist.start(runtime.device)
 
-    def setup() -> tuple[PreparedData, Path, dict | None, str]:
+    def setup() -> tuple[PreparedData, dict | None, str]:
         if into is None:
             check_new_run(cfg)
         prepared = data if data is not None else prepare_data(cfg.data, seed=cfg.train.seed, progress=not quiet)
@@ -104,20 +104,27 @@ def fit(
             state_dict, weights_origin = resolve_weights(
                 get_backbone(cfg.model.backbone), weights_file=cfg.model.weights, log=log
             )
+        return prepared, state_dict, weights_origin
+
+    data, state_dict, weights_origin = dist.from_main(setup)  # every rank: the same data and weights
+    pre = get_backbone(cfg.model.backbone).preprocessing.with_crop_size(cfg.data.img_size)
+    torch.manual_seed(cfg.train.seed)  # the new head's initialisation (and the whole network's in scratch mode)
+    # built before the run folder exists: weights that do not fit leave no folder behind
+    model = build_model(cfg.model.backbone, len(data.classes), state_dict=state_dict, img_size=pre.crop_size)
+
+    def make_folder() -> Path:
         default_name = f"{cfg.model.backbone.replace('/', '-')}-{cfg.train.mode}"  # timm/NAME: timm-NAME-MODE
         run = RunFolder(into) if into is not None else RunFolder.create(cfg.project, cfg.run_name,
                                                                          default_name=default_name)  # fmt: skip
-        run.write_classes(prepared.classes)
-        write_manifest(run.split_file, prepared.records)
+        run.write_classes(data.classes)
+        write_manifest(run.split_file, data.records)
         report = run.data_report_log()
-        report.append(*prepared.report_rows())
-        if prepared.check is not None:
-            write_table(run.data_check_file, CHECK_COLUMNS, prepared.check.rows())
-        return prepared, run.path, state_dict, weights_origin
+        report.append(*data.report_rows())
+        if data.check is not None:
+            write_table(run.data_check_file, CHECK_COLUMNS, data.check.rows())
+        return run.path
 
-    data, path, state_dict, weights_origin = dist.from_main(setup)  # every rank: the same data, folder and weights
-    run = RunFolder(path)
-    pre = get_backbone(cfg.model.backbone).preprocessing.with_crop_size(cfg.data.img_size)
+    run = RunFolder(dist.from_main(make_folder))  # every rank: the same folder
     record = config_record(cfg, runtime, pre, data, weights_origin)
     if dist.enabled:
         record["distributed"] = dist.describe()
@@ -126,8 +133,6 @@ def fit(
     log(f"run folder: {run.path}")
     log(f"device: {runtime.describe()}; weights: {weights_origin}" + _processes(dist, cfg.train.batch_size))
 
-    torch.manual_seed(cfg.train.seed)  # the new head's initialisation (and the whole network's in scratch mode)
-    model = build_model(cfg.model.backbone, len(data.classes), state_dict=state_dict, img_size=pre.crop_size)
     return _train(Job(run, cfg, data, runtime, pre, dist, quiet, log, live, verbose, keep_group), model, start=None)
 
 
