@@ -387,3 +387,12 @@ def test_weights_that_do_not_fit_leave_no_run_folder_and_one_without_an_epoch_ge
     assert resumed.returncode == 2 and resumed.stderr.strip().endswith(
         "nothing to continue; remove that folder and run the same command again, or start one with another --name."
     ), resumed.stderr
+
+
+def test_a_data_folder_given_where_a_run_belongs_is_named_as_one(tmp_path):
+    data = copy_subset(tmp_path / "photos", 1, {"fishes": "fish", "tools": "tool"})
+    photo = next((data / "fish").iterdir())
+    expected = f"'{data}' is not a run folder (it has no config.json); pass a run folder that foldertune train made"
+    for command in (["predict", str(data), str(photo)], ["evaluate", str(data)], ["export", str(data)]):
+        done = run_cli(*command, cwd=tmp_path)
+        assert done.returncode == 2 and expected in done.stderr, (command, done.stderr)

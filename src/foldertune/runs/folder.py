@@ -353,6 +353,9 @@ def locate_checkpoint(source: str | os.PathLike) -> tuple[Path, RunFolder]:
     path = Path(source).expanduser()
     if path.is_dir():
         run = RunFolder(path)
+        if not run.best.is_file() and not run.is_run():  # a data folder, say
+            raise UserError(f"'{path}' is not a run folder (it has no config.json); pass a run folder that foldertune "
+                            "train made, or its best.pt.")  # fmt: skip
         if not run.best.is_file() and run.folds() and not run.config()["settings"]["train"].get("refit"):
             raise UserError(
                 f"'{path}' is a cross-validation run without a final model (it was trained without --refit); pass "
