@@ -233,7 +233,7 @@ def user_error_cases(tmp_path):
         "existing run name": (["train", str(two), "--project", str(tmp_path / "runs"), "--name", "taken"], "exists"),
         "resume a non-run": (["train", "--resume", taken], "not a foldertune run folder"),
         "resume with other flags": (["train", "--resume", taken, "--lr", "0.1", "--name", "x"], "--lr, --name"),
-        "predict without checkpoint": (["predict", taken, str(two)], "no best.pt"),
+        "predict without checkpoint": (["predict", taken, str(two)], "is not a run folder (it has no config.json)"),
         "predict bad out": (["predict", str(tmp_path / "x.pt"), str(two), "--out", "p.txt"], "--out"),
         "not a checkpoint": (["predict", str(tmp_path / "notes.txt"), str(two)], "not a PyTorch file"),
         "split single class": (["split", str(one_class)], "only one class ('fish')"),
@@ -243,6 +243,7 @@ def user_error_cases(tmp_path):
         "split out is a file": (["split", str(two), "--out", str(tmp_path / "notes.txt")], "is a file"),
         "split missing folder": (["split", str(tmp_path / "nope")], "does not exist"),
         "check missing folder": (["check", str(tmp_path / "nope")], "does not exist"),
+        "check an image file": (["check", str(sorted((two / "fish").iterdir())[0])], "is a file, not a folder"),
         "check without data": (["check"], "check needs DATA"),
         "check out in the data": (["check", str(two), "--out", str(two / "c.csv")], "--out"),
         "check out not ours": (["check", str(two), "--out", str(tmp_path / "notes.txt")], "not a check CSV"),
@@ -396,3 +397,14 @@ def test_a_data_folder_given_where_a_run_belongs_is_named_as_one(tmp_path):
     for command in (["predict", str(data), str(photo)], ["evaluate", str(data)], ["export", str(data)]):
         done = run_cli(*command, cwd=tmp_path)
         assert done.returncode == 2 and expected in done.stderr, (command, done.stderr)
+
+
+def test_check_names_a_mistyped_data_before_its_outputs(tmp_path):
+    (tmp_path / "check.csv").write_text("notes of mine\n")  # an output check would refuse to overwrite
+    photo = copy_subset(tmp_path / "photos", 1, {"fishes": "fish"}) / "fish" / "fish1.webp"
+    done = run_cli("check", str(photo), cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().endswith(
+        f"DATA '{photo}' is a file, not a folder; pass a data folder (one sub-folder per class), a split manifest "
+        "(.csv) or a run folder."
+    ), done.stderr
+    assert (tmp_path / "check.csv").read_text() == "notes of mine\n"

@@ -573,7 +573,7 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 def run_check(args: argparse.Namespace) -> None:
     import time
 
-    from foldertune.data.check import CHECK_COLUMNS, check_source, decode_level
+    from foldertune.data.check import CHECK_COLUMNS, check_data_path, check_source, decode_level
     from foldertune.reporting.check_page import write_check_page
     from foldertune.runs.atomic import is_inside
     from foldertune.runs.folder import RunFolder
@@ -587,6 +587,7 @@ def run_check(args: argparse.Namespace) -> None:
     if not args.data:
         raise UserError("check needs DATA: a data folder, a split manifest or a run folder.")
     data = Path(args.data).expanduser()
+    check_data_path(data)  # before the outputs: a mistyped DATA is the first thing to hear about
     is_run = RunFolder(data).is_run()
     out = Path(args.out or "check.csv")  # never RUN/data_check.csv: --resume compares the data with that one
     if not is_run and data.is_dir() and is_inside(out, data):

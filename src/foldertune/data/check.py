@@ -487,6 +487,15 @@ def decode_level(*, fast: bool, deep: bool) -> str:
     return "header" if fast else "full" if deep else "draft"
 
 
+def check_data_path(path: Path) -> None:
+    """Refuse a DATA for check that does not exist or is a file other than a manifest, before any other check."""
+    takes = "pass a data folder (one sub-folder per class), a split manifest (.csv) or a run folder"
+    if not path.exists():
+        raise UserError(f"DATA '{path}' does not exist; {takes}.")
+    if path.is_file() and path.suffix.lower() != ".csv":
+        raise UserError(f"DATA '{path}' is a file, not a folder; {takes}.")
+
+
 def check_source(
     source: str | os.PathLike,
     *,
@@ -508,6 +517,7 @@ def check_source(
     from foldertune.data.split import read_manifest
 
     path = Path(source).expanduser()
+    check_data_path(path)
     run = RunFolder(path)
     manifest = run.split_file if run.is_run() else path if path.suffix.lower() == ".csv" else None
     if manifest is None:
