@@ -198,8 +198,10 @@ def test_the_api_speaks_python(run, chinese_run, tmp_path):
         ft.evaluate(5)
     with pytest.raises(ft.UserError, match=r"^ft.check takes .*; got NoneType\.$"):
         ft.check(None)
-    with pytest.raises(ft.UserError, match=r"^ft.check's labels= is True or False; got 'no'\.$"):
+    with pytest.raises(ft.UserError, match=r"^ft.check\(\)'s labels= is True or False; got 'no'\.$"):
         ft.check(chinese_run[1], labels="no")
+    with pytest.raises(ft.UserError, match=r"^ft.evaluate\(\)'s no_figures= is True or False; got 'yes'\.$"):
+        ft.evaluate(run, no_figures="yes")  # a flag's keyword
     with pytest.raises(ft.UserError, match=re.escape("at least 1x1 pixels; got a PIL image of 0x0.")):
         classifier.predict(Image.new("RGB", (0, 0)))
     with pytest.raises(ft.UserError, match=f"^{takes} .*, not a torch tensor: pass the picture itself"):

@@ -66,6 +66,9 @@ def keywords(command: str, *, cli_only: dict[str, str] | None = None):
                     close = difflib.get_close_matches(key, [*named, *flags], n=1)
                     hint = f"; did you mean {close[0]}=?" if close else f"; it takes {', '.join(named)}."
                     raise UnknownKeyword(f"ft.{function.__name__}() has no keyword {key}={hint}")
+            for key, value in options.items():  # a switch: "no" and 0 are not False
+                if key in parameters and isinstance(parameters[key].default, bool) and not isinstance(value, bool):
+                    raise UserError(f"ft.{function.__name__}()'s {key}= is True or False; got {value!r}.")
             try:
                 return function(*args, **options)
             except UserError as error:
@@ -93,6 +96,9 @@ def accepted_keywords(function) -> set[str]:
 
 def _as_parameter(action: argparse.Action, value, parameters, name: str, key: str) -> dict[str, Any]:
     """A flag's keyword as the function's own parameter: no_figures=True -> figures=False, format= -> fmt=."""
+    switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+    if switch and not isinstance(value, bool):
+        raise UserError(f"ft.{name}()'s {key}= is True or False; got {value!r}.")
     if isinstance(action, argparse._StoreFalseAction):
         value = not value
     if action.dest == "quiet" and "progress" in parameters:
@@ -364,9 +370,6 @@ def check(
     from foldertune.data.check import check_source, decode_level
 
     _a_path(data, "ft.check", "a data folder, a split manifest or a run folder")
-    for name, value in {"labels": labels, "relabel": relabel, "force": force, "fast": fast, "deep": deep}.items():
-        if not isinstance(value, bool):
-            raise UserError(f"ft.check's {name}= is True or False; got {value!r}.")
     decode = decode_level(fast=fast, deep=deep)
     given = {"model": model, "img_size": img_size, "folds": folds, "min_label_score": min_label_score,
              "device": device, "cache_dir": cache_dir}  # fmt: skip
