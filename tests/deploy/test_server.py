@@ -30,8 +30,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def post_files(url: str, files: list[tuple[str, bytes]], headers: dict | None = None) -> tuple[int, dict]:
-    """A multipart POST with one `files` part per (name, bytes); (status, JSON body)."""
+def post_files(
+    url: str, files: list[tuple[str, bytes]], headers: dict | None = None, *, chunked: bool = False
+) -> tuple[int, dict]:
+    """A multipart POST with one `files` part per (name, bytes), `chunked` without a Content-Length; (status, JSON
+    body)."""
     boundary = uuid.uuid4().hex
     body = (
         b"".join(
@@ -44,7 +47,9 @@ def post_files(url: str, files: list[tuple[str, bytes]], headers: dict | None = 
         + f"--{boundary}--\r\n".encode()
     )
     request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **(headers or {})}
+        url,
+        data=iter([body]) if chunked else body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
@@ -129,6 +134,8 @@ def test_hostile_uploads_get_a_clear_4xx_and_the_server_stays_up(server, tmp_pat
     for name, (data, status, words) in cases.items():
         code, body = post_files(base + "/predict", [(name, data)])
         assert (code, words in body["detail"]) == (status, True), (name, code, body)
+    code, body = post_files(base + "/predict", [("huge.jpg", os.urandom(3 * 2**20))], chunked=True)
+    assert (code, body["detail"]) == (413, "the upload is over 2 MB; the limit is 2 MB per request"), body
     code, body = post_files(base + "/predict", [("fish.webp", photo)] * 17)
     assert code == 413 and "limit is 16" in body["detail"]
     assert get(base + "/health")["status"] == "ok"

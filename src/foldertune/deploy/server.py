@@ -162,8 +162,10 @@ def create_app(
         for upload in files:
             data = upload.file.read(limit + 1)
             total += len(data)
-            if total > limit:
-                raise HTTPException(413, f"the upload is over {max_upload_mb:g} MB; the limit is per request")
+            if total > limit:  # sent in chunks: there was no Content-Length to refuse it by
+                raise HTTPException(
+                    413, f"the upload is over {max_upload_mb:g} MB; the limit is {max_upload_mb:g} MB per request"
+                )
             name = upload.filename or "upload"
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / ("image" + Path(name).suffix.lower()[:8])
