@@ -408,3 +408,16 @@ def test_check_names_a_mistyped_data_before_its_outputs(tmp_path):
         "(.csv) or a run folder."
     ), done.stderr
     assert (tmp_path / "check.csv").read_text() == "notes of mine\n"
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_without_a_traceback(tmp_path):
+    data = copy_subset(tmp_path / "photos", 3, {"fishes": "fish", "tools": "tool"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "foldertune", "check", str(data), "--out", str(tmp_path / "c.csv")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"},  # each line out as it is printed
+    )  # fmt: skip
+    assert process.stdout.readline().startswith(b"data: ")  # then the reader goes, as `| head -1` does
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1 and stderr == "", stderr

@@ -188,6 +188,10 @@ def test_the_api_speaks_python(run, chinese_run, tmp_path):
         classifier.predict([arrays[0], 7])
     with pytest.raises(ft.UserError, match=re.escape("at least one image of 1x1 pixels; got shape (0, 0, 3)")):
         classifier.predict(np.zeros((0, 0, 3), np.uint8))
+    for function in (ft.train, ft.lr_find):  # open-ended: their keywords are the run's settings
+        with pytest.raises(ft.UnknownKeyword, match=r"unknown setting 'epoch'; did you mean 'epochs'\?") as caught:
+            function(chinese_run[1], epoch=1)
+        assert isinstance(caught.value, TypeError)
     with pytest.raises(ft.UnknownKeyword, match=r"^ft.load\(\) has no keyword devcie=; did you mean device=\?$"):
         ft.load(run, devcie="cpu")
     with pytest.raises(ft.UnknownKeyword, match=r"^Classifier.predict\(\) has no keyword top_k=; did you mean topk="):

@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
         code, message = 2, f"foldertune {args.command}: error: {error}"
     except TrainingStopped as stopped:  # a signal (saved cleanly) or a dead loader process; the run can go on
         code, message = stopped.exit_code, f"foldertune {args.command}: {stopped}"
+    except BrokenPipeError:  # the reader went away (`foldertune check ... | head`): stop without a word, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
+        code, speaks = 1, False
     except OSError as error:  # a path of the user's that cannot be read or written: the path and the reason
         if error.filename is None:
             raise
@@ -810,7 +813,8 @@ def _write_predictions(path: Path, predictions, topk: int) -> None:
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="RUN|CHECKPOINT", help="a run folder (uses its best.pt) or a .pt checkpoint")
     p.add_argument("--format", dest="fmt", choices=EXPORT_FORMATS, default="onnx", help="(default: onnx)")
-    p.add_argument("--out", metavar="FILE", help="(default: RUN/export/model.onnx or model.torchscript.pt)")
+    p.add_argument("--out", metavar="FILE", help="(default: RUN/export/model.onnx; model-fp16.onnx with --half, "
+                   "model-int8.onnx with --int8, model.torchscript.pt for TorchScript)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace the exported file if it exists (default: refuse)")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foldertune.data import DEFAULT_MAX_PIXELS
-from foldertune.errors import UserError
+from foldertune.errors import UnknownKeyword, UserError
 
 MODES = ("linear", "finetune", "scratch")
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -232,7 +232,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     """Linear warm-up length for the cosine schedule, in epochs; fractions allowed."""
     label_smoothing: float | None = None
-    """Cross-entropy label smoothing; None: per mode, 0.1 for finetune and 0 otherwise (DEFAULT_LABEL_SMOOTHING)."""
+    """Cross-entropy label smoothing; None: per mode, 0.1 for finetune and 0 otherwise."""
     augment: str = "standard"
     """Training augmentation: standard is a random resized crop and a horizontal flip; trivialwide and randaugment
     add torchvision's TrivialAugmentWide or RandAugment (2 operations, magnitude 9) to each crop."""
@@ -378,7 +378,7 @@ class RunConfig:
         for key, value in settings.items():
             name, value = flat_setting(key, value)
             if name not in known:
-                raise UserError(f"unknown setting {key!r}{_did_you_mean(key, [*known, *ALIASES])}")
+                raise UnknownKeyword(f"unknown setting {key!r}{_did_you_mean(key, [*known, *ALIASES])}")
             sections[known[name]][name] = value
         return cls(
             data=DataConfig(**sections["data"]),

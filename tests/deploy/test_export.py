@@ -153,7 +153,9 @@ def test_the_torch_free_pixels_equal_the_evaluation_transform(pre, tmp_path):
 
 def test_half_precision_and_torchscript_exports_pass_their_checks(exported, tmp_path):
     run, _, _ = exported
-    half = export_model(run, half=True, out=tmp_path / "half.onnx", log=lambda *_: None)
+    run = shutil.copytree(run, tmp_path / "run")  # the default place: a name of its own, beside export/model.onnx
+    half = export_model(run, half=True, log=lambda *_: None)
+    assert half.path == run / "export" / "model-fp16.onnx"
     assert half.parity["top1_agreement"] >= 0.99 and half.path.stat().st_size < 0.6 * (run / "best.pt").stat().st_size
     script = export_model(run, fmt="torchscript", out=tmp_path / "model.pt", log=lambda *_: None)
     assert script.parity["top1_agreement"] == 1.0 and script.parity["max_probability_difference"] < 1e-5

@@ -297,4 +297,7 @@ def test_serving_beyond_this_machine_without_a_token_says_how_to_add_one(chinese
     process, _ = start_server(chinese_run[0], "--host", "0.0.0.0", env={"FOLDERTUNE_TOKEN": ""})
     process.terminate()
     output = process.communicate(timeout=30)[0].decode()
-    assert "reachable from other machines; it has no authentication: add --token SECRET" in output, output
+    assert (
+        "foldertune serve: warning: --host 0.0.0.0 makes the app reachable from other machines; it has no "
+        "authentication: add --token SECRET" in output
+    ), output

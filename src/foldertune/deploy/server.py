@@ -26,6 +26,7 @@ import secrets
 import socket
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 from PIL import Image
@@ -209,8 +210,9 @@ def serve(
         log(f"every route but / and /health needs 'Authorization: Bearer TOKEN'; open the page as "
             f"http://{shown}:{port}/#token=TOKEN")  # fmt: skip
     elif host not in ("127.0.0.1", "localhost", "::1"):
-        log(f"note: --host {host} makes the app reachable from other machines; it has no authentication: add "
-            f"--token SECRET (or set {TOKEN_VARIABLE}) to require 'Authorization: Bearer SECRET'.")  # fmt: skip
+        warnings.warn(f"--host {host} makes the app reachable from other machines; it has no authentication: add "
+                      f"--token SECRET (or set {TOKEN_VARIABLE}) to require 'Authorization: Bearer SECRET'.",
+                      stacklevel=2)  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
