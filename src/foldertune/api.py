@@ -16,7 +16,6 @@ with the keyword's name, not the flag's. Heavy imports (torch, torchvision) happ
 from __future__ import annotations
 
 import argparse
-import difflib
 import functools
 import inspect
 import os
@@ -24,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from foldertune.errors import UnknownKeyword, UserError, named_keywords
+from foldertune.errors import UnknownKeyword, UserError, named_keywords, unknown_keyword
 
 
 @functools.cache
@@ -63,9 +62,7 @@ def keywords(command: str, *, cli_only: dict[str, str] | None = None):
                 elif key in flags:
                     options.update(_as_parameter(flags[key], value, parameters, function.__name__, key))
                 else:
-                    close = difflib.get_close_matches(key, [*named, *flags], n=1)
-                    hint = f"; did you mean {close[0]}=?" if close else f"; it takes {', '.join(named)}."
-                    raise UnknownKeyword(f"ft.{function.__name__}() has no keyword {key}={hint}")
+                    raise unknown_keyword(f"ft.{function.__name__}", key, named, list(flags))
             for key, value in options.items():  # a switch: "no" and 0 are not False
                 if key in parameters and isinstance(parameters[key].default, bool) and not isinstance(value, bool):
                     raise UserError(f"ft.{function.__name__}()'s {key}= is True or False; got {value!r}.")

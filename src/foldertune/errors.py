@@ -30,9 +30,14 @@ def named_keywords(function):
     def call(*args, **given):
         for key in given:
             if key not in named:
-                close = difflib.get_close_matches(key, named, n=1)
-                hint = f"did you mean {close[0]}=?" if close else f"it takes {', '.join(named)}."
-                raise UnknownKeyword(f"{label}() has no keyword {key}=; {hint}")
+                raise unknown_keyword(label, key, named)
         return function(*args, **given)
 
     return call
+
+
+def unknown_keyword(label: str, key: str, named: list[str], others: list[str] = ()) -> UnknownKeyword:
+    """The error for `key=` given to `label` (such as 'ft.load'), which takes `named` (and `others`, only suggested)."""
+    close = difflib.get_close_matches(key, [*named, *others], n=1)
+    hint = f"did you mean {close[0]}=?" if close else f"it takes {', '.join(named)}."
+    return UnknownKeyword(f"{label}() has no keyword {key}=; {hint}")

@@ -120,15 +120,8 @@ def export_model(
     must then also keep the validation accuracy within INT8_MAX_ACCURACY_DROP."""
     check_export_options(fmt=fmt, opset=opset, half=half, int8=int8)
     checkpoint_file, run = locate_checkpoint(source)
-    name = (
-        "model-int8.onnx"
-        if int8
-        else "model-fp16.onnx"
-        if half and fmt == "onnx"
-        else "model.onnx"
-        if fmt == "onnx"
-        else "model.torchscript.pt"
-    )  # fmt: skip  (each kind its own: none replaces another)
+    shrunk = "int8" if int8 else "fp16" if half else None  # ONNX only (check_export_options)
+    name = "model.torchscript.pt" if fmt != "onnx" else f"model-{shrunk}.onnx" if shrunk else "model.onnx"  # one each
     path = Path(out) if out else run.export_dir / name
     suffix = ".onnx" if fmt == "onnx" else ".pt"
     if path.suffix.lower() != suffix:  # predict and serve tell the formats apart by it

@@ -81,7 +81,7 @@ def check_output(
     path. Creates nothing: the test file it writes has no name and vanishes when closed."""
     path = Path(path).expanduser()
     for given in inputs:
-        if path.exists() and Path(given).expanduser().exists() and os.path.samefile(path, Path(given).expanduser()):
+        if path.exists() and Path(given).expanduser().exists() and os.path.samefile(path, os.path.expanduser(given)):
             raise UserError(f"{option} '{path}' is the input '{given}' itself; write to another file: foldertune "
                             "never replaces what it reads.")  # fmt: skip
     if folder and path.exists() and not path.is_dir():

@@ -208,7 +208,8 @@ def _nearest_of_suspects(
 
 
 def _folds_used(asked: int, labels: np.ndarray, groups: np.ndarray) -> str:
-    """'5-fold', or '3-fold (not the 5 asked: the smallest class has 3 images)'."""
+    """How many folds the heads use, in words: '5-fold', or '3-fold (not the 5 asked for: ...)' when the smallest
+    class or the copy groups allow fewer (`fold_count`)."""
     from foldertune.analysis.label_scores import fold_count
 
     used = fold_count(asked, labels, groups)
